@@ -1,0 +1,430 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+)
+
+// ClientConfig configures the agent side of a tunnel. URL and ClusterID are
+// required; the zero value of every other field means the default documented
+// on it.
+type ClientConfig struct {
+	// URL is the hub's tunnel endpoint, wss://HOST/PATH (ws:// for tests).
+	URL string
+	// ClusterID is sent in the X-Eco-Cluster-Id header.
+	ClusterID string
+	// Token is sent as "Authorization: Bearer TOKEN". If empty, no
+	// Authorization header is sent.
+	Token string
+	// Header holds extra headers for the upgrade request.
+	Header http.Header
+
+	// Hello is sent in the handshake. ProtocolVersion is filled in if
+	// empty.
+	Hello Hello
+
+	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to the hub's
+	// CA. If nil, the system roots are used. ALPN is always http/1.1.
+	TLSConfig *tls.Config
+	// Proxy picks the proxy for the upgrade request. If nil,
+	// http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
+	Proxy func(*http.Request) (*url.URL, error)
+
+	// HandshakeTimeout bounds Dial: connect, upgrade and handshake. If
+	// zero, DefaultHandshakeTimeout (10 s). Dial's ctx may end it sooner.
+	HandshakeTimeout time.Duration
+	// HeartbeatTimeout closes the session when no heartbeat arrived from
+	// the hub for this long. If zero, the timeout the hub announces in the
+	// handshake (3 heartbeat intervals by default).
+	HeartbeatTimeout time.Duration
+
+	// MaxControlMessage limits one control frame body in bytes. If zero,
+	// DefaultMaxControlMessage (64 KiB).
+	MaxControlMessage int
+	// MaxMessageSize limits one received WebSocket message in bytes. If
+	// zero, DefaultMaxMessageSize (1 MiB).
+	MaxMessageSize int64
+	// Mux tunes the yamux session; its zero value means the defaults.
+	Mux MuxConfig
+
+	// Logger receives the session's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+}
+
+// ClientSession is an agent's live tunnel. It is a net.Listener: Accept
+// returns each connection the hub dials, so an agent serves it with
+// http.Server.Serve. Close it when done; Done is closed when it ends for any
+// reason, and Err then says why.
+type ClientSession struct {
+	clusterID string
+	log       *slog.Logger
+	conn      *wsConn
+	mux       *yamux.Session
+	ctrl      *controlStream
+	id        uint64
+	hbTimeout time.Duration
+
+	done       chan struct{} // closed when the session ended and run returned
+	goodbyeAck chan struct{} // closed when the hub acknowledged our goodbye
+
+	// mu guards err, closing and sentGoodbye.
+	mu          sync.Mutex
+	err         error // why the session ended; nil while it is live
+	closing     bool  // Close was called
+	sentGoodbye bool
+
+	wg sync.WaitGroup // the control loop (run)
+}
+
+// Dial connects to the hub, authenticates and performs the handshake. A
+// *RejectError means the hub refused this agent (bad credential, Admit
+// failed, unsupported version); other errors are network or protocol
+// failures worth retrying with a Backoff.
+func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
+	if cfg.URL == "" || cfg.ClusterID == "" {
+		return nil, errors.New("tunnel: ClientConfig.URL and ClusterID are required")
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxControlMessage <= 0 {
+		cfg.MaxControlMessage = DefaultMaxControlMessage
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.Hello.ProtocolVersion == "" {
+		cfg.Hello.ProtocolVersion = ProtocolVersion
+	}
+	log := discardLogger(cfg.Logger)
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	ws, err := dialWebSocket(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn := newWSConn(ws, cfg.MaxMessageSize)
+	mux, err := yamux.Server(conn, cfg.Mux.yamux(log))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tunnel: starting yamux: %w", err)
+	}
+	// Cancelling ctx aborts the handshake by closing the session.
+	stop := context.AfterFunc(ctx, func() { mux.Close() })
+	c, err := handshake(ctx, mux, conn, &cfg, log)
+	if !stop() && err == nil {
+		err = fmt.Errorf("tunnel: handshake: %w", ctx.Err())
+	}
+	if err != nil {
+		mux.Close()
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.run()
+	return c, nil
+}
+
+// dialWebSocket performs the HTTP upgrade.
+func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, error) {
+	var tlsCfg *tls.Config
+	if cfg.TLSConfig != nil {
+		tlsCfg = cfg.TLSConfig.Clone()
+	} else {
+		tlsCfg = &tls.Config{}
+	}
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	proxy := cfg.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	tr := &http.Transport{
+		Proxy:               proxy,
+		TLSClientConfig:     tlsCfg,
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: cfg.HandshakeTimeout,
+		DisableCompression:  true,
+		MaxIdleConns:        1,
+	}
+	defer tr.CloseIdleConnections()
+	hdr := cfg.Header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	if cfg.Token != "" {
+		hdr.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	hdr.Set(HeaderClusterID, cfg.ClusterID)
+	hdr.Set(HeaderAgentProtocol, cfg.Hello.ProtocolVersion)
+	ws, resp, err := websocket.Dial(ctx, cfg.URL, &websocket.DialOptions{
+		HTTPClient:      &http.Client{Transport: tr},
+		HTTPHeader:      hdr,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err == nil {
+		return ws, nil
+	}
+	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		var body string
+		if resp.Body != nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			body = strings.TrimSpace(string(b))
+		}
+		if body == "" {
+			body = http.StatusText(resp.StatusCode)
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return nil, &RejectError{Reason: body, StatusCode: resp.StatusCode}
+		}
+		return nil, fmt.Errorf("tunnel: dialing %s: HTTP %d: %s", redactURL(cfg.URL), resp.StatusCode, body)
+	}
+	return nil, fmt.Errorf("tunnel: dialing %s: %w", redactURL(cfg.URL), err)
+}
+
+// redactURL drops userinfo and query from u for error messages.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "hub"
+	}
+	p.User, p.RawQuery = nil, ""
+	return p.String()
+}
+
+// handshake accepts the control stream, sends Hello and reads the hub's
+// answer.
+func handshake(ctx context.Context, mux *yamux.Session, conn *wsConn, cfg *ClientConfig, log *slog.Logger) (*ClientSession, error) {
+	deadline, _ := ctx.Deadline()
+	st, err := mux.AcceptStreamWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: handshake: accepting control stream: %w", connLost(conn, err))
+	}
+	if st.StreamID() != 1 {
+		return nil, fmt.Errorf("%w: control stream has ID %d, want 1", ErrProtocol, st.StreamID())
+	}
+	ctrl := newControlStream(st, cfg.MaxControlMessage)
+	hello := cfg.Hello
+	if err := ctrl.send(&message{Type: msgHello, Hello: &hello}, deadline); err != nil {
+		return nil, fmt.Errorf("tunnel: handshake: %w", connLost(conn, err))
+	}
+	if err := st.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	m, err := ctrl.recv()
+	switch {
+	case err != nil && isTimeout(err):
+		return nil, ErrHandshakeTimeout
+	case err != nil && errors.Is(err, ErrProtocol):
+		return nil, fmt.Errorf("tunnel: handshake: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("tunnel: handshake: %w", connLost(conn, err))
+	case m.Type == msgReject:
+		return nil, &RejectError{Reason: m.Reason}
+	case m.Type != msgAccept:
+		return nil, fmt.Errorf("%w: expected accept or reject, got %q", ErrProtocol, m.Type)
+	}
+	if err := checkVersion(m.Accept.ProtocolVersion); err != nil {
+		return nil, err
+	}
+	timeout := cfg.HeartbeatTimeout
+	if timeout <= 0 {
+		timeout = time.Duration(m.Accept.HeartbeatTimeoutMs) * time.Millisecond
+	}
+	return &ClientSession{
+		clusterID:  cfg.ClusterID,
+		log:        log,
+		conn:       conn,
+		mux:        mux,
+		ctrl:       ctrl,
+		id:         m.Accept.SessionID,
+		hbTimeout:  timeout,
+		done:       make(chan struct{}),
+		goodbyeAck: make(chan struct{}),
+	}, nil
+}
+
+// connLost wraps a failed read or write as ErrConnectionLost, preferring the
+// WebSocket-level cause.
+func connLost(conn *wsConn, err error) error {
+	if cerr := conn.err(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrConnectionLost, cerr)
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+}
+
+// run answers heartbeats until the session ends.
+func (c *ClientSession) run() {
+	defer c.wg.Done()
+	cause := c.readLoop()
+	c.mu.Lock()
+	if c.closing && !errors.Is(cause, ErrGoodbye) && !errors.Is(cause, ErrDisconnected) {
+		cause = fmt.Errorf("%w: closed by the agent", ErrSessionClosed)
+	}
+	if c.err == nil {
+		c.err = cause
+	}
+	cause = c.err
+	c.mu.Unlock()
+	c.mux.Close()
+	c.log.Info("tunnel: session ended", "cluster", c.clusterID, "session", c.id, "cause", cause)
+	close(c.done)
+}
+
+func (c *ClientSession) readLoop() error {
+	for {
+		if err := c.ctrl.st.SetReadDeadline(time.Now().Add(c.hbTimeout)); err != nil {
+			return err
+		}
+		m, err := c.ctrl.recv()
+		if err != nil {
+			switch {
+			case isTimeout(err):
+				return fmt.Errorf("%w: no heartbeat from the hub for %v", ErrHeartbeatTimeout, c.hbTimeout)
+			case errors.Is(err, ErrProtocol):
+				return err
+			}
+			return connLost(c.conn, err)
+		}
+		switch m.Type {
+		case msgPing:
+			if err := c.ctrl.send(&message{Type: msgPong, Seq: m.Seq}, time.Now().Add(c.hbTimeout)); err != nil {
+				return connLost(c.conn, err)
+			}
+		case msgGoodbye:
+			c.mu.Lock()
+			ours := c.sentGoodbye
+			c.mu.Unlock()
+			if ours {
+				close(c.goodbyeAck)
+				return fmt.Errorf("%w: acknowledged by the hub", ErrGoodbye)
+			}
+			return fmt.Errorf("%w: %s", ErrDisconnected, m.Reason)
+		case msgHello, msgAccept, msgReject, msgPong, msgStatus:
+			return fmt.Errorf("%w: unexpected %s message from hub", ErrProtocol, m.Type)
+		default:
+			// Unknown types come from newer minor versions: ignore.
+		}
+	}
+}
+
+// Accept waits for and returns the next connection the hub dials. After the
+// session ends it returns an error wrapping net.ErrClosed.
+func (c *ClientSession) Accept() (net.Conn, error) {
+	st, err := c.mux.AcceptStream()
+	if err != nil {
+		if cause := c.Err(); cause != nil {
+			return nil, fmt.Errorf("tunnel: accept: %w (%w)", net.ErrClosed, cause)
+		}
+		return nil, fmt.Errorf("tunnel: accept: %w (%w)", net.ErrClosed, err)
+	}
+	return st, nil
+}
+
+// Addr returns a placeholder address naming the cluster.
+func (c *ClientSession) Addr() net.Addr { return tunnelAddr(c.clusterID) }
+
+// SessionID is the ID the hub gave this session.
+func (c *ClientSession) SessionID() uint64 { return c.id }
+
+// ReportStatus tells the hub the agent's state, e.g. StateFailing with the
+// reason the API server cannot be reached. ctx's deadline bounds the write.
+func (c *ClientSession) ReportStatus(ctx context.Context, st Status) error {
+	m := &message{Type: msgStatus, Status: &st}
+	if err := m.validate(); err != nil {
+		return err
+	}
+	return c.send(ctx, m)
+}
+
+func (c *ClientSession) send(ctx context.Context, m *message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-c.done:
+		return fmt.Errorf("%w: %w", ErrSessionClosed, c.Err())
+	default:
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(c.hbTimeout)
+	}
+	if err := c.ctrl.send(m, deadline); err != nil {
+		return fmt.Errorf("%w: %w", ErrSessionClosed, err)
+	}
+	return nil
+}
+
+// Goodbye tells the hub that the agent was removed from its cluster (not
+// that it failed), waits for the hub to acknowledge or for ctx to end, and
+// closes the session. It returns nil only if the hub acknowledged.
+func (c *ClientSession) Goodbye(ctx context.Context, reason string) error {
+	c.mu.Lock()
+	c.sentGoodbye = true
+	c.mu.Unlock()
+	if len(reason) > maxFieldLen {
+		reason = reason[:maxFieldLen]
+	}
+	err := c.send(ctx, &message{Type: msgGoodbye, Reason: reason})
+	select {
+	case <-c.goodbyeAck:
+		// The ack can beat the report that the write completed.
+		err = nil
+	default:
+	}
+	if err == nil {
+		select {
+		case <-c.goodbyeAck:
+		case <-c.done:
+			select {
+			case <-c.goodbyeAck:
+			default:
+				err = fmt.Errorf("tunnel: goodbye not acknowledged: %w", c.Err())
+			}
+		case <-ctx.Done():
+			err = fmt.Errorf("tunnel: goodbye not acknowledged: %w", ctx.Err())
+		}
+	}
+	c.Close()
+	return err
+}
+
+// Done is closed when the session has ended.
+func (c *ClientSession) Done() <-chan struct{} { return c.done }
+
+// Err says why the session ended, or returns nil while it is live.
+func (c *ClientSession) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close ends the session at once and waits for its goroutines. Connections
+// accepted from it are reset.
+func (c *ClientSession) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.mux.Close()
+	c.wg.Wait()
+	return nil
+}
+
+// tunnelAddr is the net.Addr of a ClientSession.
+type tunnelAddr string
+
+func (a tunnelAddr) Network() string { return "eco-tunnel" }
+func (a tunnelAddr) String() string  { return "eco-tunnel/" + string(a) }

@@ -1,0 +1,73 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors for protocol states. Errors returned by this package wrap
+// them, so test with [errors.Is].
+var (
+	// ErrNoSession means the cluster has no live tunnel to the hub.
+	ErrNoSession = errors.New("tunnel: no session for cluster")
+	// ErrServerClosed is returned by a Server after Close.
+	ErrServerClosed = errors.New("tunnel: server closed")
+	// ErrSessionClosed is returned by operations on a closed session.
+	ErrSessionClosed = errors.New("tunnel: session closed")
+	// ErrProtocol means the peer broke the wire protocol (spec.md).
+	ErrProtocol = errors.New("tunnel: protocol error")
+	// ErrFrameTooLarge means a control frame announced a length above the
+	// configured maximum. It wraps ErrProtocol.
+	ErrFrameTooLarge = fmt.Errorf("%w: control frame too large", ErrProtocol)
+	// ErrUnsupportedVersion means the peer speaks another major protocol
+	// version.
+	ErrUnsupportedVersion = errors.New("tunnel: unsupported protocol version")
+	// ErrHandshakeTimeout means the peer did not complete the handshake in
+	// time.
+	ErrHandshakeTimeout = errors.New("tunnel: handshake timed out")
+	// ErrHeartbeatTimeout means no heartbeat arrived within the timeout:
+	// the peer or the path to it is dead.
+	ErrHeartbeatTimeout = errors.New("tunnel: heartbeat timed out")
+	// ErrReplaced means a newer session for the same cluster replaced this
+	// one.
+	ErrReplaced = errors.New("tunnel: replaced by a newer session")
+	// ErrDisconnected means the hub ended the session on purpose
+	// (Server.Disconnect or Server.Close). On the agent side the error
+	// carries the hub's reason.
+	ErrDisconnected = errors.New("tunnel: disconnected by hub")
+	// ErrGoodbye means the agent ended the session with a goodbye (it was
+	// removed from its cluster).
+	ErrGoodbye = errors.New("tunnel: agent said goodbye")
+	// ErrConnectionLost means the underlying connection failed or was
+	// closed by the peer without a goodbye.
+	ErrConnectionLost = errors.New("tunnel: connection lost")
+	// ErrForbidden may be returned (wrapped) by ServerConfig.Authenticate to
+	// answer 403 Forbidden instead of 401 Unauthorized.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// RejectError is the hub refusing an agent: the credential was not accepted
+// (StatusCode 401 or 403, before any upgrade) or ServerConfig.Admit refused
+// the handshake (StatusCode 0). Retrying without a change on the agent's side
+// will fail the same way, so an agent should back off long or stop, where it
+// retries a network failure soon.
+type RejectError struct {
+	// Reason is the hub's explanation, meant for humans.
+	Reason string
+	// StatusCode is the HTTP status of a refused upgrade, or 0 when the
+	// handshake was rejected after the upgrade.
+	StatusCode int
+}
+
+func (e *RejectError) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("tunnel: hub refused the connection (HTTP %d): %s", e.StatusCode, e.Reason)
+	}
+	return "tunnel: hub rejected the agent: " + e.Reason
+}
+
+// IsRejected reports whether err is or wraps a *RejectError.
+func IsRejected(err error) bool {
+	var re *RejectError
+	return errors.As(err, &re)
+}

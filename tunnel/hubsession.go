@@ -1,0 +1,341 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// hubSession is one agent's session on the hub. Its goroutine is the
+// ServeHTTP call that accepted it (serve); heartbeat pings run on timer
+// callbacks tracked by hbWG.
+type hubSession struct {
+	srv        *Server
+	clusterID  string
+	remoteAddr string
+	conn       *wsConn
+	mux        *yamux.Session
+
+	// Set by the handshake, read-only afterwards.
+	id          uint64
+	ctrl        *controlStream
+	hello       Hello
+	connectedAt time.Time
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// established is set once the read loop owns the control stream.
+	established bool
+	// closing is set once the session is ending; cause says why and
+	// goodbye, if not empty, is sent to the agent first.
+	closing bool
+	cause   error
+	goodbye string
+	// Heartbeat state. hbTimer fires heartbeat; hbStopped stops it.
+	hbTimer       *time.Timer
+	hbStopped     bool
+	pingSeq       uint64
+	pingSent      time.Time
+	lastHeartbeat time.Time
+	rtt           time.Duration
+	status        Status
+
+	// hbWG counts running heartbeat callbacks. Add is only called with mu
+	// held and hbStopped false, so it never races with Wait.
+	hbWG sync.WaitGroup
+}
+
+// serve runs the handshake and then the control loop until the session
+// ends, then cleans up.
+func (h *hubSession) serve() {
+	s := h.srv
+	if err := h.handshake(); err != nil {
+		var re *RejectError
+		if errors.As(err, &re) {
+			s.log.Info("tunnel: agent rejected", "cluster", h.clusterID, "remote", h.remoteAddr, "reason", re.Reason)
+			h.linger()
+		} else {
+			s.stats.handshakeErrors.Add(1)
+			s.log.Info("tunnel: handshake failed", "cluster", h.clusterID, "remote", h.remoteAddr, "err", err)
+		}
+		h.mux.Close()
+		s.unregister(h)
+		return
+	}
+	s.stats.sessionsTotal.Add(1)
+	s.log.Info("tunnel: agent connected", "cluster", h.clusterID, "session", h.id, "remote", h.remoteAddr,
+		"agentVersion", h.hello.AgentVersion, "kubernetesVersion", h.hello.KubernetesVersion)
+	s.emit(Event{Kind: EventConnected, ClusterID: h.clusterID, SessionID: h.id, Time: h.connectedAt, Hello: h.hello})
+
+	h.mu.Lock()
+	if !h.closing {
+		h.hbTimer = time.AfterFunc(s.cfg.HeartbeatInterval, h.heartbeat)
+	}
+	h.mu.Unlock()
+
+	cause := h.readLoop()
+
+	h.mu.Lock()
+	if h.closing {
+		cause = h.cause
+	} else {
+		h.closing, h.cause = true, cause
+	}
+	goodbye := h.goodbye
+	h.hbStopped = true
+	if h.hbTimer != nil {
+		h.hbTimer.Stop()
+	}
+	h.mu.Unlock()
+	h.hbWG.Wait()
+
+	if goodbye != "" {
+		err := h.ctrl.send(&message{Type: msgGoodbye, Reason: goodbye}, time.Now().Add(lingerTimeout))
+		if err == nil {
+			h.linger()
+		} else {
+			s.log.Debug("tunnel: sending goodbye", "cluster", h.clusterID, "session", h.id, "err", err)
+		}
+	}
+	h.mux.Close()
+	s.unregister(h)
+	if errors.Is(cause, ErrHeartbeatTimeout) {
+		s.stats.heartbeatTimeouts.Add(1)
+	}
+	s.log.Info("tunnel: agent disconnected", "cluster", h.clusterID, "session", h.id, "cause", cause)
+	s.emit(Event{Kind: EventDisconnected, ClusterID: h.clusterID, SessionID: h.id, Time: time.Now(), Err: cause})
+}
+
+// handshake opens the control stream, reads the agent's Hello, admits it and
+// answers accept or reject. A rejection returns a *RejectError after the
+// reject message was sent.
+func (h *hubSession) handshake() error {
+	s := h.srv
+	st, err := h.mux.OpenStream()
+	if err != nil {
+		return fmt.Errorf("opening control stream: %w", err)
+	}
+	// The agent never opens streams; a GoAway makes yamux refuse any.
+	if err := h.mux.GoAway(); err != nil {
+		return fmt.Errorf("sending go-away: %w", err)
+	}
+	h.ctrl = newControlStream(st, s.cfg.MaxControlMessage)
+	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
+	if err := st.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	m, err := h.ctrl.recv()
+	if err != nil {
+		if isTimeout(err) {
+			return ErrHandshakeTimeout
+		}
+		if errors.Is(err, ErrProtocol) {
+			return h.reject(deadline, "protocol error: "+err.Error())
+		}
+		return fmt.Errorf("reading hello: %w", h.connErr(err))
+	}
+	if m.Type != msgHello {
+		return h.reject(deadline, fmt.Sprintf("protocol error: expected hello, got %q", m.Type))
+	}
+	if err := checkVersion(m.Hello.ProtocolVersion); err != nil {
+		return h.reject(deadline, err.Error())
+	}
+	if s.cfg.Admit != nil {
+		ctx, cancel := context.WithDeadline(s.ctx, deadline)
+		err := s.cfg.Admit(ctx, h.clusterID, *m.Hello)
+		cancel()
+		if err != nil {
+			reason := err.Error()
+			var re *RejectError
+			if errors.As(err, &re) {
+				reason = re.Reason
+			}
+			return h.reject(deadline, reason)
+		}
+	}
+	h.hello = *m.Hello
+	h.id = s.nextID.Add(1)
+	h.connectedAt = time.Now()
+	// Register before accepting, so the agent is reachable as soon as it
+	// knows it was accepted.
+	if !s.register(h) {
+		return ErrServerClosed
+	}
+	h.mu.Lock()
+	h.established = true // from now on shutdown leaves the goodbye to serve
+	h.mu.Unlock()
+	err = h.ctrl.send(&message{Type: msgAccept, Accept: &acceptBody{
+		ProtocolVersion:     ProtocolVersion,
+		SessionID:           h.id,
+		HeartbeatIntervalMs: millis(s.cfg.HeartbeatInterval),
+		HeartbeatTimeoutMs:  millis(s.cfg.HeartbeatTimeout),
+	}}, deadline)
+	if err != nil {
+		return h.connErr(err)
+	}
+	return nil
+}
+
+func (h *hubSession) reject(deadline time.Time, reason string) error {
+	if len(reason) > maxFieldLen {
+		reason = reason[:maxFieldLen]
+	}
+	// Count first: the agent may act on the reject before send returns.
+	h.srv.stats.rejected.Add(1)
+	if err := h.ctrl.send(&message{Type: msgReject, Reason: reason}, deadline); err != nil {
+		// yamux may report a write as failed when the peer closed right
+		// after reading it; the agent was rejected either way.
+		h.srv.log.Debug("tunnel: sending reject", "cluster", h.clusterID, "err", err)
+	}
+	return &RejectError{Reason: reason}
+}
+
+// linger waits, up to lingerTimeout, for the agent to close after a final
+// message, discarding anything it still sends.
+func (h *hubSession) linger() {
+	if err := h.ctrl.st.SetReadDeadline(time.Now().Add(lingerTimeout)); err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, h.ctrl.st)
+}
+
+// readLoop reads control messages until the session ends and returns the
+// cause. Every message re-arms the heartbeat timeout.
+func (h *hubSession) readLoop() error {
+	s := h.srv
+	for {
+		h.mu.Lock()
+		if h.closing {
+			h.mu.Unlock()
+			return nil
+		}
+		err := h.ctrl.st.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
+		h.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		m, err := h.ctrl.recv()
+		if err != nil {
+			switch {
+			case isTimeout(err):
+				return fmt.Errorf("%w: nothing received for %v", ErrHeartbeatTimeout, s.cfg.HeartbeatTimeout)
+			case errors.Is(err, ErrProtocol):
+				return err
+			}
+			return h.connErr(err)
+		}
+		now := time.Now()
+		switch m.Type {
+		case msgPong:
+			h.mu.Lock()
+			ok := m.Seq == h.pingSeq && !h.pingSent.IsZero()
+			var rtt time.Duration
+			if ok {
+				rtt = now.Sub(h.pingSent)
+				h.rtt, h.lastHeartbeat = rtt, now
+				h.pingSent = time.Time{}
+			}
+			h.mu.Unlock()
+			if ok {
+				s.emit(Event{Kind: EventHeartbeat, ClusterID: h.clusterID, SessionID: h.id, Time: now, RTT: rtt})
+			}
+		case msgStatus:
+			h.mu.Lock()
+			h.status = *m.Status
+			h.mu.Unlock()
+			s.emit(Event{Kind: EventStatus, ClusterID: h.clusterID, SessionID: h.id, Time: now, Status: *m.Status})
+		case msgGoodbye:
+			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
+			h.mu.Lock()
+			if !h.closing {
+				h.closing = true
+				h.cause = fmt.Errorf("%w: %s", ErrGoodbye, m.Reason)
+				h.goodbye = "goodbye acknowledged"
+			}
+			h.mu.Unlock()
+			return nil
+		case msgHello, msgAccept, msgReject, msgPing:
+			return fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type)
+		default:
+			// Unknown types come from newer minor versions: ignore.
+		}
+	}
+}
+
+// heartbeat sends one ping and schedules the next.
+func (h *hubSession) heartbeat() {
+	h.mu.Lock()
+	if h.closing || h.hbStopped {
+		h.mu.Unlock()
+		return
+	}
+	h.hbWG.Add(1)
+	defer h.hbWG.Done()
+	h.pingSeq++
+	seq := h.pingSeq
+	h.pingSent = time.Now()
+	h.mu.Unlock()
+
+	interval := h.srv.cfg.HeartbeatInterval
+	if err := h.ctrl.send(&message{Type: msgPing, Seq: seq}, time.Now().Add(interval)); err != nil {
+		// A dead connection surfaces in the read loop.
+		h.srv.log.Debug("tunnel: sending ping", "cluster", h.clusterID, "err", err)
+	}
+	h.mu.Lock()
+	if !h.closing && !h.hbStopped {
+		h.hbTimer.Reset(interval)
+	}
+	h.mu.Unlock()
+}
+
+// shutdown ends the session with cause. If reason is not empty the agent is
+// sent a goodbye with it first. It does not wait: the session's goroutine
+// sends the goodbye, lingers briefly and closes.
+func (h *hubSession) shutdown(cause error, reason string) {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return
+	}
+	h.closing, h.cause, h.goodbye = true, cause, reason
+	established := h.established
+	if established {
+		// Wake the read loop now; it sends the goodbye.
+		_ = h.ctrl.st.SetReadDeadline(time.Unix(1, 0))
+	}
+	h.mu.Unlock()
+	if !established {
+		h.mux.Close()
+	}
+}
+
+// connErr wraps err, a failed read or write, as ErrConnectionLost with the
+// WebSocket-level cause if there was one.
+func (h *hubSession) connErr(err error) error {
+	if cerr := h.conn.err(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrConnectionLost, cerr)
+	}
+	return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+}
+
+func (h *hubSession) info() SessionInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return SessionInfo{
+		ClusterID:     h.clusterID,
+		SessionID:     h.id,
+		Hello:         h.hello,
+		RemoteAddr:    h.remoteAddr,
+		ConnectedAt:   h.connectedAt,
+		LastHeartbeat: h.lastHeartbeat,
+		RTT:           h.rtt,
+		Status:        h.status,
+		Streams:       h.mux.NumStreams(),
+	}
+}

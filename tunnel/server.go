@@ -1,0 +1,375 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/yamux"
+)
+
+// HTTP headers of the upgrade request (spec.md, "Upgrade request").
+const (
+	// HeaderClusterID carries the cluster ID the agent claims to serve.
+	// ServerConfig.Authenticate decides whether the credential may.
+	HeaderClusterID = "X-Eco-Cluster-Id"
+	// HeaderAgentProtocol carries the agent's protocol version.
+	HeaderAgentProtocol = "X-Eco-Tunnel-Protocol"
+)
+
+// Defaults for ServerConfig.
+const (
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultHeartbeatMisses   = 3
+	DefaultHandshakeTimeout  = 10 * time.Second
+	// lingerTimeout bounds the wait for a peer to close after a final
+	// goodbye or reject, so the message is read before the connection
+	// drops.
+	lingerTimeout = time.Second
+)
+
+// ServerConfig configures a hub-side Server. The zero value of every field
+// except Authenticate means the default documented on it.
+type ServerConfig struct {
+	// Authenticate is called for every upgrade request before the
+	// WebSocket upgrade and returns the cluster the request may serve. An
+	// error refuses the request without upgrading: 403 Forbidden if it
+	// wraps ErrForbidden, 401 Unauthorized otherwise; the error text is
+	// the response body, so keep it short and free of secrets. Required.
+	Authenticate func(r *http.Request) (clusterID string, err error)
+
+	// Admit is called with the agent's Hello after the upgrade, before the
+	// session is accepted; ctx ends with the handshake timeout or Close.
+	// An error rejects the agent: its text (or a *RejectError's Reason) is
+	// sent to the agent, which surfaces it as a *RejectError. If nil, every
+	// agent that speaks a supported protocol version is admitted.
+	Admit func(ctx context.Context, clusterID string, hello Hello) error
+
+	// Events, if not nil, is called synchronously from the session's
+	// goroutine for each session event (see EventKind). It must return
+	// quickly and must not call Server.Close.
+	Events func(Event)
+
+	// HeartbeatInterval is how often the hub pings each agent. If zero,
+	// DefaultHeartbeatInterval (10 s), shorter than common load-balancer
+	// idle timeouts (60 s and up).
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout closes a session from which nothing was received
+	// for this long. If zero, DefaultHeartbeatMisses (3) intervals. Agents
+	// learn both values in the handshake.
+	HeartbeatTimeout time.Duration
+	// HandshakeTimeout bounds the wait for the agent's Hello and the Admit
+	// call. If zero, DefaultHandshakeTimeout (10 s).
+	HandshakeTimeout time.Duration
+
+	// MaxControlMessage limits one control frame body in bytes. If zero,
+	// DefaultMaxControlMessage (64 KiB).
+	MaxControlMessage int
+	// MaxMessageSize limits one received WebSocket message in bytes. If
+	// zero, DefaultMaxMessageSize (1 MiB).
+	MaxMessageSize int64
+
+	// Mux tunes the yamux session; its zero value means the defaults.
+	Mux MuxConfig
+
+	// Logger receives the server's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+}
+
+// Server is the hub side of the tunnel. It is an http.Handler that accepts
+// agents (mount it at the tunnel path) and dials connections into their
+// clusters with DialContext. Create it with NewServer; stop it with Close.
+type Server struct {
+	cfg    ServerConfig // defaults applied
+	log    *slog.Logger
+	ymux   *yamux.Config
+	ctx    context.Context // ends on Close; parent of Admit contexts
+	cancel context.CancelFunc
+
+	nextID   atomic.Uint64
+	counters byteCounters
+	stats    struct {
+		sessionsTotal, authFailures, rejected, handshakeErrors,
+		streamsOpened, dialErrors, heartbeatTimeouts atomic.Uint64
+	}
+
+	// mu guards sessions, pending and closed.
+	mu       sync.Mutex
+	sessions map[string]*hubSession   // admitted sessions by cluster ID
+	pending  map[*hubSession]struct{} // sessions still in the handshake
+	closed   bool
+
+	// wg counts ServeHTTP calls; each owns its session's goroutine.
+	wg sync.WaitGroup
+}
+
+// NewServer validates cfg, applies defaults and returns a Server.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Authenticate == nil {
+		return nil, errors.New("tunnel: ServerConfig.Authenticate is required")
+	}
+	if cfg.HeartbeatInterval < 0 || cfg.HeartbeatTimeout < 0 || cfg.HandshakeTimeout < 0 ||
+		cfg.MaxControlMessage < 0 || cfg.MaxMessageSize < 0 {
+		return nil, errors.New("tunnel: negative durations or limits in ServerConfig")
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatMisses * cfg.HeartbeatInterval
+	}
+	if cfg.HeartbeatTimeout <= cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("tunnel: HeartbeatTimeout %v must exceed HeartbeatInterval %v",
+			cfg.HeartbeatTimeout, cfg.HeartbeatInterval)
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxControlMessage == 0 {
+		cfg.MaxControlMessage = DefaultMaxControlMessage
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	log := discardLogger(cfg.Logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:      cfg,
+		log:      log,
+		ymux:     cfg.Mux.yamux(log),
+		ctx:      ctx,
+		cancel:   cancel,
+		sessions: make(map[string]*hubSession),
+		pending:  make(map[*hubSession]struct{}),
+	}, nil
+}
+
+// ServeHTTP authenticates an agent, upgrades its request to a WebSocket and
+// runs the session until it ends. It blocks for the session's lifetime.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "tunnel server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	clusterID, err := s.cfg.Authenticate(r)
+	if err == nil && clusterID == "" {
+		err = errors.New("no cluster for this credential")
+	}
+	if err != nil {
+		s.stats.authFailures.Add(1)
+		code := http.StatusUnauthorized
+		if errors.Is(err, ErrForbidden) {
+			code = http.StatusForbidden
+		}
+		s.log.Info("tunnel: agent refused", "remote", r.RemoteAddr, "status", code, "err", err)
+		http.Error(w, "tunnel: "+err.Error(), code)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		// Accept has answered the request (400, 426, ...).
+		s.stats.handshakeErrors.Add(1)
+		s.log.Info("tunnel: upgrade failed", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn := newWSConn(ws, s.cfg.MaxMessageSize, &s.counters)
+	mux, err := yamux.Client(conn, s.ymux)
+	if err != nil { // only for an invalid config, which NewServer built
+		conn.Close()
+		s.log.Error("tunnel: starting yamux", "err", err)
+		return
+	}
+	h := &hubSession{
+		srv:        s,
+		clusterID:  clusterID,
+		remoteAddr: r.RemoteAddr,
+		conn:       conn,
+		mux:        mux,
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		mux.Close()
+		return
+	}
+	s.pending[h] = struct{}{}
+	s.mu.Unlock()
+	h.serve()
+}
+
+// register makes h the session of its cluster, replacing an older one.
+func (s *Server) register(h *hubSession) bool {
+	s.mu.Lock()
+	delete(s.pending, h)
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	old := s.sessions[h.clusterID]
+	s.sessions[h.clusterID] = h
+	s.mu.Unlock()
+	if old != nil {
+		old.shutdown(ErrReplaced, "replaced by a newer session for this cluster")
+	}
+	return true
+}
+
+// unregister forgets h if it is still its cluster's session.
+func (s *Server) unregister(h *hubSession) {
+	s.mu.Lock()
+	delete(s.pending, h)
+	if s.sessions[h.clusterID] == h {
+		delete(s.sessions, h.clusterID)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) emit(ev Event) {
+	if s.cfg.Events != nil {
+		s.cfg.Events(ev)
+	}
+}
+
+// DialContext opens a new stream to the agent of clusterID; the agent
+// accepts it from its ClientSession. It fails with ErrNoSession if the
+// cluster has no tunnel. Opening does not wait for the agent: the stream is
+// announced and usable at once. ctx only bounds the dial; the returned
+// connection is not tied to it.
+func (s *Server) DialContext(ctx context.Context, clusterID string) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		s.stats.dialErrors.Add(1)
+		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, err)
+	}
+	s.mu.Lock()
+	h, closed := s.sessions[clusterID], s.closed
+	s.mu.Unlock()
+	switch {
+	case closed:
+		s.stats.dialErrors.Add(1)
+		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, ErrServerClosed)
+	case h == nil:
+		s.stats.dialErrors.Add(1)
+		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, ErrNoSession)
+	}
+	st, err := h.mux.OpenStream()
+	if err != nil {
+		s.stats.dialErrors.Add(1)
+		if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrRemoteGoAway) {
+			return nil, fmt.Errorf("dialing cluster %q: %w: %w", clusterID, ErrNoSession, err)
+		}
+		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, err)
+	}
+	s.stats.streamsOpened.Add(1)
+	return st, nil
+}
+
+// Dialer returns a dial function for http.Transport.DialContext that
+// ignores its address and dials clusterID.
+func (s *Server) Dialer(clusterID string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return s.DialContext(ctx, clusterID)
+	}
+}
+
+// DialAddr is a dial function for http.Transport.DialContext that takes the
+// cluster ID from the host part of addr, so one Transport can reach every
+// cluster through URLs like http://CLUSTER-ID/path. The port is ignored.
+func (s *Server) DialAddr(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	return s.DialContext(ctx, host)
+}
+
+// Disconnect ends the session of clusterID now, telling the agent reason
+// (e.g. the cluster was deleted). New dials fail at once; open streams are
+// reset when the session closes, within about a second. It reports whether
+// there was a session.
+func (s *Server) Disconnect(clusterID, reason string) bool {
+	s.mu.Lock()
+	h := s.sessions[clusterID]
+	delete(s.sessions, clusterID)
+	s.mu.Unlock()
+	if h == nil {
+		return false
+	}
+	if reason == "" {
+		reason = "disconnected by the hub"
+	}
+	h.shutdown(fmt.Errorf("%w: %s", ErrDisconnected, reason), reason)
+	return true
+}
+
+// Sessions lists the live sessions.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	hs := make([]*hubSession, 0, len(s.sessions))
+	for _, h := range s.sessions {
+		hs = append(hs, h)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.info())
+	}
+	return out
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	return Stats{
+		Sessions:         n,
+		SessionsTotal:    s.stats.sessionsTotal.Load(),
+		AuthFailures:     s.stats.authFailures.Load(),
+		Rejected:         s.stats.rejected.Load(),
+		HandshakeErrors:  s.stats.handshakeErrors.Load(),
+		StreamsOpened:    s.stats.streamsOpened.Load(),
+		DialErrors:       s.stats.dialErrors.Load(),
+		HeartbeatTimeout: s.stats.heartbeatTimeouts.Load(),
+		BytesIn:          s.counters.in.Load(),
+		BytesOut:         s.counters.out.Load(),
+	}
+}
+
+// Close refuses new agents, says goodbye to every connected agent, closes
+// all sessions and waits for every goroutine the server started. Agents
+// get about a second to take the goodbye.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	var hs []*hubSession
+	if !s.closed {
+		s.closed = true
+		for _, h := range s.sessions {
+			hs = append(hs, h)
+		}
+		for h := range s.pending {
+			hs = append(hs, h)
+		}
+		clear(s.sessions)
+		clear(s.pending)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, h := range hs {
+		h.shutdown(fmt.Errorf("%w: hub shutting down", ErrDisconnected), "hub shutting down")
+	}
+	s.wg.Wait()
+	return nil
+}
