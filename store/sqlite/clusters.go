@@ -1,0 +1,276 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/eco-project/eco/store"
+)
+
+// clusterColumns is what scanCluster reads, in order.
+const clusterColumns = `id, name, provider, region, cloud_ref, created_at, credential_hash,
+	fingerprint, fingerprint_pinned_at, cloud_health,
+	state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version`
+
+func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
+	var c store.Cluster
+	err := row.Scan(&c.ID, &c.Name, &c.Provider, &c.Region, &c.CloudRef, scanTime{&c.CreatedAt}, &c.AgentCredentialHash,
+		&c.Fingerprint, scanTime{&c.FingerprintPinnedAt}, &c.CloudHealth,
+		&c.Status.State, &c.Status.Reason, scanTime{&c.Status.Since}, scanTime{&c.Status.LastHeartbeat},
+		&c.Status.RTT, &c.Status.AgentVersion, &c.Status.KubernetesVersion)
+	return c, err
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// CreateCluster implements [store.Store].
+func (s *Store) CreateCluster(ctx context.Context, nc store.NewCluster) (store.Cluster, error) {
+	if err := nc.Validate(); err != nil {
+		return store.Cluster{}, fmt.Errorf("creating cluster: %w", err)
+	}
+	now := s.cfg.Now()
+	c := store.Cluster{
+		Name:                nc.Name,
+		Provider:            nc.Provider,
+		Region:              nc.Region,
+		CloudRef:            nc.CloudRef,
+		CreatedAt:           now,
+		AgentCredentialHash: slices.Clone(nc.AgentCredentialHash),
+		Status:              store.InitialStatus(now),
+	}
+	if err := s.insertCluster(s.w.do(ctx), &c); err != nil {
+		return store.Cluster{}, fmt.Errorf("creating cluster %q: %w", nc.Name, err)
+	}
+	return c, nil
+}
+
+// insertCluster inserts c with a fresh ID. The INSERT alone is the common
+// case; only when a unique constraint fails does it look for the cause.
+func (s *Store) insertCluster(o op, c *store.Cluster) error {
+	for range 3 {
+		c.ID = store.NewClusterID()
+		_, err := o.exec(qInsertCluster, c.ID, c.Name, string(c.Provider), c.Region, c.CloudRef, dbTime(c.CreatedAt),
+			c.AgentCredentialHash, string(c.Status.State), c.Status.Reason, dbTime(c.Status.Since))
+		if !isUniqueViolation(err) {
+			return err
+		}
+		if taken, err := o.exists(qClusterNameTaken, c.Name); err != nil {
+			return err
+		} else if taken {
+			return fmt.Errorf("name is already taken: %w", store.ErrConflict)
+		}
+		if taken, err := o.exists(qCredentialTaken, c.AgentCredentialHash, ""); err != nil {
+			return err
+		} else if taken {
+			return fmt.Errorf("credential hash is already in use: %w", store.ErrConflict)
+		}
+		// Neither: the random ID collided (or the other cluster has just
+		// gone). Draw again.
+	}
+	return fmt.Errorf("no free cluster ID after 3 attempts: %w", store.ErrConflict)
+}
+
+// GetCluster implements [store.Store].
+func (s *Store) GetCluster(ctx context.Context, id string) (store.Cluster, error) {
+	c, err := scanCluster(s.r.do(ctx).queryRow(qClusterByID, id))
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("getting cluster %q: %w", id, notFound(err))
+	}
+	return c, nil
+}
+
+// GetClusterByName implements [store.Store].
+func (s *Store) GetClusterByName(ctx context.Context, name string) (store.Cluster, error) {
+	c, err := scanCluster(s.r.do(ctx).queryRow(qClusterByName, name))
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("getting cluster named %q: %w", name, notFound(err))
+	}
+	return c, nil
+}
+
+// ClusterByCredentialHash implements [store.Store].
+func (s *Store) ClusterByCredentialHash(ctx context.Context, hash []byte) (store.Cluster, error) {
+	if len(hash) == 0 {
+		return store.Cluster{}, fmt.Errorf("finding cluster by credential: %w", store.ErrNotFound)
+	}
+	c, err := scanCluster(s.r.do(ctx).queryRow(qClusterByHash, hash))
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("finding cluster by credential: %w", notFound(err))
+	}
+	return c, nil
+}
+
+// ListClusters implements [store.Store].
+func (s *Store) ListClusters(ctx context.Context, opts store.ListOptions) (store.ClusterPage, error) {
+	opts, err := opts.WithDefaults()
+	if err != nil {
+		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
+	}
+	count, list, args := listQueries(opts)
+	// A few dozen distinct queries at most: prepare them like the fixed
+	// ones, before the transaction takes a connection.
+	if err := s.r.prepare(ctx, count, list); err != nil {
+		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
+	}
+	page := store.ClusterPage{Clusters: []store.Cluster{}}
+	err = s.read(ctx, func(o op) error {
+		if err := o.queryRow(count, args...).Scan(&page.Total); err != nil {
+			return err
+		}
+		if opts.Offset >= page.Total {
+			return nil
+		}
+		rows, err := o.query(list, append(args, opts.Limit, opts.Offset)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			c, err := scanCluster(rows)
+			if err != nil {
+				return err
+			}
+			page.Clusters = append(page.Clusters, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
+	}
+	return page, nil
+}
+
+// listQueries returns the count and page queries for opts (which must have
+// its defaults), and the arguments of their WHERE clause.
+func listQueries(opts store.ListOptions) (count, list string, args []any) {
+	var conds []string
+	if opts.Search != "" {
+		// LIKE ignores ASCII case in SQLite. No index helps a substring
+		// match; at 10,000 rows the scan takes a few milliseconds.
+		p := "%" + escapeLike(opts.Search) + "%"
+		conds = append(conds, `(name LIKE ? ESCAPE '\' OR id LIKE ? ESCAPE '\' OR region LIKE ? ESCAPE '\' OR cloud_ref LIKE ? ESCAPE '\')`)
+		args = append(args, p, p, p, p)
+	}
+	if opts.Provider != "" {
+		conds = append(conds, `provider = ?`)
+		args = append(args, string(opts.Provider))
+	}
+	if opts.State != "" {
+		conds = append(conds, `state = ?`)
+		args = append(args, string(opts.State))
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = ` WHERE ` + strings.Join(conds, ` AND `)
+	}
+	// Each order follows an index and ends in a unique column.
+	var order []string
+	switch opts.SortBy {
+	case store.SortByName:
+		order = []string{"name"}
+	case store.SortByCreated:
+		order = []string{"created_at", "id"}
+	case store.SortByState:
+		order = []string{"state", "name"}
+	}
+	if opts.Desc {
+		for i := range order {
+			order[i] += " DESC"
+		}
+	}
+	count = `SELECT count(*) FROM clusters` + where
+	list = `SELECT ` + clusterColumns + ` FROM clusters` + where + ` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ? OFFSET ?`
+	return count, list, args
+}
+
+// escapeLike makes s match literally in a LIKE pattern with ESCAPE '\'.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// DeleteCluster implements [store.Store].
+func (s *Store) DeleteCluster(ctx context.Context, id string) error {
+	err := s.write(ctx, func(o op) error {
+		if _, err := o.exec(qDeleteHistory, id); err != nil {
+			return err
+		}
+		res, err := o.exec(qDeleteCluster, id)
+		return affected(res, err, store.ErrNotFound)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting cluster %q: %w", id, err)
+	}
+	return nil
+}
+
+// PinFingerprint implements [store.Store].
+func (s *Store) PinFingerprint(ctx context.Context, id, fingerprint string) error {
+	if err := store.ValidateFingerprint(fingerprint); err != nil {
+		return fmt.Errorf("pinning fingerprint of cluster %q: %w", id, err)
+	}
+	now := s.cfg.Now()
+	err := s.write(ctx, func(o op) error {
+		// Compare-and-set: only an empty fingerprint is overwritten.
+		res, err := o.exec(qPin, fingerprint, dbTime(now), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err // nil: pinned now
+		}
+		var pinned string
+		if err := o.queryRow(qFingerprint, id).Scan(&pinned); err != nil {
+			return notFound(err)
+		}
+		if pinned != fingerprint {
+			return fmt.Errorf("a different fingerprint is pinned: %w", store.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pinning fingerprint of cluster %q: %w", id, err)
+	}
+	return nil
+}
+
+// RotateCredential implements [store.Store].
+func (s *Store) RotateCredential(ctx context.Context, id string, hash []byte) error {
+	if err := store.ValidateHash("agent credential hash", hash); err != nil {
+		return fmt.Errorf("rotating credential of cluster %q: %w", id, err)
+	}
+	err := s.write(ctx, func(o op) error {
+		if taken, err := o.exists(qCredentialTaken, hash, id); err != nil {
+			return err
+		} else if taken {
+			return fmt.Errorf("credential hash is already in use: %w", store.ErrConflict)
+		}
+		res, err := o.exec(qRotate, hash, id)
+		return affected(res, err, store.ErrNotFound)
+	})
+	if err != nil {
+		return fmt.Errorf("rotating credential of cluster %q: %w", id, err)
+	}
+	return nil
+}
+
+// SetCloudHealth implements [store.Store].
+func (s *Store) SetCloudHealth(ctx context.Context, id, health string) error {
+	if err := store.ValidateCloudHealth(health); err != nil {
+		return fmt.Errorf("setting cloud health of cluster %q: %w", id, err)
+	}
+	res, err := s.w.do(ctx).exec(qCloudHealth, health, id)
+	if err := affected(res, err, store.ErrNotFound); err != nil {
+		return fmt.Errorf("setting cloud health of cluster %q: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package sqlite
+
+// The fixed SQL of the store. Each is prepared once when the store opens,
+// on the pool that runs it.
+const (
+	qClusterNameTaken = `SELECT 1 FROM clusters WHERE name = ?`
+	qCredentialTaken  = `SELECT 1 FROM clusters WHERE credential_hash = ? AND id != ?`
+	qClusterExists    = `SELECT 1 FROM clusters WHERE id = ?`
+	qInsertCluster    = `INSERT INTO clusters (id, name, provider, region, cloud_ref, created_at,
+		credential_hash, state, reason, state_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qClusterByID   = `SELECT ` + clusterColumns + ` FROM clusters WHERE id = ?`
+	qClusterByName = `SELECT ` + clusterColumns + ` FROM clusters WHERE name = ?`
+	qClusterByHash = `SELECT ` + clusterColumns + ` FROM clusters WHERE credential_hash = ?`
+
+	qDeleteHistory = `DELETE FROM status_transitions WHERE cluster_id = ?`
+	qDeleteCluster = `DELETE FROM clusters WHERE id = ?`
+	qPin           = `UPDATE clusters SET fingerprint = ?, fingerprint_pinned_at = ? WHERE id = ? AND fingerprint = ''`
+	qFingerprint   = `SELECT fingerprint FROM clusters WHERE id = ?`
+	qRotate        = `UPDATE clusters SET credential_hash = ? WHERE id = ?`
+	qCloudHealth   = `UPDATE clusters SET cloud_health = ? WHERE id = ?`
+
+	qStatus = `SELECT state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version
+		FROM clusters WHERE id = ?`
+	qUpdateStatus = `UPDATE clusters SET state = ?, reason = ?, state_since = ?,
+		last_heartbeat = ?, rtt_ns = ?, agent_version = ?, kubernetes_version = ? WHERE id = ?`
+	qInsertTransition = `INSERT INTO status_transitions (cluster_id, from_state, to_state, reason, at)
+		VALUES (?, ?, ?, ?, ?)`
+	// qPruneHistory keeps the newest N (third argument) transitions of a
+	// cluster.
+	qPruneHistory = `DELETE FROM status_transitions WHERE cluster_id = ? AND seq <= (
+		SELECT seq FROM status_transitions WHERE cluster_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`
+	qHistory = `SELECT cluster_id, from_state, to_state, reason, at
+		FROM status_transitions WHERE cluster_id = ? ORDER BY seq DESC LIMIT ?`
+
+	qInsertToken = `INSERT INTO api_tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`
+	qTokenTaken  = `SELECT 1 FROM api_tokens WHERE hash = ?`
+	qTokenByHash = `SELECT ` + tokenColumns + ` FROM api_tokens WHERE hash = ? AND revoked_at IS NULL`
+	qTokens      = `SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`
+	qRevokeToken = `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
+	qTouchToken  = `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`
+	qCountTokens = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL`
+)
+
+func writeQueries() []string {
+	return []string{
+		qClusterNameTaken, qCredentialTaken, qInsertCluster, qDeleteHistory, qDeleteCluster,
+		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
+		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken,
+	}
+}
+
+func readQueries() []string {
+	return []string{
+		qClusterByID, qClusterByName, qClusterByHash, qClusterExists, qHistory,
+		qTokenByHash, qTokens, qCountTokens,
+	}
+}

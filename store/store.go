@@ -1,0 +1,146 @@
+// Package store defines what the hub keeps between restarts — clusters, their
+// operator status and its history, and API tokens — as the [Store] interface,
+// plus the types, validation rules and status semantics every backend shares.
+//
+// Backends live in subpackages: [github.com/eco-project/eco/store/sqlite] is the
+// embedded default; PostgreSQL follows. [github.com/eco-project/eco/store/backend]
+// opens one by DSN, and [github.com/eco-project/eco/store/storetest] is the
+// contract suite every backend must pass.
+//
+// Secrets never reach the store: agent credentials and API tokens are stored
+// only as hashes computed by the caller (SHA-256 of a high-entropy token is
+// enough), and lookups are by hash.
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with %w and context, so test with
+// [errors.Is].
+var (
+	// ErrNotFound reports that the cluster or token does not exist (or, for
+	// lookups by hash, that no live record carries that hash).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict reports that the write contradicts existing state: a
+	// duplicate cluster name or hash, or a fingerprint already pinned to a
+	// different value.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid reports input that fails validation (empty or malformed
+	// name, unknown provider, state or role, out-of-range limit, …).
+	ErrInvalid = errors.New("invalid input")
+)
+
+// Store is the hub's persistent state. Implementations are safe for
+// concurrent use. Every timestamp they record comes from [Config.Now] and is
+// returned in UTC with microsecond precision.
+type Store interface {
+	// CreateCluster records a new cluster with a generated ID (see
+	// [NewClusterID]) in state [StateNotInstalled]. A duplicate name or
+	// credential hash is ErrConflict.
+	CreateCluster(ctx context.Context, c NewCluster) (Cluster, error)
+	// GetCluster returns the cluster with its current status.
+	GetCluster(ctx context.Context, id string) (Cluster, error)
+	// GetClusterByName is GetCluster by unique name.
+	GetClusterByName(ctx context.Context, name string) (Cluster, error)
+	// ClusterByCredentialHash returns the cluster whose current agent
+	// credential hashes to hash. It is an indexed lookup.
+	ClusterByCredentialHash(ctx context.Context, hash []byte) (Cluster, error)
+	// ListClusters returns one page of clusters, with their status, that
+	// match opts, and the number of clusters that match in total.
+	ListClusters(ctx context.Context, opts ListOptions) (ClusterPage, error)
+	// DeleteCluster removes the cluster, its status and its history. Its
+	// credential hash then matches nothing and its name is free again.
+	DeleteCluster(ctx context.Context, id string) error
+	// PinFingerprint atomically pins the cluster's fingerprint: it records
+	// fingerprint if none is pinned, succeeds without change if the same one
+	// is, and returns ErrConflict if a different one is.
+	PinFingerprint(ctx context.Context, id, fingerprint string) error
+	// RotateCredential replaces the cluster's agent credential hash; the old
+	// hash stops matching at once. The pinned fingerprint is kept.
+	RotateCredential(ctx context.Context, id string, hash []byte) error
+	// SetCloudHealth records the health string the cloud provider reports.
+	SetCloudHealth(ctx context.Context, id, health string) error
+
+	// UpdateStatus applies u to the cluster's current status as described by
+	// [Status.Apply]. When the state changes it also appends a [Transition]
+	// to the history, in the same transaction. It returns the new status.
+	UpdateStatus(ctx context.Context, id string, u StatusUpdate) (Status, error)
+	// StatusHistory returns up to limit transitions of the cluster, newest
+	// first. A limit of 0 means [DefaultPageSize]; above [MaxPageSize] is
+	// ErrInvalid.
+	StatusHistory(ctx context.Context, id string, limit int) ([]Transition, error)
+
+	// CreateToken records a new API token with a generated ID (see
+	// [NewTokenID]). A duplicate hash is ErrConflict.
+	CreateToken(ctx context.Context, t NewToken) (Token, error)
+	// TokenByHash returns the unrevoked token with this hash. Revoked tokens
+	// are ErrNotFound, so a caller cannot forget to check. It is an indexed
+	// lookup.
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// ListTokens returns all tokens, revoked ones included, oldest first.
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken marks the token revoked. Revoking it again is not an error
+	// and keeps the first revocation time.
+	RevokeToken(ctx context.Context, id string) error
+	// TouchToken sets the token's LastUsedAt to now: one small write, meant
+	// to be called on every authenticated request.
+	TouchToken(ctx context.Context, id string) error
+	// CountTokens returns the number of unrevoked tokens (the hub mints a
+	// bootstrap admin token when there are none).
+	CountTokens(ctx context.Context) (int, error)
+
+	// Close releases the store's resources. It is safe to call more than
+	// once; other methods fail after it.
+	Close() error
+}
+
+// DefaultHistoryLimit is the number of transitions kept per cluster when
+// [Config.HistoryLimit] is zero.
+const DefaultHistoryLimit = 1000
+
+// Config is what every backend takes besides its DSN. The zero value is
+// ready to use.
+type Config struct {
+	// Now returns the current time; tests inject a fake clock here. Every
+	// timestamp the store records comes from it, converted to UTC and
+	// truncated to microseconds (the precision all backends keep). If nil,
+	// time.Now is used.
+	Now func() time.Time
+
+	// Logger receives the few events a store logs (opening, migrations).
+	// DSNs and secrets are never logged. If nil, nothing is logged.
+	Logger *slog.Logger
+
+	// HistoryLimit is how many status transitions are kept per cluster;
+	// recording a transition deletes the oldest ones beyond it. Zero means
+	// DefaultHistoryLimit; a negative value keeps everything.
+	HistoryLimit int
+}
+
+// WithDefaults returns a copy of c with every zero field replaced by its
+// default, and Now wrapped to return UTC at microsecond precision. Backends
+// call it once when opening.
+func (c Config) WithDefaults() Config {
+	now := c.Now
+	if now == nil {
+		now = time.Now
+	}
+	c.Now = func() time.Time { return Timestamp(now()) }
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HistoryLimit == 0 {
+		c.HistoryLimit = DefaultHistoryLimit
+	}
+	return c
+}
+
+// Timestamp normalises t the way the store records times: UTC, truncated to
+// microseconds, without a monotonic clock reading.
+func Timestamp(t time.Time) time.Time {
+	return t.Round(0).UTC().Truncate(time.Microsecond)
+}
