@@ -170,7 +170,7 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 	hdr.Set(HeaderClusterID, cfg.ClusterID)
 	hdr.Set(HeaderAgentProtocol, cfg.Hello.ProtocolVersion)
 	ws, resp, err := websocket.Dial(ctx, cfg.URL, &websocket.DialOptions{
-		HTTPClient:      &http.Client{Transport: tr},
+		HTTPClient:      &http.Client{Transport: frameWriterTransport{tr}},
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})

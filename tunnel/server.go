@@ -178,6 +178,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnel: "+err.Error(), code)
 		return
 	}
+	if hj, ok := w.(http.Hijacker); ok {
+		w = frameWriterResponse{ResponseWriter: w, hj: hj}
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		// Accept has answered the request (400, 426, ...).

@@ -1,0 +1,171 @@
+package tunnel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// frameBufSize is the size of a frameWriter's pooled buffer: writes are
+// passed on at frame ends or when this much is pending.
+const frameBufSize = 64 << 10
+
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, frameBufSize)
+	return &b
+}}
+
+// frameWriter sits under the WebSocket library and passes each complete
+// WebSocket frame to the connection in one Write.
+//
+// coder/websocket writes through a 4 KiB bufio.Writer, and masks client
+// frames in that buffer, so a 32 KiB message from the agent costs eight
+// syscalls (and eight TLS records). frameWriter parses the frame headers
+// going by (RFC 6455 section 5.2), collects the bytes and writes when a frame
+// is complete, so the bytes on the wire are unchanged but arrive in one
+// write. Its buffer comes from a pool and goes back after each flush, so an
+// idle connection holds none.
+type frameWriter struct {
+	w io.Writer
+
+	// Only the WebSocket library's writer goroutine (under its write lock)
+	// calls Write, so there is no lock here.
+	buf       *[]byte  // pending bytes; nil when empty
+	hdr       [14]byte // partial frame header
+	hn        int      // bytes in hdr
+	left      uint64   // payload bytes still to come in the current frame
+	inPayload bool
+	err       error
+}
+
+// frameHeaderLen returns the full header length announced by the first
+// bytes of h (at least 2 bytes are needed to know).
+func wsHeaderLen(h []byte) int {
+	if len(h) < 2 {
+		return 2
+	}
+	n := 2
+	switch h[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if h[1]&0x80 != 0 {
+		n += 4 // masking key
+	}
+	return n
+}
+
+func wsPayloadLen(h []byte) uint64 {
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		return uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		return binary.BigEndian.Uint64(h[2:10])
+	default:
+		return uint64(l)
+	}
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if f.inPayload {
+			k := min(uint64(len(p)), f.left)
+			f.add(p[:k])
+			p = p[k:]
+			f.left -= k
+			f.inPayload = f.left > 0
+		} else {
+			f.hdr[f.hn] = p[0]
+			f.hn++
+			p = p[1:]
+			if f.hn == wsHeaderLen(f.hdr[:f.hn]) {
+				f.left = wsPayloadLen(f.hdr[:f.hn])
+				f.add(f.hdr[:f.hn])
+				f.hn = 0
+				f.inPayload = f.left > 0
+			}
+		}
+		if f.buf != nil && len(*f.buf) >= frameBufSize {
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if !f.inPayload && f.hn == 0 { // at a frame boundary
+		if err := f.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (f *frameWriter) add(p []byte) {
+	if f.buf == nil {
+		f.buf = framePool.Get().(*[]byte)
+	}
+	*f.buf = append(*f.buf, p...)
+}
+
+func (f *frameWriter) flush() error {
+	if f.buf == nil {
+		return nil
+	}
+	_, err := f.w.Write(*f.buf)
+	*f.buf = (*f.buf)[:0]
+	if cap(*f.buf) == frameBufSize {
+		framePool.Put(f.buf)
+	}
+	f.buf = nil
+	if err != nil {
+		f.err = err
+	}
+	return err
+}
+
+// frameWriterTransport gives the upgraded connection of a WebSocket dial a
+// frameWriter.
+type frameWriterTransport struct{ http.RoundTripper }
+
+func (t frameWriterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		return resp, err
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+		resp.Body = &upgradedBody{ReadWriteCloser: rwc, fw: frameWriter{w: rwc}}
+	}
+	return resp, nil
+}
+
+type upgradedBody struct {
+	io.ReadWriteCloser
+	fw frameWriter
+}
+
+func (b *upgradedBody) Write(p []byte) (int, error) { return b.fw.Write(p) }
+
+// frameWriterResponse gives the hijacked connection of a WebSocket accept a
+// frameWriter.
+type frameWriterResponse struct {
+	http.ResponseWriter
+	hj http.Hijacker
+}
+
+func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := w.hj.Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	// The response header is flushed by Hijack; later writes go through
+	// a frameWriter. The library resets the reader itself.
+	return c, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(&frameWriter{w: c}, 4<<10)), nil
+}
