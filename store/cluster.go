@@ -189,7 +189,8 @@ const (
 // first DefaultPageSize clusters by name.
 type ListOptions struct {
 	// Search, if not empty, keeps clusters whose name, ID, region or cloud
-	// reference contains it, ignoring ASCII case. It is matched literally.
+	// reference contains it, ignoring case (at least ASCII case). It is
+	// matched literally: '%', '_' and '*' are not wildcards.
 	Search string
 	// Provider, if not empty, keeps clusters of that provider.
 	Provider Provider

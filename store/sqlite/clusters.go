@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/eco-project/eco/store"
 )
@@ -116,21 +117,25 @@ func (s *Store) ListClusters(ctx context.Context, opts store.ListOptions) (store
 	if err != nil {
 		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
 	}
-	count, list, args := listQueries(opts)
+	q := listQueries(opts)
 	// A few dozen distinct queries at most: prepare them like the fixed
 	// ones, before the transaction takes a connection.
-	if err := s.r.prepare(ctx, count, list); err != nil {
+	if err := s.r.prepare(ctx, q.count, q.page, q.pageByScan); err != nil {
 		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
 	}
 	page := store.ClusterPage{Clusters: []store.Cluster{}}
 	err = s.read(ctx, func(o op) error {
-		if err := o.queryRow(count, args...).Scan(&page.Total); err != nil {
+		if err := o.queryRow(q.count, q.args...).Scan(&page.Total); err != nil {
 			return err
 		}
 		if opts.Offset >= page.Total {
 			return nil
 		}
-		rows, err := o.query(list, append(args, opts.Limit, opts.Offset)...)
+		list := q.page
+		if page.Total > sortMatchesMax {
+			list = q.pageByScan
+		}
+		rows, err := o.query(list, append(q.args, opts.Limit, opts.Offset)...)
 		if err != nil {
 			return err
 		}
@@ -150,28 +155,54 @@ func (s *Store) ListClusters(ctx context.Context, opts store.ListOptions) (store
 	return page, nil
 }
 
-// listQueries returns the count and page queries for opts (which must have
-// its defaults), and the arguments of their WHERE clause.
-func listQueries(opts store.ListOptions) (count, list string, args []any) {
-	var conds []string
-	if opts.Search != "" {
-		// LIKE ignores ASCII case in SQLite. No index helps a substring
-		// match; at 10,000 rows the scan takes a few milliseconds.
+// sortMatchesMax is the number of search matches up to which a page is
+// cut from the sorted matches; beyond it, walking the index of the order and
+// testing membership is cheaper.
+const sortMatchesMax = 1000
+
+// clusterQueries are the queries of one ListClusters call.
+type clusterQueries struct {
+	count string // the number of matching clusters
+	// page selects a page. With a search it starts from the matches of the
+	// search index and sorts them; pageByScan (the same query otherwise)
+	// walks the index of the order instead and stops at the page's end.
+	page, pageByScan string
+	args             []any // of the WHERE clause, shared by all three
+}
+
+// listQueries returns the queries for opts, which must have its defaults.
+func listQueries(opts store.ListOptions) clusterQueries {
+	var (
+		q      clusterQueries
+		conds  []string
+		search = -1 // index in conds of the search index condition
+	)
+	switch {
+	case utf8.RuneCountInString(opts.Search) >= 3:
+		// The trigram index finds substrings of three characters or more;
+		// a quoted FTS5 string is matched literally, ignoring case.
+		search = len(conds)
+		conds = append(conds, `seq IN (SELECT rowid FROM clusters_search WHERE clusters_search MATCH ?)`)
+		q.args = append(q.args, `"`+strings.ReplaceAll(opts.Search, `"`, `""`)+`"`)
+	case opts.Search != "":
+		// Shorter terms scan the table; LIKE ignores ASCII case.
 		p := "%" + escapeLike(opts.Search) + "%"
 		conds = append(conds, `(name LIKE ? ESCAPE '\' OR id LIKE ? ESCAPE '\' OR region LIKE ? ESCAPE '\' OR cloud_ref LIKE ? ESCAPE '\')`)
-		args = append(args, p, p, p, p)
+		q.args = append(q.args, p, p, p, p)
 	}
 	if opts.Provider != "" {
 		conds = append(conds, `provider = ?`)
-		args = append(args, string(opts.Provider))
+		q.args = append(q.args, string(opts.Provider))
 	}
 	if opts.State != "" {
 		conds = append(conds, `state = ?`)
-		args = append(args, string(opts.State))
+		q.args = append(q.args, string(opts.State))
 	}
-	where := ""
-	if len(conds) > 0 {
-		where = ` WHERE ` + strings.Join(conds, ` AND `)
+	where := func(conds []string) string {
+		if len(conds) == 0 {
+			return ""
+		}
+		return ` WHERE ` + strings.Join(conds, ` AND `)
 	}
 	// Each order follows an index and ends in a unique column.
 	var order []string
@@ -188,9 +219,17 @@ func listQueries(opts store.ListOptions) (count, list string, args []any) {
 			order[i] += " DESC"
 		}
 	}
-	count = `SELECT count(*) FROM clusters` + where
-	list = `SELECT ` + clusterColumns + ` FROM clusters` + where + ` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ? OFFSET ?`
-	return count, list, args
+	tail := ` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ? OFFSET ?`
+	q.count = `SELECT count(*) FROM clusters` + where(conds)
+	q.page = `SELECT ` + clusterColumns + ` FROM clusters` + where(conds) + tail
+	q.pageByScan = q.page
+	if search >= 0 {
+		// The unary + keeps SQLite from driving the query by seq.
+		scan := slices.Clone(conds)
+		scan[search] = "+" + scan[search]
+		q.pageByScan = `SELECT ` + clusterColumns + ` FROM clusters` + where(scan) + tail
+	}
+	return q
 }
 
 // escapeLike makes s match literally in a LIKE pattern with ESCAPE '\'.

@@ -2,9 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,6 +135,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Open of a database from a newer binary: %v, want an error about its newer schema", err)
 	}
+	t.Log(err)
 }
 
 func TestOpenFile(t *testing.T) {
@@ -198,5 +201,71 @@ func execSQL(t *testing.T, path, query string) {
 	defer db.Close()
 	if _, err := db.ExecContext(context.Background(), query); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSearchIndexIntegrity churns clusters and then has FTS5 compare its
+// index with the clusters table.
+func TestSearchIndexIntegrity(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eco.db")
+	s := open(t, path, store.Config{})
+	var ids []string
+	for i := range 200 {
+		c, err := s.CreateCluster(ctx, store.NewCluster{Name: fmt.Sprintf("churn-%d", i), Provider: store.ProviderGKE,
+			Region: "europe-west1", CloudRef: fmt.Sprintf("projects/p/locations/europe-west1/clusters/churn-%d", i),
+			AgentCredentialHash: storetest.Hash(fmt.Sprint(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+		if _, err := s.UpdateStatus(ctx, c.ID, store.StatusUpdate{State: store.StateConnected, Heartbeat: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, id := range ids {
+		if i%3 == 0 {
+			if err := s.DeleteCluster(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close()
+	execSQL(t, path, `INSERT INTO clusters_search (clusters_search, rank) VALUES ('integrity-check', 1)`)
+}
+
+// TestTwoStoresOneFile has two stores — as two processes would — write the
+// same file at once: the busy timeout must absorb the contention.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eco.db")
+	a, b := open(t, path, store.Config{}), open(t, path, store.Config{})
+	c, err := a.CreateCluster(ctx, store.NewCluster{Name: "shared", Provider: store.ProviderGeneric, AgentCredentialHash: storetest.Hash("shared")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 8 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for j := range 25 {
+				state := store.StateConnected
+				if j%2 == 1 {
+					state = store.StateDisconnected
+				}
+				if _, err := s.UpdateStatus(ctx, c.ID, store.StatusUpdate{State: state, Heartbeat: true}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent writers on one file: %v", err)
 	}
 }

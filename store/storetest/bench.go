@@ -40,7 +40,10 @@ func Benchmark(b *testing.B, open OpenFunc) {
 	b.Run("ListClusters/name/last-page", list(store.ListOptions{Limit: 50, Offset: BenchClusters - 50}))
 	b.Run("ListClusters/created/middle-page", list(store.ListOptions{SortBy: store.SortByCreated, Limit: 50, Offset: BenchClusters / 2}))
 	b.Run("ListClusters/state/first-page", list(store.ListOptions{SortBy: store.SortByState, Limit: 50}))
-	b.Run("ListClusters/search", list(store.ListOptions{Search: "cluster-012", Limit: 50}))
+	b.Run("ListClusters/search/10-matches", list(store.ListOptions{Search: "cluster-0123", Limit: 50}))
+	b.Run("ListClusters/search/100-matches", list(store.ListOptions{Search: "cluster-012", Limit: 50}))
+	b.Run("ListClusters/search/all-match", list(store.ListOptions{Search: "cluster", Limit: 50}))
+	b.Run("ListClusters/search/2-characters", list(store.ListOptions{Search: "-0", Limit: 50}))
 
 	page, err := s.ListClusters(ctx, store.ListOptions{Limit: store.MaxPageSize})
 	if err != nil {

@@ -61,6 +61,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Status/Concurrent", testConcurrentUpdates},
 		{"List/FiltersAndOrder", testListClusters},
 		{"List/Validation", testListValidation},
+		{"List/SearchFollowsChanges", testSearchFollowsChanges},
 		{"List/TenThousand", testList10k},
 		{"Tokens/Lifecycle", testTokenLifecycle},
 		{"Tokens/Validation", testTokenValidation},
@@ -826,6 +827,10 @@ func testListClusters(t *testing.T, open OpenFunc) {
 		{"search region", store.ListOptions{Search: "WEST-1"}, []string{"alpha"}, 1},
 		{"search region and cloud ref", store.ListOptions{Search: "-1:"}, []string{"alpha", "epsilon"}, 2},
 		{"search cloud ref", store.ListOptions{Search: "Microsoft.ContainerService"}, []string{"beta"}, 1},
+		{"search of two characters", store.ListOptions{Search: "-1"}, []string{"alpha", "epsilon"}, 2},
+		{"search of two characters ignores case", store.ListOptions{Search: "T."}, []string{"beta"}, 1},
+		{"search quote is literal", store.ListOptions{Search: `"beta`}, []string{}, 0},
+		{"search star is literal", store.ListOptions{Search: "alp*"}, []string{}, 0},
 		{"search percent is literal", store.ListOptions{Search: "%"}, []string{}, 0},
 		{"search underscore is literal", store.ListOptions{Search: "_"}, []string{}, 0},
 		{"search backslash is literal", store.ListOptions{Search: `\`}, []string{}, 0},
@@ -856,6 +861,61 @@ func testListClusters(t *testing.T, open OpenFunc) {
 	}
 	for _, c := range page.Clusters {
 		wantEqual(t, "listed "+c.Name, c, e.get(c.ID))
+	}
+}
+
+// testSearchFollowsChanges checks that search sees creations and deletions
+// at once, whatever index a backend keeps for it.
+func testSearchFollowsChanges(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	search := func(term string) []string {
+		t.Helper()
+		page, err := e.s.ListClusters(e.ctx, store.ListOptions{Search: term})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names(page.Clusters)
+	}
+	listFixture(e)
+	gamma, err := e.s.GetClusterByName(e.ctx, "gamma")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := search(gamma.ID); !slices.Equal(got, []string{"gamma"}) {
+		t.Errorf("search by ID %s = %v", gamma.ID, got)
+	}
+	if err := e.s.DeleteCluster(e.ctx, gamma.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, term := range []string{"gamma", "europe-west1", gamma.ID} {
+		if got := search(term); len(got) != 0 {
+			t.Errorf("after delete, search %q = %v", term, got)
+		}
+	}
+	nc := newCluster("gamma")
+	nc.Region = "asia-east1"
+	if _, err := e.s.CreateCluster(e.ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	// Status updates and other changes leave the search index consistent.
+	for _, c := range []string{"alpha", "gamma"} {
+		cl, err := e.s.GetClusterByName(e.ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.update(cl.ID, store.StatusUpdate{State: store.StateFailing, Reason: "gamma ray"})
+		if err := e.s.SetCloudHealth(e.ctx, cl.ID, "gamma"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := search("gamma"); !slices.Equal(got, []string{"gamma"}) {
+		t.Errorf("after re-create, search gamma = %v", got)
+	}
+	if got := search("asia-east"); !slices.Equal(got, []string{"gamma"}) {
+		t.Errorf("after re-create, search asia-east = %v", got)
+	}
+	if got := search("europe-west1"); len(got) != 0 {
+		t.Errorf("after re-create, search for the old region = %v", got)
 	}
 }
 
@@ -946,6 +1006,12 @@ func testList10k(t *testing.T, open OpenFunc) {
 	}
 	if page := list(store.ListOptions{Search: "cluster-0999"}); page.Total != 10 || !slices.Equal(names(page.Clusters), byName(9990, 10000)) {
 		t.Errorf("search: total %d, names %v", page.Total, names(page.Clusters))
+	}
+	if page := list(store.ListOptions{Search: "CLUSTER-", Offset: 5000}); page.Total != n || !slices.Equal(names(page.Clusters), byName(5000, 5050)) {
+		t.Errorf("search matching all: total %d, names %v", page.Total, names(page.Clusters))
+	}
+	if page := list(store.ListOptions{Search: "ster-01", SortBy: store.SortByCreated, Limit: store.MaxPageSize}); page.Total != 1000 || len(page.Clusters) != 1000 {
+		t.Errorf("search matching 1000: total %d, %d listed", page.Total, len(page.Clusters))
 	}
 	connected := (n + 6) / 7
 	if page := list(store.ListOptions{State: store.StateConnected, Limit: 1}); page.Total != connected {

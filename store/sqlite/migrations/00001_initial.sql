@@ -6,9 +6,11 @@
 
 -- One row per cluster, its current operator status included: a cluster has
 -- exactly one status, and keeping it in the row lets ListClusters sort and
--- filter on state from an index without a join.
+-- filter on state from an index without a join. seq is the rowid, stable
+-- across VACUUM, which the search index refers to.
 CREATE TABLE clusters (
-    id                    TEXT    NOT NULL PRIMARY KEY,
+    seq                   INTEGER NOT NULL PRIMARY KEY,
+    id                    TEXT    NOT NULL UNIQUE,
     name                  TEXT    NOT NULL UNIQUE,
     provider              TEXT    NOT NULL,
     region                TEXT    NOT NULL DEFAULT '',
@@ -30,6 +32,38 @@ CREATE TABLE clusters (
 -- ListClusters orders: by name (the UNIQUE index), by creation, by state.
 CREATE INDEX clusters_by_created ON clusters (created_at, id);
 CREATE INDEX clusters_by_state ON clusters (state, name);
+
+-- ListClusters search: a trigram index answers substring queries of three
+-- or more characters without scanning the table. It indexes the clusters
+-- table's columns (external content) and is kept in step by triggers;
+-- status updates do not touch it.
+CREATE VIRTUAL TABLE clusters_search USING fts5 (
+    id, name, region, cloud_ref,
+    content = 'clusters', content_rowid = 'seq', tokenize = 'trigram'
+);
+
+-- +goose StatementBegin
+CREATE TRIGGER clusters_search_insert AFTER INSERT ON clusters BEGIN
+    INSERT INTO clusters_search (rowid, id, name, region, cloud_ref)
+    VALUES (new.seq, new.id, new.name, new.region, new.cloud_ref);
+END;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE TRIGGER clusters_search_delete AFTER DELETE ON clusters BEGIN
+    INSERT INTO clusters_search (clusters_search, rowid, id, name, region, cloud_ref)
+    VALUES ('delete', old.seq, old.id, old.name, old.region, old.cloud_ref);
+END;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE TRIGGER clusters_search_update AFTER UPDATE OF id, name, region, cloud_ref ON clusters BEGIN
+    INSERT INTO clusters_search (clusters_search, rowid, id, name, region, cloud_ref)
+    VALUES ('delete', old.seq, old.id, old.name, old.region, old.cloud_ref);
+    INSERT INTO clusters_search (rowid, id, name, region, cloud_ref)
+    VALUES (new.seq, new.id, new.name, new.region, new.cloud_ref);
+END;
+-- +goose StatementEnd
 
 -- Every state change, oldest first by seq.
 CREATE TABLE status_transitions (
