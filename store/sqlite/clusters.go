@@ -49,7 +49,7 @@ func (s *Store) CreateCluster(ctx context.Context, nc store.NewCluster) (store.C
 		AgentCredentialHash: slices.Clone(nc.AgentCredentialHash),
 		Status:              store.InitialStatus(now),
 	}
-	if err := s.insertCluster(s.w.do(ctx), &c); err != nil {
+	if err := insertCluster(s.w.do(ctx), &c); err != nil {
 		return store.Cluster{}, fmt.Errorf("creating cluster %q: %w", nc.Name, err)
 	}
 	return c, nil
@@ -57,7 +57,7 @@ func (s *Store) CreateCluster(ctx context.Context, nc store.NewCluster) (store.C
 
 // insertCluster inserts c with a fresh ID. The INSERT alone is the common
 // case; only when a unique constraint fails does it look for the cause.
-func (s *Store) insertCluster(o op, c *store.Cluster) error {
+func insertCluster(o op, c *store.Cluster) error {
 	for range 3 {
 		c.ID = store.NewClusterID()
 		_, err := o.exec(qInsertCluster, c.ID, c.Name, string(c.Provider), c.Region, c.CloudRef, dbTime(c.CreatedAt),
@@ -118,8 +118,8 @@ func (s *Store) ListClusters(ctx context.Context, opts store.ListOptions) (store
 		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
 	}
 	q := listQueries(opts)
-	// A few dozen distinct queries at most: prepare them like the fixed
-	// ones, before the transaction takes a connection.
+	// There are at most about 150 distinct list queries: prepare them like
+	// the fixed ones, before the transaction takes a connection.
 	if err := s.r.prepare(ctx, q.count, q.page, q.pageByScan); err != nil {
 		return store.ClusterPage{}, fmt.Errorf("listing clusters: %w", err)
 	}
