@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -196,8 +197,13 @@ func BenchmarkTunnelIdleSessionMemory(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for range b.N {
+				if os.Getenv("ECO_TUNNEL_HEAPPROFILE") != "" {
+					runtime.MemProfileRate = 1
+				}
 				h := benchHarness(b, tls, 0)
 				before := memInUse()
+				var ms0 runtime.MemStats
+				runtime.ReadMemStats(&ms0)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAgents$", "-test.count=1")
 				cmd.Env = append(os.Environ(),
 					"ECO_TUNNEL_HELPER_URL="+h.url, "ECO_TUNNEL_HELPER_N="+strconv.Itoa(n))
@@ -218,7 +224,15 @@ func BenchmarkTunnelIdleSessionMemory(b *testing.B) {
 					b.Fatalf("%d sessions, want %d", got, n)
 				}
 				after := memInUse()
+				if path := os.Getenv("ECO_TUNNEL_HEAPPROFILE"); path != "" {
+					f, _ := os.Create(path)
+					pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+				var ms1 runtime.MemStats
+				runtime.ReadMemStats(&ms1)
 				b.ReportMetric(float64(after-before)/n, "hub-B/session")
+				b.ReportMetric(float64(ms1.StackInuse-ms0.StackInuse)/n, "stack-B/session")
 				b.ReportMetric(float64(runtime.NumGoroutine())/n, "goroutines/session")
 				stdin.Close()
 				cmd.Wait()

@@ -167,5 +167,7 @@ func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The response header is flushed by Hijack; later writes go through
 	// a frameWriter. The library resets the reader itself.
-	return c, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(&frameWriter{w: c}, 4<<10)), nil
+	// The bufio.Writer only gathers frame headers and small frames; large
+	// payloads pass straight through it, so 512 bytes suffice.
+	return c, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
 }

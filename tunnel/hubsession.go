@@ -12,9 +12,10 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// hubSession is one agent's session on the hub. Its goroutine is the
-// ServeHTTP call that accepted it (serve); heartbeat pings run on timer
-// callbacks tracked by hbWG.
+// hubSession is one agent's session on the hub. The ServeHTTP call that
+// accepted it runs the handshake (start); one goroutine, counted in the
+// Server's wg, then runs the control loop (run); heartbeat pings run on timer
+// callbacks counted in hbWG.
 type hubSession struct {
 	srv        *Server
 	clusterID  string
@@ -51,9 +52,9 @@ type hubSession struct {
 	hbWG sync.WaitGroup
 }
 
-// serve runs the handshake and then the control loop until the session
-// ends, then cleans up.
-func (h *hubSession) serve() {
+// start runs the handshake on the ServeHTTP goroutine. It reports whether
+// the session was admitted; then run must be called to serve it.
+func (h *hubSession) start() bool {
 	s := h.srv
 	if err := h.handshake(); err != nil {
 		var re *RejectError
@@ -66,7 +67,7 @@ func (h *hubSession) serve() {
 		}
 		h.mux.Close()
 		s.unregister(h)
-		return
+		return false
 	}
 	s.stats.sessionsTotal.Add(1)
 	s.log.Info("tunnel: agent connected", "cluster", h.clusterID, "session", h.id, "remote", h.remoteAddr,
@@ -78,7 +79,14 @@ func (h *hubSession) serve() {
 		h.hbTimer = time.AfterFunc(s.cfg.HeartbeatInterval, h.heartbeat)
 	}
 	h.mu.Unlock()
+	return true
+}
 
+// run serves the control stream until the session ends, then cleans up. It
+// runs on its own goroutine, so the HTTP request's goroutine, with its
+// grown stack and request state, is gone while the session idles.
+func (h *hubSession) run() {
+	s := h.srv
 	cause := h.readLoop()
 
 	h.mu.Lock()

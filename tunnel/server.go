@@ -106,7 +106,7 @@ type Server struct {
 	pending  map[*hubSession]struct{} // sessions still in the handshake
 	closed   bool
 
-	// wg counts ServeHTTP calls; each owns its session's goroutine.
+	// wg counts ServeHTTP calls and session goroutines.
 	wg sync.WaitGroup
 }
 
@@ -152,7 +152,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // ServeHTTP authenticates an agent, upgrades its request to a WebSocket and
-// runs the session until it ends. It blocks for the session's lifetime.
+// runs the handshake. An admitted session then runs on a goroutine owned by
+// the Server until it ends or Close is called.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -210,7 +211,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pending[h] = struct{}{}
 	s.mu.Unlock()
-	h.serve()
+	if h.start() {
+		s.wg.Add(1) // our own Add is outstanding, so this cannot race Wait
+		go func() {
+			defer s.wg.Done()
+			h.run()
+		}()
+	}
 }
 
 // register makes h the session of its cluster, replacing an older one.
