@@ -41,7 +41,7 @@ type frameWriter struct {
 	err       error
 }
 
-// frameHeaderLen returns the full header length announced by the first
+// wsHeaderLen returns the full header length announced by the first
 // bytes of h (at least 2 bytes are needed to know).
 func wsHeaderLen(h []byte) int {
 	if len(h) < 2 {
