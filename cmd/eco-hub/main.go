@@ -1,0 +1,235 @@
+// Command eco-hub runs eco's management plane: the HTTP API, the tunnel
+// endpoint agents dial, and the Kubernetes API proxy.
+//
+// On first start it creates its data directory (SQLite store, a
+// self-signed CA and serving certificate unless --tls-cert is given, and
+// the secret key that derives agent credentials) and prints an admin API
+// token once. The first SIGINT/SIGTERM drains requests; a second one stops
+// at once.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/store"
+	"github.com/eco-project/eco/store/backend"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+type options struct {
+	listen          string
+	dataDir         string
+	storeDSN        string
+	externalURL     string
+	tlsCert, tlsKey string
+	tlsHosts        string
+	agentImage      string
+	agentPullPolicy string
+	agentNamespace  string
+	heartbeat       time.Duration
+	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        string
+	adminTokenFile  string
+	showVersion     bool
+}
+
+func (o *options) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.listen, "listen", ":8443", "address to serve HTTPS on")
+	fs.StringVar(&o.dataDir, "data-dir", "eco-hub-data", "directory for the store, TLS identity and secret key")
+	fs.StringVar(&o.storeDSN, "store", "", "store DSN: a SQLite path or sqlite:///path (default: DATA-DIR/eco.db)")
+	fs.StringVar(&o.externalURL, "external-url", "", "https URL agents and users reach the hub at (default: https://127.0.0.1:PORT)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serving certificate PEM (default: a self-signed CA in DATA-DIR/tls issues one)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "serving key PEM, with --tls-cert")
+	fs.StringVar(&o.tlsHosts, "tls-hosts", "", "extra comma-separated names/IPs for the self-signed certificate (the external URL's host, localhost and 127.0.0.1 are always included)")
+	fs.StringVar(&o.agentImage, "agent-image", "", "agent image in install YAMLs (default: ghcr.io/eco-project/eco-agent:VERSION)")
+	fs.StringVar(&o.agentPullPolicy, "agent-image-pull-policy", "", "agent imagePullPolicy in install YAMLs (default IfNotPresent)")
+	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
+	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the first signal waits for requests to drain")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "also write the first admin token to this file (mode 0600)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("eco-hub", flag.ContinueOnError)
+	o.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: eco-hub [flags]\n\nRuns eco's management plane. Flags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if o.showVersion {
+		fmt.Println(version)
+		return
+	}
+	if err := run(o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "eco-hub:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+func run(o options, stdout io.Writer) error {
+	logger, err := newLogger(o.logFormat, o.logLevel, os.Stderr)
+	if err != nil {
+		return err
+	}
+	// First signal: drain. Second: stop now.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	if o.externalURL == "" {
+		o.externalURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	}
+	u, err := url.Parse(o.externalURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("--external-url %q must be an https URL", o.externalURL)
+	}
+
+	var ident hub.TLSIdentity
+	if o.tlsCert != "" || o.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+		}
+		ident.Certificate = cert
+	} else {
+		hosts := []string{u.Hostname(), "localhost", "127.0.0.1"}
+		for _, h := range strings.Split(o.tlsHosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		if ident, err = hub.LoadOrCreateTLS(filepath.Join(o.dataDir, "tls"), hosts, time.Now()); err != nil {
+			return err
+		}
+	}
+	key, err := hub.LoadOrCreateSecretKey(filepath.Join(o.dataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+
+	ctx := context.Background()
+	dsn := o.storeDSN
+	if dsn == "" {
+		dsn = filepath.Join(o.dataDir, "eco.db")
+	}
+	st, err := backend.Open(ctx, dsn, store.Config{Logger: logger.With("component", "store")})
+	if err != nil {
+		return fmt.Errorf("opening store: %w", err)
+	}
+	defer st.Close()
+
+	h, err := hub.New(hub.Config{
+		Store:                st,
+		ExternalURL:          o.externalURL,
+		CAPEM:                ident.CAPEM,
+		SecretKey:            key,
+		Version:              version,
+		AgentImage:           o.agentImage,
+		AgentImagePullPolicy: o.agentPullPolicy,
+		AgentNamespace:       o.agentNamespace,
+		HeartbeatInterval:    o.heartbeat,
+		Logger:               logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+
+	if secret, err := h.Bootstrap(ctx); err != nil {
+		return err
+	} else if secret != "" {
+		fmt.Fprintf(stdout, "First start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", secret)
+		if o.adminTokenFile != "" {
+			if err := os.WriteFile(o.adminTokenFile, []byte(secret+"\n"), 0o600); err != nil {
+				return fmt.Errorf("writing --admin-token-file: %w", err)
+			}
+		}
+	}
+
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{ident.Certificate}, MinVersion: tls.VersionTLS12},
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	logger.Info("eco-hub serving", "version", version, "listen", ln.Addr().String(), "external_url", o.externalURL, "data_dir", o.dataDir)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving: %w", err)
+	case sig := <-sigs:
+		logger.Info("draining; signal again to stop now", "signal", sig.String(), "timeout", o.shutdownTimeout)
+	}
+	drainCtx, cancel := context.WithTimeout(ctx, o.shutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			logger.Warn("second signal: stopping now")
+			cancel()
+		case <-drainCtx.Done():
+		}
+	}()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		logger.Warn("drain incomplete", "err", err)
+		srv.Close()
+	}
+	logger.Info("stopped")
+	return nil
+}

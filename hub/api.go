@@ -1,0 +1,477 @@
+package hub
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/store"
+)
+
+//go:embed openapi.yaml
+var openAPISpec []byte
+
+// maxBody bounds JSON request bodies.
+const maxBody = 64 << 10
+
+func (h *Hub) routes() {
+	m := http.NewServeMux()
+	h.registry.MustRegister(newClustersByState(h.store))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	m.HandleFunc("GET /readyz", h.readyz)
+	m.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{}))
+	m.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(openAPISpec)
+	})
+	m.Handle(TunnelPath, h.tunnels)
+
+	api := func(pattern, route string, role store.Role, f http.HandlerFunc) {
+		m.HandleFunc(pattern, h.countAPI(route, h.requireUser(role, f)))
+	}
+	api("GET /api/v1/whoami", "whoami", store.RoleViewer, h.whoami)
+	api("GET /api/v1/clusters", "list-clusters", store.RoleViewer, h.listClusters)
+	api("POST /api/v1/clusters", "create-cluster", store.RoleAdmin, h.createCluster)
+	api("GET /api/v1/clusters/{id}", "get-cluster", store.RoleViewer, h.getCluster)
+	api("DELETE /api/v1/clusters/{id}", "delete-cluster", store.RoleAdmin, h.deleteCluster)
+	api("GET /api/v1/clusters/{id}/install.yaml", "install-yaml", store.RoleAdmin, h.installYAML)
+	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", store.RoleViewer, h.kubeconfig)
+	api("GET /api/v1/clusters/{id}/status", "status", store.RoleViewer, h.clusterStatus)
+	api("GET /api/v1/clusters/{id}/history", "history", store.RoleViewer, h.statusHistory)
+	api("GET /api/v1/tokens", "list-tokens", store.RoleAdmin, h.listTokens)
+	api("POST /api/v1/tokens", "create-token", store.RoleAdmin, h.createToken)
+	api("DELETE /api/v1/tokens/{id}", "revoke-token", store.RoleAdmin, h.revokeToken)
+	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix+"/", h.requireUser(store.RoleViewer, h.proxy.ServeHTTP))
+	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix, h.requireUser(store.RoleViewer, h.proxy.ServeHTTP))
+	h.mux = m
+}
+
+func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.ready:
+	default:
+		writeError(w, http.StatusServiceUnavailable, "starting")
+		return
+	}
+	if _, err := h.store.CountTokens(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// countAPI counts API requests by route and code.
+func (h *Hub) countAPI(route string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next(rec, r)
+		h.metrics.apiRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+	}
+}
+
+// ClusterJSON is a cluster as the API shows it.
+type ClusterJSON struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Provider    string     `json:"provider"`
+	Region      string     `json:"region,omitempty"`
+	CloudRef    string     `json:"cloudRef,omitempty"`
+	CloudHealth string     `json:"cloudHealth,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	Status      StatusJSON `json:"status"`
+	// Links to the cluster's install YAML, kubeconfig and proxy.
+	Links map[string]string `json:"links"`
+}
+
+// StatusJSON is a cluster's operator status.
+type StatusJSON struct {
+	State             string     `json:"state"`
+	Reason            string     `json:"reason,omitempty"`
+	Since             time.Time  `json:"since"`
+	LastHeartbeat     *time.Time `json:"lastHeartbeat,omitempty"`
+	RTTMillis         *float64   `json:"rttMillis,omitempty"`
+	AgentVersion      string     `json:"agentVersion,omitempty"`
+	KubernetesVersion string     `json:"kubernetesVersion,omitempty"`
+}
+
+func (h *Hub) clusterJSON(c store.Cluster) ClusterJSON {
+	base := h.cfg.ExternalURL
+	return ClusterJSON{
+		ID: c.ID, Name: c.Name, Provider: string(c.Provider), Region: c.Region, CloudRef: c.CloudRef,
+		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt, Fingerprint: c.Fingerprint,
+		Status: statusJSON(c.Status),
+		Links: map[string]string{
+			"self":       base + "/api/v1/clusters/" + c.ID,
+			"install":    base + "/api/v1/clusters/" + c.ID + "/install.yaml",
+			"kubeconfig": base + "/api/v1/clusters/" + c.ID + "/kubeconfig",
+			"kubernetes": base + ProxyPrefix + c.ID + ProxySuffix,
+		},
+	}
+}
+
+func statusJSON(s store.Status) StatusJSON {
+	out := StatusJSON{
+		State: string(s.State), Reason: s.Reason, Since: s.Since,
+		AgentVersion: s.AgentVersion, KubernetesVersion: s.KubernetesVersion,
+	}
+	if !s.LastHeartbeat.IsZero() {
+		hb := s.LastHeartbeat
+		out.LastHeartbeat = &hb
+		ms := float64(s.RTT.Microseconds()) / 1000
+		out.RTTMillis = &ms
+	}
+	return out
+}
+
+func (h *Hub) whoami(w http.ResponseWriter, r *http.Request) {
+	id, _ := identityFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"name": id.Name, "role": id.Role, "groups": id.Groups(), "tokenId": id.TokenID, "version": h.cfg.Version})
+}
+
+// createClusterRequest is the body of POST /api/v1/clusters.
+type createClusterRequest struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Region   string `json:"region"`
+	CloudRef string `json:"cloudRef"`
+}
+
+func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
+	var req createClusterRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Provider == "" {
+		req.Provider = string(store.ProviderGeneric)
+	}
+	// The credential is derived from the ID the store assigns, so the
+	// cluster is created with the hash of a throwaway secret first.
+	placeholder, err := install.NewAgentToken()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	c, err := h.store.CreateCluster(r.Context(), store.NewCluster{
+		Name: req.Name, Provider: store.Provider(req.Provider), Region: req.Region, CloudRef: req.CloudRef,
+		AgentCredentialHash: hashSecret(placeholder),
+	})
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	if err := h.store.RotateCredential(r.Context(), c.ID, hashSecret(h.agentCredential(c.ID))); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	ident, _ := identityFrom(r.Context())
+	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
+	w.Header().Set("Location", "/api/v1/clusters/"+c.ID)
+	writeJSON(w, http.StatusCreated, h.clusterJSON(c))
+}
+
+func (h *Hub) listClusters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	opts := store.ListOptions{
+		Search: q.Get("search"), Provider: store.Provider(q.Get("provider")), State: store.State(q.Get("state")),
+		SortBy: store.SortKey(q.Get("sort")), Desc: q.Get("desc") == "true",
+	}
+	var err error
+	if opts.Limit, err = intParam(q.Get("limit")); err != nil {
+		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		return
+	}
+	if opts.Offset, err = intParam(q.Get("offset")); err != nil {
+		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
+		return
+	}
+	page, err := h.store.ListClusters(r.Context(), opts)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	items := make([]ClusterJSON, 0, len(page.Clusters))
+	for _, c := range page.Clusters {
+		items = append(items, h.clusterJSON(c))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": page.Total})
+}
+
+func (h *Hub) getCluster(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, h.clusterJSON(c))
+}
+
+// deleteCluster removes the cluster: its credential stops matching at
+// once, and its tunnel is closed.
+func (h *Hub) deleteCluster(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := h.store.DeleteCluster(r.Context(), id); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")
+	ident, _ := identityFrom(r.Context())
+	h.logger.Info("cluster deleted", "cluster", id, "by", ident.Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Hub) installYAML(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	yaml, err := h.InstallYAML(c.ID)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	if r.URL.Query().Get("download") == "true" {
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", "eco-"+c.Name+".yaml"))
+	}
+	w.Write(yaml)
+}
+
+// InstallYAML renders the install YAML of cluster id.
+func (h *Hub) InstallYAML(id string) ([]byte, error) {
+	opts := install.Options{
+		ClusterID:           id,
+		HubURL:              h.cfg.ExternalURL,
+		AllowInsecureHubURL: h.cfg.AllowInsecureAgentURL,
+		Token:               h.agentCredential(id),
+		HubCAPEM:            h.cfg.CAPEM,
+		Namespace:           h.cfg.AgentNamespace,
+		Image:               h.cfg.AgentImage,
+		AgentVersion:        h.cfg.Version,
+	}
+	if h.cfg.AgentImagePullPolicy != "" {
+		opts.ImagePullPolicy = corev1.PullPolicy(h.cfg.AgentImagePullPolicy)
+	}
+	y, err := install.Render(opts)
+	if err != nil {
+		return nil, fmt.Errorf("rendering install YAML: %w", err)
+	}
+	return y, nil
+}
+
+// kubeconfig returns a kubeconfig that reaches the cluster through the hub
+// as the caller, with the caller's own token.
+func (h *Hub) kubeconfig(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	ident, _ := identityFrom(r.Context())
+	data, err := h.Kubeconfig(c, ident.Name, ident.Token)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(data)
+}
+
+// Kubeconfig renders a kubeconfig for cluster c through the hub, for user
+// with the hub API token.
+func (h *Hub) Kubeconfig(c store.Cluster, user, token string) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	name := "eco-" + c.Name
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: h.cfg.ExternalURL + ProxyPrefix + c.ID + ProxySuffix, CertificateAuthorityData: h.cfg.CAPEM}
+	cfg.AuthInfos[name+"-"+user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name + "-" + user}
+	cfg.CurrentContext = name
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return nil, fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	return data, nil
+}
+
+func (h *Hub) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, statusJSON(c.Status))
+}
+
+// TransitionJSON is one status history entry.
+type TransitionJSON struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+func (h *Hub) statusHistory(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	limit, err := intParam(r.URL.Query().Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		return
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	hist, err := h.store.StatusHistory(r.Context(), c.ID, limit)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	items := make([]TransitionJSON, 0, len(hist))
+	for _, t := range hist {
+		items = append(items, TransitionJSON{From: string(t.From), To: string(t.To), Reason: t.Reason, At: t.At})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// TokenJSON is an API token as listed; the secret is shown only when
+// created.
+type TokenJSON struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Role       string     `json:"role"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
+	Token      string     `json:"token,omitempty"`
+}
+
+func tokenJSON(t store.Token) TokenJSON {
+	out := TokenJSON{ID: t.ID, Name: t.Name, Role: string(t.Role), CreatedAt: t.CreatedAt}
+	if !t.LastUsedAt.IsZero() {
+		out.LastUsedAt = &t.LastUsedAt
+	}
+	if !t.RevokedAt.IsZero() {
+		out.RevokedAt = &t.RevokedAt
+	}
+	return out
+}
+
+func (h *Hub) listTokens(w http.ResponseWriter, r *http.Request) {
+	ts, err := h.store.ListTokens(r.Context())
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	items := make([]TokenJSON, 0, len(ts))
+	for _, t := range ts {
+		items = append(items, tokenJSON(t))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+func (h *Hub) createToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+		Role string `json:"role"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	secret, t, err := h.NewAPIToken(r.Context(), req.Name, store.Role(req.Role))
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	out := tokenJSON(t)
+	out.Token = secret
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (h *Hub) revokeToken(w http.ResponseWriter, r *http.Request) {
+	if err := h.store.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Hub) loadCluster(w http.ResponseWriter, r *http.Request) (store.Cluster, bool) {
+	c, err := h.store.GetCluster(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeStoreError(w, err)
+		return store.Cluster{}, false
+	}
+	return c, true
+}
+
+func intParam(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a non-negative integer", s)
+	}
+	return n, nil
+}
+
+// readJSON decodes a bounded JSON body, rejecting unknown fields; on error
+// it answers 400 and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: more than one value")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError answers {"error": msg}.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeStoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, store.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+// writeKubeStatus answers with a Kubernetes Status, which kubectl and
+// client-go show as a readable error.
+func writeKubeStatus(w http.ResponseWriter, code int, reason, msg string) {
+	writeJSON(w, code, map[string]any{
+		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
+		"status": "Failure", "message": msg, "reason": reason, "code": code,
+	})
+}

@@ -1,0 +1,197 @@
+// Package hub is eco's management plane: the HTTP JSON API, the tunnel
+// endpoint agents dial, the Kubernetes API proxy that reaches each cluster
+// through its tunnel as the calling hub user, and the tracking of every
+// cluster's operator status. It is an http.Handler; cmd/eco-hub serves it.
+package hub
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/store"
+	"github.com/eco-project/eco/tunnel"
+)
+
+// Version is reported by the API and used as the default agent image tag.
+// cmd/eco-hub sets it from its build.
+const defaultVersion = "dev"
+
+// Paths the hub serves.
+const (
+	// TunnelPath is where agents open their tunnel.
+	TunnelPath = "/api/v1/tunnel"
+	// ProxyPrefix is followed by a cluster ID and ProxySuffix, then by the
+	// Kubernetes API path.
+	ProxyPrefix = "/clusters/"
+	ProxySuffix = "/k8s"
+)
+
+// Config configures a Hub.
+type Config struct {
+	// Store holds clusters, tokens and status. Required; the Hub does not
+	// close it.
+	Store store.Store
+	// ExternalURL is the https URL agents, kubectl and browsers use to
+	// reach the hub, e.g. https://eco.example.com. Required. It goes into
+	// install YAMLs and kubeconfigs.
+	ExternalURL string
+	// CAPEM is the CA that signed the hub's serving certificate; install
+	// YAMLs and kubeconfigs carry it. Empty when the certificate is
+	// publicly trusted.
+	CAPEM []byte
+	// SecretKey derives each cluster's agent credential (HMAC-SHA256 of the
+	// cluster ID), so the install YAML can be fetched again while the
+	// store keeps only the credential's hash. At least 32 bytes. Required.
+	SecretKey []byte
+	// Version is the hub's version, reported by the API. Empty means
+	// "dev".
+	Version string
+	// AgentImage is the agent container image in install YAMLs. Empty
+	// means install's default for Version.
+	AgentImage string
+	// AgentImagePullPolicy is the agent's imagePullPolicy. Empty means
+	// install's default.
+	AgentImagePullPolicy string
+	// AgentNamespace is the namespace install YAMLs create. Empty means
+	// install's default (eco-system).
+	AgentNamespace string
+	// AllowInsecureAgentURL lets install YAMLs carry an http ExternalURL;
+	// for tests only.
+	AllowInsecureAgentURL bool
+	// HeartbeatInterval is how often the hub pings agents. Zero means the
+	// tunnel package's default (10 s).
+	HeartbeatInterval time.Duration
+	// Registerer receives the hub's Prometheus metrics. Nil means a new
+	// private registry, served at /metrics.
+	Registry *prometheus.Registry
+	// Logger receives structured logs. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Hub is the management plane. Create it with New, serve it as an
+// http.Handler, and Close it to stop its goroutines and end every tunnel.
+type Hub struct {
+	cfg      Config
+	store    store.Store
+	tunnels  *tunnel.Server
+	logger   *slog.Logger
+	metrics  *metrics
+	registry *prometheus.Registry
+	mux      *http.ServeMux
+	proxy    *kubeProxy
+	status   *statusTracker
+
+	closeOnce sync.Once
+	ready     chan struct{}
+}
+
+// New validates cfg and returns a Hub whose status tracker is running.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("hub: Store is required")
+	}
+	u, err := url.Parse(cfg.ExternalURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("hub: ExternalURL %q must be an absolute https URL", cfg.ExternalURL)
+	}
+	if u.Scheme == "http" && !cfg.AllowInsecureAgentURL {
+		return nil, fmt.Errorf("hub: ExternalURL %q is not https (AllowInsecureAgentURL is for tests)", cfg.ExternalURL)
+	}
+	cfg.ExternalURL = strings.TrimRight(cfg.ExternalURL, "/")
+	if len(cfg.SecretKey) < 32 {
+		return nil, errors.New("hub: SecretKey must be at least 32 bytes")
+	}
+	if cfg.Version == "" {
+		cfg.Version = defaultVersion
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	h := &Hub{
+		cfg:      cfg,
+		store:    cfg.Store,
+		logger:   cfg.Logger,
+		registry: cfg.Registry,
+		ready:    make(chan struct{}),
+	}
+	h.metrics, err = newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	h.status = newStatusTracker(cfg.Store, cfg.Logger, cfg.Now, h.metrics)
+	h.tunnels, err = tunnel.NewServer(tunnel.ServerConfig{
+		Authenticate:      h.authenticateAgent,
+		Admit:             h.admitAgent,
+		Events:            h.status.event,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		Logger:            cfg.Logger.With("component", "tunnel"),
+	})
+	if err != nil {
+		h.status.close()
+		return nil, fmt.Errorf("hub: tunnel server: %w", err)
+	}
+	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels)
+	h.proxy = newKubeProxy(h)
+	h.routes()
+	close(h.ready)
+	return h, nil
+}
+
+// ServeHTTP serves the API, the tunnel endpoint and the proxy.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Close ends every tunnel (agents reconnect to whichever hub serves next)
+// and stops the status tracker. It does not close the store.
+func (h *Hub) Close() error {
+	var err error
+	h.closeOnce.Do(func() {
+		err = h.tunnels.Close()
+		h.proxy.close()
+		h.status.close()
+	})
+	return err
+}
+
+// Tunnels exposes the tunnel server, e.g. for a hub feature that needs a
+// raw connection to a cluster.
+func (h *Hub) Tunnels() *tunnel.Server { return h.tunnels }
+
+// agentCredential derives cluster id's agent credential from the secret
+// key. It has install's token format.
+func (h *Hub) agentCredential(clusterID string) string {
+	m := hmac.New(sha256.New, h.cfg.SecretKey)
+	m.Write([]byte("eco agent credential\x00"))
+	m.Write([]byte(clusterID))
+	return install.TokenPrefix + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// hashSecret is how every secret (agent credentials, API tokens) is
+// stored.
+func hashSecret(secret string) []byte { return []byte(install.HashToken(secret)) }
+
+// bg returns a context for work that must finish even when the request
+// that caused it ends, bounded by d.
+func bg(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

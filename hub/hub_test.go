@@ -1,0 +1,528 @@
+package hub_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/store"
+	"github.com/eco-project/eco/store/sqlite"
+	"github.com/eco-project/eco/tunnel"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Idle keep-alive connections of http.DefaultTransport-like clients.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// env is a hub on a loopback TLS server with a real SQLite store.
+type env struct {
+	t      *testing.T
+	hub    *hub.Hub
+	srv    *httptest.Server
+	admin  string
+	client *http.Client
+	roots  *x509.CertPool
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), t.TempDir()+"/eco.db", store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ident, err := hub.LoadOrCreateTLS(t.TempDir(), []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS.Certificates = []tls.Certificate{ident.Certificate}
+	h, err := hub.New(hub.Config{
+		Store:             st,
+		ExternalURL:       srv.URL,
+		CAPEM:             ident.CAPEM,
+		SecretKey:         []byte(strings.Repeat("k", 32)),
+		HeartbeatInterval: 200 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	srv.Config.Handler = h
+	admin, err := h.Bootstrap(t.Context())
+	if err != nil || admin == "" {
+		t.Fatalf("Bootstrap() = %q, %v", admin, err)
+	}
+	if again, err := h.Bootstrap(t.Context()); err != nil || again != "" {
+		t.Fatalf("second Bootstrap() = %q, %v; want no new token", again, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ident.CAPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &env{t: t, hub: h, srv: srv, admin: admin, client: &http.Client{Transport: tr}, roots: roots}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+// do sends a request with token (none if empty) and decodes a JSON answer
+// into out when out is not nil.
+func (e *env) do(method, path, token, body string, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: decoding %q: %v", method, path, data, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (e *env) createCluster(name string) hub.ClusterJSON {
+	e.t.Helper()
+	var c hub.ClusterJSON
+	if code := e.do("POST", "/api/v1/clusters", e.admin, `{"name":"`+name+`","provider":"eks","region":"eu-west-1"}`, &c); code != 201 {
+		e.t.Fatalf("create cluster %s: %d", name, code)
+	}
+	return c
+}
+
+// credential returns the agent credential in c's install YAML.
+func (e *env) credential(id string) string {
+	e.t.Helper()
+	y, err := e.hub.InstallYAML(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(y), "\n---\n") {
+		if !strings.Contains(doc, "kind: Secret") {
+			continue
+		}
+		var s struct{ Data map[string][]byte }
+		if err := yaml.Unmarshal([]byte(doc), &s); err != nil {
+			e.t.Fatal(err)
+		}
+		return string(s.Data[install.KeyToken])
+	}
+	e.t.Fatal("install YAML has no Secret")
+	return ""
+}
+
+// agent dials the hub as cluster id with credential, serving handler on
+// the tunnel.
+func (e *env) agent(id, credential, fingerprint string, handler http.Handler) (*tunnel.ClientSession, error) {
+	e.t.Helper()
+	sess, err := tunnel.Dial(e.t.Context(), tunnel.ClientConfig{
+		URL:       "wss" + strings.TrimPrefix(e.srv.URL, "https") + hub.TunnelPath,
+		ClusterID: id,
+		Token:     credential,
+		TLSConfig: &tls.Config{RootCAs: e.roots},
+		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: fingerprint},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if handler != nil {
+		srv := &http.Server{Handler: handler}
+		go srv.Serve(sess)
+		e.t.Cleanup(func() { srv.Close() })
+	}
+	e.t.Cleanup(func() { sess.Close() })
+	return sess, nil
+}
+
+// waitState polls the API until cluster id is in state.
+func (e *env) waitState(id string, want store.State) hub.StatusJSON {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st hub.StatusJSON
+		e.do("GET", "/api/v1/clusters/"+id+"/status", e.admin, "", &st)
+		if st.State == string(want) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("cluster %s is %s (%s), want %s", id, st.State, st.Reason, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAPIAuthAndValidation(t *testing.T) {
+	e := newEnv(t)
+	var viewer hub.TokenJSON
+	if code := e.do("POST", "/api/v1/tokens", e.admin, `{"name":"vera","role":"viewer"}`, &viewer); code != 201 || viewer.Token == "" {
+		t.Fatalf("create viewer token: %d %+v", code, viewer)
+	}
+	c := e.createCluster("prod")
+	tests := []struct {
+		name         string
+		method, path string
+		token, body  string
+		want         int
+	}{
+		{"no token", "GET", "/api/v1/clusters", "", "", 401},
+		{"garbage token", "GET", "/api/v1/clusters", "ecot_nope", "", 401},
+		{"agent credential is no API token", "GET", "/api/v1/clusters", e.credential(c.ID), "", 401},
+		{"viewer lists", "GET", "/api/v1/clusters", viewer.Token, "", 200},
+		{"viewer may not import", "POST", "/api/v1/clusters", viewer.Token, `{"name":"x"}`, 403},
+		{"viewer may not read install YAML", "GET", "/api/v1/clusters/" + c.ID + "/install.yaml", viewer.Token, "", 403},
+		{"viewer may not delete", "DELETE", "/api/v1/clusters/" + c.ID, viewer.Token, "", 403},
+		{"viewer may not mint tokens", "POST", "/api/v1/tokens", viewer.Token, `{"name":"x","role":"admin"}`, 403},
+		{"malformed JSON", "POST", "/api/v1/clusters", e.admin, `{"name":`, 400},
+		{"unknown field", "POST", "/api/v1/clusters", e.admin, `{"name":"a","color":"red"}`, 400},
+		{"bad provider", "POST", "/api/v1/clusters", e.admin, `{"name":"a","provider":"ibm"}`, 400},
+		{"bad name", "POST", "/api/v1/clusters", e.admin, `{"name":"Not A Label"}`, 400},
+		{"duplicate name", "POST", "/api/v1/clusters", e.admin, `{"name":"prod"}`, 409},
+		{"oversized body", "POST", "/api/v1/clusters", e.admin, `{"name":"` + strings.Repeat("a", 100<<10) + `"}`, 400},
+		{"unknown cluster", "GET", "/api/v1/clusters/c-aaaaaaaaaa", e.admin, "", 404},
+		{"bad limit", "GET", "/api/v1/clusters?limit=-1", e.admin, "", 400},
+		{"health needs no token", "GET", "/healthz", "", "", 200},
+		{"readiness needs no token", "GET", "/readyz", "", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := e.do(tt.method, tt.path, tt.token, tt.body, nil); got != tt.want {
+				t.Errorf("%s %s = %d, want %d", tt.method, tt.path, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("revoked token", func(t *testing.T) {
+		if code := e.do("DELETE", "/api/v1/tokens/"+viewer.ID, e.admin, "", nil); code != 204 {
+			t.Fatalf("revoke: %d", code)
+		}
+		if code := e.do("GET", "/api/v1/clusters", viewer.Token, "", nil); code != 401 {
+			t.Fatalf("revoked token got %d, want 401", code)
+		}
+	})
+}
+
+func TestClusterLifecycleAPI(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("alpha")
+	if c.Status.State != string(store.StateNotInstalled) || c.Provider != "eks" || c.Region != "eu-west-1" {
+		t.Fatalf("new cluster = %+v", c)
+	}
+	other := e.createCluster("beta")
+
+	var list struct {
+		Items []hub.ClusterJSON
+		Total int
+	}
+	e.do("GET", "/api/v1/clusters?sort=name", e.admin, "", &list)
+	if list.Total != 2 || list.Items[0].Name != "alpha" || list.Items[1].Name != "beta" {
+		t.Fatalf("list = %+v", list)
+	}
+	e.do("GET", "/api/v1/clusters?search=bet", e.admin, "", &list)
+	if list.Total != 1 || list.Items[0].ID != other.ID {
+		t.Fatalf("search = %+v", list)
+	}
+
+	yamlA, err := e.hub.InstallYAML(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yamlA2, _ := e.hub.InstallYAML(c.ID)
+	if string(yamlA) != string(yamlA2) {
+		t.Error("install YAML differs between fetches: applying it twice would not be harmless")
+	}
+	if e.credential(c.ID) == e.credential(other.ID) {
+		t.Error("two clusters share an agent credential")
+	}
+
+	req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/clusters/"+c.ID+"/kubeconfig", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{e.srv.URL + "/clusters/" + c.ID + "/k8s", e.admin, "certificate-authority-data"} {
+		if !strings.Contains(string(kc), want) {
+			t.Errorf("kubeconfig lacks %q:\n%s", want, kc)
+		}
+	}
+
+	if code := e.do("DELETE", "/api/v1/clusters/"+c.ID, e.admin, "", nil); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := e.do("GET", "/api/v1/clusters/"+c.ID, e.admin, "", nil); code != 404 {
+		t.Fatalf("get deleted: %d", code)
+	}
+}
+
+func TestAgentCredentials(t *testing.T) {
+	e := newEnv(t)
+	a := e.createCluster("a")
+	b := e.createCluster("b")
+	credA := e.credential(a.ID)
+
+	tests := []struct {
+		name      string
+		clusterID string
+		cred      string
+		wantCode  int
+	}{
+		{"no credential", a.ID, "", http.StatusUnauthorized},
+		{"wrong credential", a.ID, install.TokenPrefix + strings.Repeat("A", 43), http.StatusUnauthorized},
+		{"cluster A's credential claiming cluster B", b.ID, credA, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.agent(tt.clusterID, tt.cred, "fp", nil)
+			var rej *tunnel.RejectError
+			if !errors.As(err, &rej) || rej.StatusCode != tt.wantCode {
+				t.Fatalf("Dial error = %v, want rejection with %d", err, tt.wantCode)
+			}
+		})
+	}
+
+	t.Run("deleting a cluster closes its tunnel and revokes its credential", func(t *testing.T) {
+		sess, err := e.agent(a.ID, credA, "fp-a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.waitState(a.ID, store.StateConnected)
+		if code := e.do("DELETE", "/api/v1/clusters/"+a.ID, e.admin, "", nil); code != 204 {
+			t.Fatalf("delete: %d", code)
+		}
+		select {
+		case <-sess.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("tunnel still open after the cluster was deleted")
+		}
+		_, err = e.agent(a.ID, credA, "fp-a", nil)
+		if !tunnel.IsRejected(err) {
+			t.Fatalf("deleted cluster's credential: Dial error = %v, want rejection", err)
+		}
+	})
+}
+
+func TestFingerprintPinning(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("pinned")
+	cred := e.credential(c.ID)
+
+	first, err := e.agent(c.ID, cred, "uid-of-cluster-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	var got hub.ClusterJSON
+	e.do("GET", "/api/v1/clusters/"+c.ID, e.admin, "", &got)
+	if got.Fingerprint != "uid-of-cluster-1" {
+		t.Fatalf("fingerprint = %q, want it pinned on first connect", got.Fingerprint)
+	}
+
+	_, err = e.agent(c.ID, cred, "uid-of-cluster-2", nil)
+	var rej *tunnel.RejectError
+	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "different cluster") {
+		t.Fatalf("same YAML in another cluster: Dial error = %v, want a rejection naming the other cluster", err)
+	}
+	// The rightful agent stays connected and its status untouched.
+	select {
+	case <-first.Done():
+		t.Fatal("the rightful agent was disconnected by an impostor")
+	default:
+	}
+	e.waitState(c.ID, store.StateConnected)
+
+	first.Close()
+	e.waitState(c.ID, store.StateDisconnected)
+	_, err = e.agent(c.ID, cred, "uid-of-cluster-2", nil)
+	if !tunnel.IsRejected(err) {
+		t.Fatalf("Dial error = %v, want rejection", err)
+	}
+	st := e.waitState(c.ID, store.StateFailing)
+	if !strings.Contains(st.Reason, "uid-of-cluster-2") {
+		t.Fatalf("status reason %q does not explain the rejection", st.Reason)
+	}
+}
+
+func TestStatusTransitions(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("life")
+	sess, err := e.agent(c.ID, e.credential(c.ID), "fp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitState(c.ID, store.StateConnected)
+	if st.AgentVersion != "test" || st.KubernetesVersion != "v1.34.4" {
+		t.Fatalf("versions = %q/%q", st.AgentVersion, st.KubernetesVersion)
+	}
+	// Heartbeats every 200 ms record an RTT.
+	deadline := time.Now().Add(5 * time.Second)
+	for st.LastHeartbeat == nil || st.RTTMillis == nil || *st.RTTMillis == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat recorded: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+		e.do("GET", "/api/v1/clusters/"+c.ID+"/status", e.admin, "", &st)
+	}
+
+	ctx := t.Context()
+	if err := sess.ReportStatus(ctx, tunnel.Status{State: tunnel.StateFailing, Reason: "cannot reach the API server"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.waitState(c.ID, store.StateFailing); st.Reason != "cannot reach the API server" {
+		t.Fatalf("reason = %q", st.Reason)
+	}
+	if err := sess.ReportStatus(ctx, tunnel.Status{State: tunnel.StateReady}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	sess.Close()
+	e.waitState(c.ID, store.StateDisconnected)
+
+	sess, err = e.agent(c.ID, e.credential(c.ID), "fp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	if err := sess.Goodbye(ctx, "namespace eco-system is being deleted"); err != nil {
+		t.Fatal(err)
+	}
+	st = e.waitState(c.ID, store.StateRemoved)
+	time.Sleep(300 * time.Millisecond) // the disconnect that follows must not override Removed
+	e.waitState(c.ID, store.StateRemoved)
+
+	var hist struct{ Items []hub.TransitionJSON }
+	e.do("GET", "/api/v1/clusters/"+c.ID+"/history", e.admin, "", &hist)
+	var got []string
+	for i := len(hist.Items) - 1; i >= 0; i-- {
+		got = append(got, hist.Items[i].To)
+	}
+	want := "Connected Failing Connected Disconnected Connected Removed"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("history = %v, want %s", got, want)
+	}
+}
+
+// TestProxyReplacesIdentity puts an echo server behind the agent end of a
+// real tunnel and checks what the hub sends down it.
+func TestProxyReplacesIdentity(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("echo")
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "query": r.URL.RawQuery, "header": r.Header})
+	})
+	if _, err := e.agent(c.ID, e.credential(c.ID), "fp", echo); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+
+	req, _ := http.NewRequest("GET", e.srv.URL+"/clusters/"+c.ID+"/k8s/api/v1/namespaces?limit=5", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	req.Header.Set("Impersonate-User", "system:admin")
+	req.Header.Add("Impersonate-Group", "system:masters")
+	req.Header.Set("impersonate-uid", "0")
+	req.Header.Set("Impersonate-Extra-scopes", "all")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Path, Query string
+		Header      http.Header
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Path != "/api/v1/namespaces" || got.Query != "limit=5" {
+		t.Errorf("agent got %s?%s", got.Path, got.Query)
+	}
+	if u := got.Header.Values("Impersonate-User"); len(u) != 1 || u[0] != "admin" {
+		t.Errorf("Impersonate-User = %v, want [admin]", u)
+	}
+	if g := got.Header.Values("Impersonate-Group"); len(g) != 1 || g[0] != hub.GroupAdmins {
+		t.Errorf("Impersonate-Group = %v, want [%s]", g, hub.GroupAdmins)
+	}
+	for k := range got.Header {
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Impersonate-Uid") || strings.EqualFold(k, "Impersonate-Extra-Scopes") {
+			t.Errorf("client header %s reached the agent", k)
+		}
+	}
+	if rid := got.Header.Get("Impersonate-Extra-Eco.dev%2frequest-Id"); rid == "" || rid != resp.Header.Get("X-Request-Id") {
+		t.Errorf("request ID extra = %q, response X-Request-Id = %q", rid, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+func TestProxyWhenNotConnected(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("lonely")
+	req, _ := http.NewRequest("GET", e.srv.URL+"/clusters/"+c.ID+"/k8s/api", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Kind, Message string
+		Code          int
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	if resp.StatusCode != 503 || st.Kind != "Status" || !strings.Contains(st.Message, "NotInstalled") {
+		t.Fatalf("proxy to a cluster without agent = %d %+v", resp.StatusCode, st)
+	}
+	if code := e.do("GET", "/clusters/"+c.ID+"/k8s/api", "", "", nil); code != 401 {
+		t.Fatalf("proxy without token = %d, want 401", code)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.createCluster("m")
+	resp, err := e.client.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"eco_hub_tunnels 0", `eco_hub_clusters{state="NotInstalled"} 1`, "eco_hub_api_requests_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+var _ = context.Background

@@ -1,0 +1,199 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eco-project/eco/store"
+	"github.com/eco-project/eco/tunnel"
+)
+
+// RequestIDExtra is the impersonated user extra carrying the hub's request
+// ID, so the cluster's own audit log can be joined with the hub's. The
+// install YAML allows the agent to impersonate it.
+const RequestIDExtra = "eco.dev/request-id"
+
+// kubeProxy serves /clusters/{id}/k8s/...: it authenticates the hub user,
+// replaces every client-supplied credential and impersonation header with
+// impersonation of that user, and streams the request through the
+// cluster's tunnel to its agent, which forwards it to the API server.
+type kubeProxy struct {
+	h         *Hub
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+}
+
+func newKubeProxy(h *Hub) *kubeProxy {
+	p := &kubeProxy{h: h}
+	p.transport = &http.Transport{
+		// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
+		// host. The stream itself is inside the agent's TLS WebSocket.
+		DialContext:           h.tunnels.DialAddr,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // watches and long lists decide their own time
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       64 << 10,
+		ReadBufferSize:        64 << 10,
+		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
+		ForceAttemptHTTP2:     false,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       p.rewrite,
+		Transport:     p.transport,
+		FlushInterval: -1,
+		ErrorHandler:  p.errorHandler,
+	}
+	return p
+}
+
+func (p *kubeProxy) close() { p.transport.CloseIdleConnections() }
+
+type proxyTarget struct {
+	cluster   string
+	path      string
+	requestID string
+}
+
+type proxyTargetKey struct{}
+
+// ServeHTTP handles one proxied request; the caller has authenticated it.
+func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ident, _ := identityFrom(r.Context())
+	c, err := p.h.store.GetCluster(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && c.ID != id) {
+		writeKubeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("eco: cluster %q is not imported in this hub", id))
+		return
+	}
+	if err != nil {
+		writeKubeStatus(w, http.StatusInternalServerError, "InternalError", "eco: loading cluster: "+err.Error())
+		return
+	}
+	if !p.h.connected(id) {
+		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", notConnectedMessage(c))
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, ProxyPrefix+id+ProxySuffix)
+	if rest == "" {
+		rest = "/"
+	}
+	reqID := r.Header.Get("X-Request-Id")
+	if reqID == "" || len(reqID) > 128 {
+		reqID = uuid.NewString()
+	}
+	w.Header().Set("X-Request-Id", reqID)
+	target := proxyTarget{cluster: id, path: rest, requestID: reqID}
+	r = r.WithContext(context.WithValue(r.Context(), proxyTargetKey{}, target))
+
+	verb := kubeVerb(r)
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	p.h.metrics.proxyInFlight.Inc()
+	p.rp.ServeHTTP(rec, r)
+	p.h.metrics.proxyInFlight.Dec()
+	p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
+	p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "duration", time.Since(start))
+}
+
+// rewrite builds the outgoing request: the hub user's identity replaces
+// whatever the client sent.
+func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
+	t := pr.In.Context().Value(proxyTargetKey{}).(proxyTarget)
+	ident, _ := identityFrom(pr.In.Context())
+	pr.Out.URL = &url.URL{Scheme: "http", Host: t.cluster, Path: t.path, RawQuery: pr.In.URL.RawQuery}
+	pr.Out.Host = t.cluster
+	for k := range pr.Out.Header {
+		if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
+			pr.Out.Header.Del(k)
+		}
+	}
+	pr.Out.Header.Del("Authorization")
+	pr.Out.Header.Del("Cookie")
+	pr.Out.Header.Set("Impersonate-User", ident.Name)
+	for _, g := range ident.Groups() {
+		pr.Out.Header.Add("Impersonate-Group", g)
+	}
+	pr.Out.Header.Set("Impersonate-Extra-"+url.PathEscape(RequestIDExtra), t.requestID)
+}
+
+func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	t, _ := r.Context().Value(proxyTargetKey{}).(proxyTarget)
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	p.h.logger.Warn("proxying to cluster", "cluster", t.cluster, "path", t.path, "err", err)
+	if errors.Is(err, tunnel.ErrNoSession) {
+		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("eco: cluster %s is not connected", t.cluster))
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		writeKubeStatus(w, http.StatusGatewayTimeout, "Timeout", "eco: the cluster's agent did not answer in time")
+		return
+	}
+	writeKubeStatus(w, http.StatusBadGateway, "ServiceUnavailable", "eco: tunnel to cluster "+t.cluster+" failed: "+err.Error())
+}
+
+func notConnectedMessage(c store.Cluster) string {
+	msg := fmt.Sprintf("eco: cluster %s (%s) is not reachable: ECO is %s", c.Name, c.ID, c.Status.State)
+	if c.Status.Reason != "" {
+		msg += ": " + c.Status.Reason
+	}
+	if c.Status.State == store.StateNotInstalled {
+		msg += "; apply its install YAML with kubectl"
+	}
+	return msg
+}
+
+// kubeVerb approximates the Kubernetes verb of r for metrics.
+func kubeVerb(r *http.Request) string {
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodGet:
+		if q.Get("watch") == "true" || q.Get("watch") == "1" {
+			return "watch"
+		}
+		if r.Header.Get("Upgrade") != "" {
+			return "connect"
+		}
+		return "get"
+	case http.MethodPost:
+		if r.Header.Get("Upgrade") != "" {
+			return "connect"
+		}
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(r.Method)
+}
+
+// statusRecorder records the response code, passing Flush and Hijack
+// through so streaming and upgrades work.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
