@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/eco-project/eco/tunnel"
+)
+
+// connectLoop keeps a tunnel to the hub: it dials, serves the Forwarder on
+// the session, and when the session ends dials again after a jittered
+// backoff. It returns when ctx ends, handing back the session live at that
+// moment (nil if none), still open, so that the caller may say goodbye on
+// it.
+func (a *Agent) connectLoop(ctx context.Context) *liveSession {
+	b := tunnel.Backoff{Initial: a.cfg.BackoffInitial, Max: a.cfg.BackoffMax}
+	for {
+		hello := a.hello()
+		s, err := tunnel.Dial(ctx, a.clientConfig(hello))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var rej *tunnel.RejectError
+			if errors.As(err, &rej) {
+				a.metrics.dialErrors.WithLabelValues("rejected").Inc()
+				a.setNotConnected("the hub rejected the agent: " + rej.Reason)
+				delay := a.rejectDelay()
+				a.log.Error("the hub rejected the agent; an operator must fix this on the hub (or install a new YAML); retrying",
+					"reason", rej.Reason, "status", rej.StatusCode, "hub", a.tunnelURL, "retryIn", delay.Round(time.Millisecond))
+				if sleep(ctx, delay) != nil {
+					return nil
+				}
+				continue
+			}
+			a.metrics.dialErrors.WithLabelValues("error").Inc()
+			a.setNotConnected("cannot connect to the hub: " + err.Error())
+			a.log.Warn("cannot connect to the hub; retrying", "hub", a.tunnelURL, "err", err, "attempt", b.Attempt()+1)
+			if b.Wait(ctx) != nil {
+				return nil
+			}
+			continue
+		}
+
+		ls := a.serve(s, hello)
+		a.log.Info("connected to the hub", "hub", a.tunnelURL, "session", s.SessionID(),
+			"fingerprint", hello.Fingerprint, "kubernetesVersion", hello.KubernetesVersion)
+		start := time.Now()
+		redial := false
+		for !redial {
+			select {
+			case <-ctx.Done():
+				return ls
+			case <-s.Done():
+				redial = true
+			case <-a.rehello:
+				// The first Hello lacked what the API server told
+				// since (it was unreachable): reconnect at once so the
+				// hub learns the fingerprint.
+				if h := a.hello(); !sameHello(h, hello) {
+					a.log.Info("reconnecting to send the hub the cluster fingerprint", "fingerprint", h.Fingerprint)
+					ls.close()
+					a.setNotConnected("reconnecting with the cluster fingerprint")
+					ls = nil
+					redial = true
+				}
+			}
+		}
+		if ls == nil {
+			b.Reset()
+			continue
+		}
+		ls.close()
+		err = s.Err()
+		a.metrics.reconnects.Inc()
+		a.setNotConnected("lost the connection to the hub: " + errString(err))
+		if time.Since(start) >= stableSession {
+			b.Reset()
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, tunnel.ErrDisconnected) {
+			level = slog.LevelInfo // the hub hung up on purpose, and said why
+		}
+		a.log.Log(ctx, level, "tunnel to the hub ended; reconnecting", "err", err, "connectedFor", time.Since(start).Round(time.Millisecond))
+		if b.Wait(ctx) != nil {
+			return nil
+		}
+	}
+}
+
+// sameHello compares the fields of a Hello the agent fills in.
+func sameHello(x, y tunnel.Hello) bool {
+	return x.AgentVersion == y.AgentVersion && x.KubernetesVersion == y.KubernetesVersion &&
+		x.Fingerprint == y.Fingerprint
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
+
+// clientConfig is the tunnel configuration for one dial.
+func (a *Agent) clientConfig(hello tunnel.Hello) tunnel.ClientConfig {
+	return tunnel.ClientConfig{
+		URL:       a.tunnelURL,
+		ClusterID: a.cfg.ClusterID,
+		Token:     a.cfg.Token,
+		Hello:     hello,
+		TLSConfig: a.tlsConfig,
+		Proxy:     a.cfg.Proxy,
+		Logger:    a.log.With("component", "tunnel"),
+	}
+}
+
+// liveSession is a tunnel session with the http.Server serving the
+// Forwarder on it.
+type liveSession struct {
+	s        *tunnel.ClientSession
+	srv      *http.Server  // nil for a session opened only to say goodbye
+	served   chan struct{} // closed when srv.Serve returned
+	handlers *handlerGroup
+	a        *Agent
+}
+
+// serve starts serving the Forwarder on s and makes s the agent's session.
+func (a *Agent) serve(s *tunnel.ClientSession, hello tunnel.Hello) *liveSession {
+	ls := &liveSession{s: s, served: make(chan struct{}), handlers: &handlerGroup{}, a: a}
+	ls.srv = &http.Server{
+		Handler: a.tunnelHandler(ls.handlers),
+		// The hub writes its request as soon as it opens a stream.
+		ReadHeaderTimeout: 30 * time.Second,
+		// Idle keep-alive streams cost a little memory on both sides.
+		IdleTimeout: 5 * time.Minute,
+		// No ReadTimeout or WriteTimeout: watches, logs -f and exec
+		// sessions last as long as the user wants.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	go func() { // owned: close waits for it
+		defer close(ls.served)
+		err := ls.srv.Serve(countingListener{s, a.metrics})
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			a.log.Debug("serving the tunnel", "err", err)
+		}
+	}()
+	a.mu.Lock()
+	a.session, a.sessionHello, a.notConnected = s, hello, ""
+	a.mu.Unlock()
+	a.metrics.connected.Set(1)
+	a.metrics.sessions.Inc()
+	a.triggerCheck() // report the state to the hub at once
+	return ls
+}
+
+// close ends the session and waits for every request it served.
+func (ls *liveSession) close() {
+	if ls.a != nil {
+		ls.a.mu.Lock()
+		if ls.a.session == ls.s {
+			ls.a.session = nil
+			ls.a.metrics.connected.Set(0)
+		}
+		ls.a.mu.Unlock()
+	}
+	ls.s.Close()
+	if ls.srv != nil {
+		ls.srv.Close()
+		<-ls.served
+		ls.handlers.closeAndWait()
+	}
+}
+
+func (a *Agent) setNotConnected(why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.notConnected = why
+}
+
+// currentSession returns the live session, or nil.
+func (a *Agent) currentSession() *tunnel.ClientSession {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.session
+}
+
+// tunnelHandler is the handler served on the tunnel: the Forwarder,
+// counted and tracked so that closing a session waits for its requests.
+func (a *Agent) tunnelHandler(g *handlerGroup) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.enter() {
+			writeStatus(w, http.StatusServiceUnavailable, "eco-agent: the tunnel session is closing")
+			return
+		}
+		defer g.leave()
+		a.metrics.requests.Inc()
+		a.fwd.ServeHTTP(w, r)
+	})
+}
+
+// handlerGroup tracks running handlers. After closeAndWait, enter refuses
+// new ones (net/http may still dispatch a request read just before the
+// server closed).
+type handlerGroup struct {
+	mu     sync.Mutex // guards closed and the wg.Add calls
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *handlerGroup) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *handlerGroup) leave() { g.wg.Done() }
+
+func (g *handlerGroup) closeAndWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// countingListener counts the streams the hub opens.
+type countingListener struct {
+	*tunnel.ClientSession
+	m *metrics
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.ClientSession.Accept()
+	if err == nil {
+		l.m.streams.Inc()
+	}
+	return c, err
+}

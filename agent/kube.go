@@ -1,0 +1,302 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+)
+
+// kubeTransport holds the agent's connections to its API server: one
+// transport that may speak HTTP/2 and one limited to HTTP/1.1 for protocol
+// upgrades, both authenticated with the agent's credentials and neither
+// using an HTTP proxy (in-cluster traffic goes direct, whatever HTTPS_PROXY
+// says).
+//
+// The agent does not use client-go's typed clients: they link every
+// Kubernetes API group into the binary (about 14 MB) for the handful of
+// calls the agent makes, which apiClient makes with encoding/json.
+type kubeTransport struct {
+	host   *url.URL
+	h2, h1 *http.Transport   // bases, kept to close idle connections
+	rt2    http.RoundTripper // h2 with authentication
+	rt1    http.RoundTripper // h1 with authentication
+}
+
+// newKubeTransport builds the transports for the API server cfg describes.
+// cfg's own proxy, dialer, transport and impersonation settings are
+// ignored: the agent never proxies its API traffic, and every impersonation
+// comes from the hub. A BearerTokenFile is re-read whenever the file
+// changes (see fileToken).
+func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error) {
+	if cfg == nil || cfg.Host == "" {
+		return nil, errors.New("no API server configured")
+	}
+	host, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, fmt.Errorf("parsing API server URL %q: %w", cfg.Host, err)
+	}
+	if host.Scheme == "" { // "10.0.0.1:443", as rest.Config allows
+		if host, err = url.Parse("https://" + cfg.Host); err != nil {
+			return nil, fmt.Errorf("parsing API server URL %q: %w", cfg.Host, err)
+		}
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Proxy, cfg.Dial, cfg.Transport = nil, nil, nil
+	cfg.Impersonate = rest.ImpersonationConfig{}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = userAgent
+	}
+	var tok *fileToken
+	if cfg.BearerTokenFile != "" {
+		tok = &fileToken{path: cfg.BearerTokenFile}
+		if _, err := tok.get(); err != nil {
+			return nil, err
+		}
+		cfg.BearerToken, cfg.BearerTokenFile = "", ""
+	}
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("API server TLS config: %w", err)
+	}
+	k := &kubeTransport{host: host}
+	k.h2 = baseTransport(tlsCfg, true)
+	k.h1 = baseTransport(tlsCfg, false)
+	if k.rt2, err = wrapTransport(cfg, tok, k.h2); err != nil {
+		return nil, err
+	}
+	if k.rt1, err = wrapTransport(cfg, tok, k.h1); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// baseTransport dials the API server directly: no HTTP proxy.
+func baseTransport(tlsCfg *tls.Config, http2 bool) *http.Transport {
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{}
+	}
+	tlsCfg = tlsCfg.Clone()
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     http2,
+		// Large buffers: list responses and log streams are big.
+		WriteBufferSize: 64 << 10,
+		ReadBufferSize:  64 << 10,
+	}
+	if !http2 {
+		tlsCfg.NextProtos = []string{"http/1.1"}
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return t
+}
+
+func wrapTransport(cfg *rest.Config, tok *fileToken, base http.RoundTripper) (http.RoundTripper, error) {
+	var rt http.RoundTripper = base
+	if tok != nil {
+		rt = &tokenRoundTripper{token: tok, next: base}
+	}
+	rt, err := rest.HTTPWrappersForConfig(cfg, rt)
+	if err != nil {
+		return nil, fmt.Errorf("API server auth wrappers: %w", err)
+	}
+	return rt, nil
+}
+
+// closeIdle closes idle connections to the API server.
+func (k *kubeTransport) closeIdle() {
+	k.h2.CloseIdleConnections()
+	k.h1.CloseIdleConnections()
+}
+
+// fileToken is a bearer token kept in a file, such as the ServiceAccount
+// token the kubelet rotates. It stats the file on every use and re-reads it
+// when it changed, so a new token is used from the next request on (client-go
+// re-reads its token file only once a minute, and a request made with a
+// revoked token fails).
+type fileToken struct {
+	path string
+
+	mu    sync.Mutex // guards the fields below
+	token string
+	info  os.FileInfo // of the file token was read from
+}
+
+func (f *fileToken) get() (string, error) {
+	fi, statErr := os.Stat(f.path)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if statErr != nil {
+		if f.token != "" { // the kubelet swaps files atomically; keep the last one
+			return f.token, nil
+		}
+		return "", fmt.Errorf("reading API server token: %w", statErr)
+	}
+	if f.token != "" && f.info != nil && os.SameFile(fi, f.info) &&
+		fi.ModTime().Equal(f.info.ModTime()) && fi.Size() == f.info.Size() {
+		return f.token, nil
+	}
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		if f.token != "" {
+			return f.token, nil
+		}
+		return "", fmt.Errorf("reading API server token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		if f.token != "" {
+			return f.token, nil
+		}
+		return "", fmt.Errorf("reading API server token: %s is empty", f.path)
+	}
+	f.token, f.info = tok, fi
+	return tok, nil
+}
+
+// tokenRoundTripper authenticates each request with the current token.
+type tokenRoundTripper struct {
+	token *fileToken
+	next  http.RoundTripper
+}
+
+func (t *tokenRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	tok, err := t.token.get()
+	if err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return t.next.RoundTrip(r)
+}
+
+// apiClient makes the agent's own calls to its API server.
+type apiClient struct {
+	host   *url.URL
+	client *http.Client
+}
+
+func newAPIClient(k *kubeTransport) *apiClient {
+	return &apiClient{host: k.host, client: &http.Client{Transport: k.rt2}}
+}
+
+// url returns the URL of path (which starts with "/") with query q.
+func (c *apiClient) url(path string, q url.Values) string {
+	u := *c.host
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawPath = ""
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// request sends a request with a JSON body (if body is not nil) and
+// returns the response if its status is 2xx. Any other status becomes an
+// *apierrors.StatusError, so apierrors.IsNotFound and friends work.
+func (c *apiClient) request(ctx context.Context, method, path string, q url.Values, contentType string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		if contentType == "" {
+			contentType = "application/json"
+		}
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return nil, statusError(resp.StatusCode, method, path, b)
+}
+
+// statusError turns an error response into an *apierrors.StatusError.
+func statusError(code int, method, path string, body []byte) error {
+	var st metav1.Status
+	if json.Unmarshal(body, &st) == nil && st.Kind == "Status" {
+		if st.Code == 0 {
+			st.Code = int32(code)
+		}
+		return &apierrors.StatusError{ErrStatus: st}
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return apierrors.NewGenericServerResponse(code, method, schema.GroupResource{}, "", msg, 0, false)
+}
+
+// do sends a request and decodes the JSON answer into out, unless out is
+// nil.
+func (c *apiClient) do(ctx context.Context, method, path string, q url.Values, contentType string, body, out any) error {
+	resp, err := c.request(ctx, method, path, q, contentType, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *apiClient) get(ctx context.Context, path string, q url.Values, out any) error {
+	return c.do(ctx, http.MethodGet, path, q, "", nil, out)
+}
+
+// resourcePath returns the API path of the cluster-scoped object name of
+// resource gvr.
+func resourcePath(gvr schema.GroupVersionResource, name string) string {
+	if gvr.Group == "" {
+		return "/api/" + gvr.Version + "/" + gvr.Resource + "/" + url.PathEscape(name)
+	}
+	return "/apis/" + gvr.Group + "/" + gvr.Version + "/" + gvr.Resource + "/" + url.PathEscape(name)
+}
+
+// watchEvent is one event of a watch stream.
+type watchEvent struct {
+	Type   string          `json:"type"`
+	Object json.RawMessage `json:"object"`
+}

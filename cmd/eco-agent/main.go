@@ -1,0 +1,216 @@
+// Command eco-agent is the eco External Cluster Operator: it runs inside a
+// managed Kubernetes cluster, dials out to the eco hub and forwards the
+// hub's requests to its API server (package agent, docs/agent.md).
+//
+// In a pod, as the install YAML runs it:
+//
+//	eco-agent --config-dir=/etc/eco-agent
+//
+// Outside a cluster (the local demo, debugging), with a kubeconfig holding
+// the agent ServiceAccount's token:
+//
+//	eco-agent --config-dir=DIR --kubeconfig=agent.kubeconfig --namespace=eco-system
+//
+// The version is set at link time:
+//
+//	go build -ldflags "-X main.version=v0.1.0" ./cmd/eco-agent
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/eco-project/eco/agent"
+	"github.com/eco-project/eco/install"
+)
+
+// version is the agent's version, set with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are eco-agent's flags.
+type options struct {
+	configDir  string
+	kubeconfig string
+	namespace  string
+	healthAddr string
+	logFormat  string
+	logLevel   string
+	version    bool
+}
+
+// defaultOptions returns the flags' defaults.
+func defaultOptions() options {
+	return options{
+		configDir:  install.ConfigDir,
+		healthAddr: agent.DefaultHealthAddr,
+		logFormat:  "json",
+		logLevel:   "info",
+	}
+}
+
+// flagSet returns the flag set that parses into o.
+func (o *options) flagSet(out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("eco-agent", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.configDir, install.ConfigDirFlag, o.configDir,
+		"`directory` holding the agent configuration from the install Secret (files hub-url, cluster-id, token, ca.crt and, optionally, namespace)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig,
+		"kubeconfig `file` for the API server, for running outside the cluster; empty means the in-cluster ServiceAccount")
+	fs.StringVar(&o.namespace, "namespace", o.namespace,
+		"the agent's `namespace` (deleting it removes the agent); empty means the pod's namespace, else the namespace file in the config directory, else "+install.DefaultNamespace)
+	fs.StringVar(&o.healthAddr, "health-addr", o.healthAddr,
+		"`address` of the plain-HTTP health server ("+install.HealthzPath+", "+install.ReadyzPath+", "+agent.MetricsPath+")")
+	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log `format`: json or text")
+	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "minimum log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: eco-agent [flags]
+
+eco-agent runs in a managed Kubernetes cluster. It dials out to the eco hub
+(honouring HTTPS_PROXY and NO_PROXY), forwards the hub's requests to the
+API server as the users the hub names, reports whether it can reach and is
+allowed by its API server, and, when its namespace is deleted, tells the
+hub and deletes its cluster-scoped RBAC objects.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// validate reports bad flag values.
+func (o *options) validate() error {
+	var errs []error
+	if o.logFormat != "json" && o.logFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format must be json or text, not %q", o.logFormat))
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if o.configDir == "" {
+		errs = append(errs, fmt.Errorf("--%s must not be empty", install.ConfigDirFlag))
+	}
+	if o.healthAddr == "" {
+		errs = append(errs, errors.New("--health-addr must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
+
+func (o *options) logger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(o.logLevel)
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.logFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// run is main without the exit: 0 on a clean stop or removal, 1 on a
+// failure, 2 on bad flags.
+func run(args []string, stdout, stderr io.Writer) int {
+	o := defaultOptions()
+	fs := o.flagSet(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "eco-agent: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return 2
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "eco-agent %s\n", version)
+		return 0
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "eco-agent: %v\n", err)
+		return 2
+	}
+	log := o.logger(stderr)
+	// client-go logs through klog; send that to the same place.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+
+	cfg, err := o.agentConfig(log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	// The first SIGTERM or SIGINT stops the agent gracefully (saying goodbye
+	// if its namespace is being deleted); a second one kills it.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	if err := agent.Run(ctx, cfg); err != nil {
+		log.Error("eco-agent failed", "err", err)
+		return 1
+	}
+	log.Info("eco-agent stopped")
+	return 0
+}
+
+// agentConfig builds the agent's Config from the flags and the
+// configuration directory.
+func (o *options) agentConfig(log *slog.Logger) (agent.Config, error) {
+	ac, err := install.LoadConfigDir(o.configDir)
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("reading the agent configuration: %w", err)
+	}
+	if o.namespace != "" {
+		ac.Namespace = o.namespace
+	}
+	var rc *rest.Config
+	if o.kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("API server configuration: %w", err)
+	}
+	// In-cluster traffic goes direct: HTTPS_PROXY is for the hub only.
+	// (A nil Proxy would make client-go use the environment.) The agent
+	// builds its API transports without a proxy anyway.
+	rc.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
+	return agent.Config{
+		HubURL:     ac.HubURL,
+		ClusterID:  ac.ClusterID,
+		Token:      ac.Token,
+		HubCAPEM:   ac.CAPEM,
+		Namespace:  ac.Namespace,
+		RESTConfig: rc,
+		Version:    version,
+		HealthAddr: o.healthAddr,
+		Logger:     log,
+	}, nil
+}
