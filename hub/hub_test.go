@@ -87,7 +87,10 @@ func newEnv(t *testing.T) *env {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // do sends a request with token (none if empty) and decodes a JSON answer
 // into out when out is not nil.
