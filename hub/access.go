@@ -1,0 +1,72 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/eco-project/eco/store"
+)
+
+// This file is what other hub features (the web UI, dashboards, Helm,
+// Argo CD) build on: authentication, the store, and client-go access to a
+// cluster through its tunnel as a hub user.
+
+// ErrUnauthenticated is returned by AuthenticateToken for a missing,
+// unknown or revoked token.
+var ErrUnauthenticated = errUnauthenticated
+
+// AuthenticateToken resolves a hub API token to its identity.
+func (h *Hub) AuthenticateToken(ctx context.Context, token string) (Identity, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+	if err != nil {
+		return Identity{}, err
+	}
+	r.Header.Set("Authorization", "Bearer "+token)
+	return h.authenticate(r)
+}
+
+// IdentityFrom returns the identity a hub handler authenticated.
+func IdentityFrom(ctx context.Context) (Identity, bool) { return identityFrom(ctx) }
+
+// WithIdentity returns ctx carrying id, for handlers mounted with Mount
+// that authenticate in their own way (e.g. a session cookie).
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// Store returns the hub's store.
+func (h *Hub) Store() store.Store { return h.store }
+
+// Connected reports whether cluster id's agent has a live tunnel.
+func (h *Hub) Connected(id string) bool { return h.connected(id) }
+
+// ExternalURL is the URL the hub is reached at.
+func (h *Hub) ExternalURL() string { return h.cfg.ExternalURL }
+
+// Mount serves handler for pattern (http.ServeMux syntax) beside the API,
+// e.g. the web UI at "/". Call it before serving.
+func (h *Hub) Mount(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// ErrNotConnected is returned by ClusterConfig's transport when the
+// cluster has no tunnel.
+var ErrNotConnected = errors.New("cluster is not connected")
+
+// ClusterConfig returns a client-go configuration that reaches cluster id's
+// API server through its tunnel, impersonating ident exactly as the proxy
+// does, so the cluster's RBAC applies to whatever it is used for.
+func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
+	return &rest.Config{
+		Host: "http://" + id,
+		Dial: h.tunnels.DialAddr,
+		Impersonate: rest.ImpersonationConfig{
+			UserName: ident.Name,
+			Groups:   ident.Groups(),
+		},
+		UserAgent: "eco-hub/" + h.cfg.Version,
+		QPS:       50,
+		Burst:     100,
+	}
+}
