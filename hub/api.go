@@ -153,30 +153,13 @@ func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.Provider == "" {
-		req.Provider = string(store.ProviderGeneric)
-	}
-	// The credential is derived from the ID the store assigns, so the
-	// cluster is created with the hash of a throwaway secret first.
-	placeholder, err := install.NewAgentToken()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	c, err := h.store.CreateCluster(r.Context(), store.NewCluster{
+	c, err := h.ImportCluster(r.Context(), ImportRequest{
 		Name: req.Name, Provider: store.Provider(req.Provider), Region: req.Region, CloudRef: req.CloudRef,
-		AgentCredentialHash: hashSecret(placeholder),
 	})
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	if err := h.store.RotateCredential(r.Context(), c.ID, hashSecret(h.agentCredential(c.ID))); err != nil {
-		writeStoreError(w, err)
-		return
-	}
-	ident, _ := identityFrom(r.Context())
-	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
 	w.Header().Set("Location", "/api/v1/clusters/"+c.ID)
 	writeJSON(w, http.StatusCreated, h.clusterJSON(c))
 }

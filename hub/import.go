@@ -1,0 +1,46 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/store"
+)
+
+// ImportRequest is what a user gives to import a cluster.
+type ImportRequest struct {
+	Name string
+	// Provider is empty for store.ProviderGeneric.
+	Provider store.Provider
+	Region   string
+	CloudRef string
+}
+
+// ImportCluster records a new cluster and gives it its agent credential.
+// The credential is derived from the ID the store assigns, so the cluster
+// is created with the hash of a throwaway secret first and then rotated to
+// the derived one. Store errors are wrapped (errors.Is works with
+// store.ErrInvalid, store.ErrConflict).
+func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Cluster, error) {
+	if req.Provider == "" {
+		req.Provider = store.ProviderGeneric
+	}
+	placeholder, err := install.NewAgentToken()
+	if err != nil {
+		return store.Cluster{}, err
+	}
+	c, err := h.store.CreateCluster(ctx, store.NewCluster{
+		Name: req.Name, Provider: req.Provider, Region: req.Region, CloudRef: req.CloudRef,
+		AgentCredentialHash: hashSecret(placeholder),
+	})
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("importing cluster: %w", err)
+	}
+	if err := h.store.RotateCredential(ctx, c.ID, hashSecret(h.agentCredential(c.ID))); err != nil {
+		return store.Cluster{}, fmt.Errorf("importing cluster: setting its credential: %w", err)
+	}
+	ident, _ := identityFrom(ctx)
+	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
+	return c, nil
+}
