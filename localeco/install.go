@@ -1,0 +1,175 @@
+package localeco
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/eco-project/eco/agent"
+	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/localcluster"
+)
+
+// AgentSetup is what the agent's pod would have after the install YAML was
+// applied: the Secret mounted as files, and its ServiceAccount's token.
+type AgentSetup struct {
+	// ClusterID is the hub's ID of the cluster.
+	ClusterID string
+	// Namespace is the agent's namespace.
+	Namespace string
+	// ConfigDir holds one file per key of the install Secret, as the
+	// kubelet mounts it.
+	ConfigDir string
+	// TokenFile holds a ServiceAccount token from TokenRequest; see
+	// RefreshToken.
+	TokenFile string
+	// Kubeconfig reaches the cluster's API server with TokenFile, for an
+	// agent run as a process (eco-agent --kubeconfig).
+	Kubeconfig string
+	// Config is the agent configuration loaded from ConfigDir.
+	Config install.AgentConfig
+
+	cluster *localcluster.Cluster
+}
+
+// TokenTTL is how long the ServiceAccount tokens Install requests live;
+// RefreshToken is due well before.
+const TokenTTL = time.Hour
+
+// Install fetches cluster id's install YAML from the hub, applies it to c
+// with real kubectl, and prepares the agent's files under dir.
+func Install(ctx context.Context, h *Hub, c *localcluster.Cluster, id, dir string) (*AgentSetup, error) {
+	var yaml []byte
+	if err := h.Do(ctx, http.MethodGet, "/api/v1/clusters/"+id+"/install.yaml", "", nil, &yaml); err != nil {
+		return nil, fmt.Errorf("fetching install YAML: %w", err)
+	}
+	if out, err := ApplyYAML(ctx, c, yaml); err != nil {
+		return nil, err
+	} else if !strings.Contains(out, "created") && !strings.Contains(out, "unchanged") && !strings.Contains(out, "configured") {
+		return nil, fmt.Errorf("kubectl apply printed nothing expected:\n%s", out)
+	}
+	s := &AgentSetup{
+		ClusterID:  id,
+		ConfigDir:  filepath.Join(dir, "config"),
+		TokenFile:  filepath.Join(dir, "token"),
+		Kubeconfig: filepath.Join(dir, "agent.kubeconfig"),
+		cluster:    c,
+	}
+	cs, err := c.Clientset()
+	if err != nil {
+		return nil, err
+	}
+	ns := install.DefaultNamespace
+	secret, err := cs.CoreV1().Secrets(ns).Get(ctx, install.AgentName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the install Secret: %w", err)
+	}
+	if err := os.MkdirAll(s.ConfigDir, 0o700); err != nil {
+		return nil, err
+	}
+	for k, v := range secret.Data {
+		if err := os.WriteFile(filepath.Join(s.ConfigDir, k), v, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.ConfigDir, install.KeyNamespace), []byte(ns), 0o600); err != nil {
+		return nil, err
+	}
+	if s.Config, err = install.LoadConfig(s.ConfigDir, ""); err != nil {
+		return nil, err
+	}
+	s.Namespace = s.Config.Namespace
+	if err := s.RefreshToken(ctx); err != nil {
+		return nil, err
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["cluster"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.CAPEM}
+	kc.AuthInfos["eco-agent"] = &clientcmdapi.AuthInfo{TokenFile: s.TokenFile}
+	kc.Contexts["eco-agent"] = &clientcmdapi.Context{Cluster: "cluster", AuthInfo: "eco-agent", Namespace: ns}
+	kc.CurrentContext = "eco-agent"
+	if err := clientcmd.WriteToFile(*kc, s.Kubeconfig); err != nil {
+		return nil, fmt.Errorf("writing agent kubeconfig: %w", err)
+	}
+	return s, nil
+}
+
+// ApplyYAML runs kubectl apply -f - against c.
+func ApplyYAML(ctx context.Context, c *localcluster.Cluster, yaml []byte) (string, error) {
+	cmd := c.Kubectl(ctx, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(string(yaml))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl apply: %w\n%s", err, out)
+	}
+	return string(out), nil
+}
+
+// RefreshToken requests a new ServiceAccount token and replaces TokenFile
+// atomically, as the kubelet rotates a projected token.
+func (s *AgentSetup) RefreshToken(ctx context.Context) error {
+	cs, err := s.cluster.Clientset()
+	if err != nil {
+		return err
+	}
+	ttl := int64(TokenTTL / time.Second)
+	tr, err := cs.CoreV1().ServiceAccounts(s.Namespace).CreateToken(ctx, install.AgentName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("TokenRequest for %s/%s: %w", s.Namespace, install.AgentName, err)
+	}
+	tmp := s.TokenFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tr.Status.Token), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.TokenFile)
+}
+
+// KeepTokenFresh refreshes the token every TokenTTL*0.8, until ctx ends.
+func (s *AgentSetup) KeepTokenFresh(ctx context.Context) {
+	t := time.NewTicker(TokenTTL * 8 / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.RefreshToken(ctx)
+		}
+	}
+}
+
+// AgentConfig is the configuration for running the agent in-process.
+func (s *AgentSetup) AgentConfig() agent.Config {
+	return agent.Config{
+		HubURL:     s.Config.HubURL,
+		ClusterID:  s.Config.ClusterID,
+		Token:      s.Config.Token,
+		HubCAPEM:   s.Config.CAPEM,
+		Namespace:  s.Namespace,
+		RESTConfig: &rest.Config{Host: s.cluster.URL, TLSClientConfig: rest.TLSClientConfig{CAData: s.cluster.CAPEM}, BearerTokenFile: s.TokenFile},
+		HealthAddr: "127.0.0.1:0",
+	}
+}
+
+// AgentCommand returns the eco-agent command line a Deployment would run,
+// pointed at this setup's files; bin is the eco-agent binary.
+func (s *AgentSetup) AgentCommand(ctx context.Context, bin, healthAddr string) *exec.Cmd {
+	return exec.CommandContext(ctx, bin,
+		"--config-dir="+s.ConfigDir,
+		"--kubeconfig="+s.Kubeconfig,
+		"--namespace="+s.Namespace,
+		"--health-addr="+healthAddr,
+		"--log-format=text",
+	)
+}
