@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/store/backend"
 )
@@ -187,6 +188,13 @@ func run(o options, stdout io.Writer) error {
 		return err
 	}
 	defer h.Close()
+	webUI, err := ui.New(ui.Config{Hub: h, Logger: logger.With("component", "ui")})
+	if err != nil {
+		return err
+	}
+	for _, p := range ui.Patterns() {
+		h.Mount(p, webUI)
+	}
 
 	if secret, err := h.Bootstrap(ctx); err != nil {
 		return err

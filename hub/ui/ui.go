@@ -1,0 +1,232 @@
+// Package ui is eco-hub's web UI: sign-in, the Imported Clusters table,
+// import, the Edit Cluster tabs with the ECO install YAML, and the
+// Workloads, Storage, RBAC and Monitoring dashboards, which read each
+// cluster live through its tunnel as the signed-in user so that the
+// cluster's own RBAC decides what they show.
+//
+// Pages are rendered on the server from embedded html/template files; a
+// little JavaScript (static/eco.js) refreshes statuses and copies text, and
+// every page works without it. Mount the UI on the hub:
+//
+//	u, err := ui.New(ui.Config{Hub: h, Logger: logger})
+//	for _, p := range ui.Patterns() {
+//		h.Mount(p, u)
+//	}
+package ui
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Defaults of Config.
+const (
+	DefaultSessionTTL   = 12 * time.Hour
+	DefaultPollInterval = 3 * time.Second
+)
+
+// Config configures the UI.
+type Config struct {
+	// Hub is the hub the UI is mounted on. Required.
+	Hub *hub.Hub
+	// Logger receives the UI's logs. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// SessionTTL is how long a sign-in lasts. Zero means
+	// DefaultSessionTTL. Sessions live in this process's memory: a
+	// restart signs everyone out.
+	SessionTTL time.Duration
+	// PollInterval is how often the Imported Clusters page refreshes the
+	// statuses it shows. Zero means DefaultPollInterval.
+	PollInterval time.Duration
+}
+
+// UI is the web UI, an http.Handler for the paths in Patterns.
+type UI struct {
+	cfg      Config
+	hub      *hub.Hub
+	logger   *slog.Logger
+	sessions *sessions
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+	secure   bool // cookies get the Secure attribute (https ExternalURL)
+}
+
+// Patterns returns the hub mux patterns the UI serves: "/" (exactly) and
+// everything under "/ui/".
+func Patterns() []string { return []string{"/{$}", "/ui/"} }
+
+// New parses the templates and returns the UI.
+func New(cfg Config) (*UI, error) {
+	if cfg.Hub == nil {
+		return nil, errors.New("ui: Hub is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	u := &UI{
+		cfg:      cfg,
+		hub:      cfg.Hub,
+		logger:   cfg.Logger,
+		sessions: newSessions(cfg.Now, cfg.SessionTTL),
+		secure:   strings.HasPrefix(cfg.Hub.ExternalURL(), "https://"),
+	}
+	var err error
+	if u.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	u.routes()
+	return u, nil
+}
+
+// parsePages parses layout.html with each page template once.
+func parsePages() (map[string]*template.Template, error) {
+	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("ui: parsing layout: %w", err)
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		name := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		t, err := template.Must(base.Clone()).ParseFS(templateFS, n)
+		if err != nil {
+			return nil, fmt.Errorf("ui: parsing %s: %w", n, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+func (u *UI) routes() {
+	m := http.NewServeMux()
+	static, _ := fs.Sub(staticFS, "static")
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	m.Handle("GET /ui/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		files.ServeHTTP(w, r)
+	}))
+	m.HandleFunc("GET /ui/login", u.loginPage)
+	m.HandleFunc("POST /ui/login", u.login)
+	m.HandleFunc("POST /ui/logout", u.user(store.RoleViewer, u.logout))
+
+	m.HandleFunc("GET /{$}", u.user(store.RoleViewer, u.clustersPage))
+	m.HandleFunc("GET /ui/clusters", u.user(store.RoleViewer, u.clustersPage))
+	m.HandleFunc("GET /ui/clusters/status", u.user(store.RoleViewer, u.clustersStatus))
+	m.HandleFunc("GET /ui/clusters/select", u.user(store.RoleViewer, u.selectCluster))
+	m.HandleFunc("GET /ui/clusters/new", u.user(store.RoleAdmin, u.importPage))
+	m.HandleFunc("POST /ui/clusters/new", u.user(store.RoleAdmin, u.importCluster))
+	m.HandleFunc("GET /ui/clusters/{id}", u.user(store.RoleViewer, u.generalTab))
+	m.HandleFunc("GET /ui/clusters/{id}/eco", u.user(store.RoleViewer, u.ecoTab))
+	m.HandleFunc("GET /ui/clusters/{id}/install.yaml", u.user(store.RoleAdmin, u.installYAML))
+	m.HandleFunc("GET /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.deletePage))
+	m.HandleFunc("POST /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.deleteCluster))
+
+	m.HandleFunc("GET /ui/clusters/{id}/workloads", u.user(store.RoleViewer, u.dashboard("workloads", u.workloads)))
+	m.HandleFunc("GET /ui/clusters/{id}/pods/{ns}/{name}", u.user(store.RoleViewer, u.dashboard("pod", u.pod)))
+	m.HandleFunc("GET /ui/clusters/{id}/storage", u.user(store.RoleViewer, u.dashboard("storage", u.storage)))
+	m.HandleFunc("GET /ui/clusters/{id}/rbac", u.user(store.RoleViewer, u.dashboard("rbac", u.rbac)))
+	// Any hub user may try to bind: the cluster's RBAC decides.
+	m.HandleFunc("POST /ui/clusters/{id}/rbac/bind", u.user(store.RoleViewer, u.bind))
+	m.HandleFunc("GET /ui/clusters/{id}/monitoring", u.user(store.RoleViewer, u.dashboard("monitoring", u.monitoring)))
+	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
+		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
+	})
+	u.mux = m
+}
+
+// ServeHTTP serves the UI's pages.
+func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	u.mux.ServeHTTP(w, r)
+}
+
+// view is what every page template gets.
+type view struct {
+	Title     string
+	User      hub.Identity
+	Admin     bool
+	CSRF      string
+	Section   string // highlights the current tab
+	Cluster   *store.Cluster
+	Connected bool
+	Flash     string
+	Error     string
+	Data      any
+}
+
+// render writes page name with v.
+func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name string, v view) {
+	t, ok := u.pages[name]
+	if !ok {
+		panic("ui: no template " + name)
+	}
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, "layout", v); err != nil {
+		u.logger.Error("rendering page", "page", name, "err", err)
+		http.Error(w, "rendering the page failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// fail renders an error page.
+func (u *UI) fail(w http.ResponseWriter, r *http.Request, rq *request, code int, msg string) {
+	v := view{Title: http.StatusText(code), Error: msg, Data: code}
+	if rq != nil {
+		v = rq.view(v.Title, "")
+		v.Error, v.Data = msg, code
+	}
+	u.render(w, r, code, "error", v)
+}
+
+// localPath returns p if it is a path on this site, else "/".
+func localPath(p string) string {
+	if p == "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/"
+	}
+	if u, err := url.Parse(p); err != nil || u.Host != "" || u.Scheme != "" {
+		return "/"
+	}
+	return p
+}
