@@ -33,7 +33,7 @@ func (a *Agent) connectLoop(ctx context.Context) *liveSession {
 				delay := a.rejectDelay()
 				a.log.Error("the hub rejected the agent; an operator must fix this on the hub (or install a new YAML); retrying",
 					"reason", rej.Reason, "status", rej.StatusCode, "hub", a.tunnelURL, "retryIn", delay.Round(time.Millisecond))
-				if sleep(ctx, delay) != nil {
+				if a.sleepUnlessRehello(ctx, delay, hello) != nil {
 					return nil
 				}
 				continue
@@ -97,6 +97,26 @@ func (a *Agent) connectLoop(ctx context.Context) *liveSession {
 func sameHello(x, y tunnel.Hello) bool {
 	return x.AgentVersion == y.AgentVersion && x.KubernetesVersion == y.KubernetesVersion &&
 		x.Fingerprint == y.Fingerprint
+}
+
+// sleepUnlessRehello waits for d, or until ctx ends, or until the Hello
+// differs from sent: a hub that rejected a Hello without a fingerprint
+// (the API server was unreachable) may well accept one with it.
+func (a *Agent) sleepUnlessRehello(ctx context.Context, d time.Duration, sent tunnel.Hello) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		case <-a.rehello:
+			if !sameHello(a.hello(), sent) {
+				return nil
+			}
+		}
+	}
 }
 
 func errString(err error) string {

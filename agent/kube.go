@@ -105,7 +105,11 @@ func baseTransport(tlsCfg *tls.Config, http2 bool) *http.Transport {
 		WriteBufferSize: 64 << 10,
 		ReadBufferSize:  64 << 10,
 	}
-	if !http2 {
+	if http2 {
+		// Notice a dead connection (a partition, a vanished API server)
+		// that carries only idle watches, as client-go does.
+		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	} else {
 		tlsCfg.NextProtos = []string{"http/1.1"}
 		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
