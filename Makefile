@@ -31,7 +31,8 @@ test-short: ## unit tests only (no local cluster)
 	$(GO) test -short -count=1 $(PKGS)
 
 demo: kube ## run the local demo in the foreground until Ctrl-C
-	$(GO) run ./cmd/eco-demo
+	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
+	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
 
 bench: kube ## run the benchmarks
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)

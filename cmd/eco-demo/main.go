@@ -1,10 +1,16 @@
-// Command eco-demo runs eco's local demo in the foreground: a real local
-// Kubernetes cluster (see package localcluster) with eco installed into
-// it, until Ctrl-C stops every process it started.
+// Command eco-demo runs eco's local demo in the foreground until Ctrl-C
+// stops every process it started: a real local Kubernetes cluster (package
+// localcluster), an eco hub on loopback, the cluster imported through the
+// hub's API, its install YAML applied with kubectl, and eco-agent run as a
+// local process exactly as its Deployment would run it — its configuration
+// from the applied Secret, its identity a real ServiceAccount token from
+// the TokenRequest API.
 //
 // State lives under $ECO_DEMO_DIR (default .eco-demo in the working
-// directory), which is wiped at start. There it writes cluster.kubeconfig,
-// an admin kubeconfig for the local cluster.
+// directory), which is wiped at start. There it writes cluster.kubeconfig
+// (admin, straight to the local cluster), hub.env (ECO_HUB_URL and
+// ECO_TOKEN, the admin API token) and hub.kubeconfig (admin, through the
+// hub's /clusters/{id}/k8s proxy).
 package main
 
 import (
@@ -21,6 +27,8 @@ import (
 	"time"
 
 	"github.com/eco-project/eco/localcluster"
+	"github.com/eco-project/eco/localeco"
+	"github.com/eco-project/eco/store"
 )
 
 func main() {
@@ -47,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	dir := fs.String("dir", defaultDir, "state directory (wiped at start; overrides $ECO_DEMO_DIR)")
 	module := fs.String("kube-module", "tools/kube", "tools/kube module, to build the cluster binaries when they are not cached")
+	agentBin := fs.String("agent-bin", "bin/eco-agent", "eco-agent binary to run (make demo builds it)")
+	hubAddr := fs.String("hub-addr", "127.0.0.1:8443", "hub listen address (a free port is used if this one is taken)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,16 +105,93 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	fmt.Fprintln(stdout, "starting the eco hub")
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub")})
+	if err != nil {
+		h, err = localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Logger: logger.With("side", "hub")})
+	}
+	if err != nil {
+		return fmt.Errorf("starting hub: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "stopping the hub")
+		h.Close()
+	}()
+
+	fmt.Fprintln(stdout, "importing the local cluster and applying its install YAML with kubectl")
+	imported, err := h.Import(ctx, "local")
+	if err != nil {
+		return err
+	}
+	setup, err := localeco.Install(ctx, h, cluster, imported.ID, filepath.Join(absDir, "agent"))
+	if err != nil {
+		return err
+	}
+	go setup.KeepTokenFresh(ctx)
+
+	fmt.Fprintln(stdout, "starting eco-agent as the Deployment would run it")
+	agentLog, err := os.Create(filepath.Join(absDir, "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer agentLog.Close()
+	agentCmd := setup.AgentCommand(context.Background(), *agentBin, "127.0.0.1:0")
+	agentCmd.Stdout, agentCmd.Stderr = agentLog, agentLog
+	agentCmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := agentCmd.Start(); err != nil {
+		return fmt.Errorf("starting %s (make demo builds it): %w", *agentBin, err)
+	}
+	agentDone := make(chan struct{})
+	go func() { _ = agentCmd.Wait(); close(agentDone) }()
+	defer func() {
+		fmt.Fprintln(stdout, "stopping eco-agent")
+		_ = agentCmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-agentDone:
+		case <-time.After(10 * time.Second):
+			_ = agentCmd.Process.Kill()
+			<-agentDone
+		}
+	}()
+	if _, err := h.WaitState(ctx, imported.ID, store.StateConnected, 60*time.Second); err != nil {
+		return fmt.Errorf("%w (agent log: %s)", err, agentLog.Name())
+	}
+
+	hubEnv := filepath.Join(absDir, "hub.env")
+	if err := os.WriteFile(hubEnv, []byte(fmt.Sprintf("ECO_HUB_URL=%s\nECO_TOKEN=%s\n", h.URL, h.AdminToken)), 0o600); err != nil {
+		return err
+	}
+	hubKubeconfig := filepath.Join(absDir, "hub.kubeconfig")
+	if err := h.WriteKubeconfig(ctx, imported.ID, "", hubKubeconfig); err != nil {
+		return err
+	}
+	kubectl := bins.Path(localcluster.Kubectl)
 	fmt.Fprintf(stdout, `
 eco demo is up (%s)
-  local cluster:  %s (Kubernetes %s, node %s)
-  kubeconfig:     %s
-  try:            KUBECONFIG=%s %s get nodes
+  hub:             %s   (UI and API; CA in %s)
+  admin token:     %s
+  cluster:         %s (%s) — ECO Connected, Kubernetes %s on %s
+  hub.env:         %s   (ECO_HUB_URL, ECO_TOKEN)
+  hub.kubeconfig:  %s   (kubectl through the hub, as admin)
+  cluster.kubeconfig: %s   (straight to the local cluster)
+  agent log:       %s
+
+try:
+  source %s
+  curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters
+  KUBECONFIG=%s %s auth whoami
+  KUBECONFIG=%s %s get pods -A
 
 Ctrl-C stops everything.
-`, time.Since(start).Round(100*time.Millisecond), cluster.URL, localcluster.KubernetesVersion, cluster.NodeName,
-		kubeconfig, kubeconfig, bins.Path(localcluster.Kubectl))
-	<-ctx.Done()
+`, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
+		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(),
+		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl)
+	select {
+	case <-ctx.Done():
+	case <-agentDone:
+		return fmt.Errorf("eco-agent exited; see %s", agentLog.Name())
+	}
 	return nil
 }
 
