@@ -164,14 +164,14 @@ func TestConnectForwardAndImpersonate(t *testing.T) {
 
 	metrics := scrape(t, ra)
 	for name, want := range map[string]func(float64) bool{
-		`eco_agent_tunnel_connected`:                                 func(v float64) bool { return v == 1 },
-		`eco_agent_tunnel_sessions_total`:                            func(v float64) bool { return v == 1 },
-		`eco_agent_streams_total`:                                    func(v float64) bool { return v >= 1 },
-		`eco_agent_requests_total`:                                   func(v float64) bool { return v >= 5 },
+		`eco_agent_tunnel_connected`:                                func(v float64) bool { return v == 1 },
+		`eco_agent_tunnel_sessions_total`:                           func(v float64) bool { return v == 1 },
+		`eco_agent_streams_total`:                                   func(v float64) bool { return v >= 1 },
+		`eco_agent_requests_total`:                                  func(v float64) bool { return v >= 5 },
 		`eco_agent_forward_errors_total{reason="no_impersonation"}`: func(v float64) bool { return v == 1 },
 		`eco_agent_forward_errors_total{reason="reserved_user"}`:    func(v float64) bool { return v == 1 },
-		`eco_agent_self_check_ready`:                                 func(v float64) bool { return v == 1 },
-		`eco_agent_build_info{version="` + testVersion + `"}`:        func(v float64) bool { return v == 1 },
+		`eco_agent_self_check_ready`:                                func(v float64) bool { return v == 1 },
+		`eco_agent_build_info{version="` + testVersion + `"}`:       func(v float64) bool { return v == 1 },
 	} {
 		v, ok := metrics[name]
 		if !ok || !want(v) {
