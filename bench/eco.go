@@ -1,0 +1,300 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/eco-project/eco/agent"
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/store"
+	"github.com/eco-project/eco/store/sqlite"
+	"github.com/eco-project/eco/tunnel"
+)
+
+// benchFingerprint stands in for the kube-system UID the real agent sends.
+const benchFingerprint = "00000000-0000-0000-0000-0000000bench"
+
+// runEcoHub runs the real hub (hub.New on a SQLite store): the client entry
+// is /clusters/ID/k8s on a plaintext listener, agents dial the tunnel on a
+// second listener, ws or wss. Every proxied request pays what the product
+// pays: API token lookup, cluster lookup, impersonation, metrics.
+func runEcoHub(ctx context.Context, f childFlags) error {
+	dir := f.dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "ecobench-hub-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "hub.db"), store.Config{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	tln, err := listen(f.addr)
+	if err != nil {
+		return err
+	}
+	scheme := "ws"
+	var caPEM []byte
+	if f.tls {
+		scheme = "wss"
+		if tln, err = tlsListener(tln, f); err != nil {
+			return err
+		}
+		if caPEM, err = os.ReadFile(f.ca); err != nil {
+			return err
+		}
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	external := strings.Replace(scheme, "ws", "http", 1) + "://" + tln.Addr().String()
+	h, err := hub.New(hub.Config{
+		Store:                 st,
+		ExternalURL:           external,
+		CAPEM:                 caPEM,
+		SecretKey:             secret,
+		AllowInsecureAgentURL: !f.tls,
+	})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	userToken, err := h.Bootstrap(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	c, err := h.ImportCluster(ctx, hub.ImportRequest{Name: "bench", Provider: store.Provider("generic")})
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	yml, err := h.InstallYAML(c.ID)
+	if err != nil {
+		return err
+	}
+	agentToken, err := tokenFromInstallYAML(yml)
+	if err != nil {
+		return err
+	}
+
+	eln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.Handle("/bench/stats", statsHandler(func() int { return len(h.Tunnels().Sessions()) }))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
+	serve(ctx, &wg, &http.Server{Handler: h, ErrorLog: quietLog()}, tln)
+	base := "http://" + eln.Addr().String()
+	ready(readyInfo{
+		Entry:     base + hub.ProxyPrefix + c.ID + hub.ProxySuffix,
+		UserToken: userToken,
+		Tunnel:    scheme + "://" + tln.Addr().String() + hub.TunnelPath,
+		Cluster:   c.ID,
+		Token:     agentToken,
+		Stats:     base + "/bench/stats",
+		ReadyAt:   time.Now().UnixNano(),
+	})
+	<-ctx.Done()
+	return nil
+}
+
+// tokenFromInstallYAML finds the agent credential in the install YAML's
+// Secret.
+func tokenFromInstallYAML(y []byte) (string, error) {
+	for _, doc := range strings.Split(string(y), "\n---") {
+		var obj struct {
+			Kind       string            `json:"kind"`
+			Data       map[string]string `json:"data"`
+			StringData map[string]string `json:"stringData"`
+		}
+		if yaml.Unmarshal([]byte(doc), &obj) != nil || obj.Kind != "Secret" {
+			continue
+		}
+		if t := obj.StringData["token"]; t != "" {
+			return t, nil
+		}
+		if t := obj.Data["token"]; t != "" {
+			b, err := base64.StdEncoding.DecodeString(t)
+			return string(b), err
+		}
+	}
+	return "", errors.New("no agent token in the install YAML")
+}
+
+// runEcoAgent runs the agent side: tunnel.Dial with the agent's reconnect
+// loop, serving the real agent.Forwarder (impersonation check, the agent's
+// own credentials, reverse proxy to the "API server", here the backend).
+func runEcoAgent(ctx context.Context, f childFlags) error {
+	fw, err := agent.NewForwarder(&rest.Config{Host: f.backend, BearerToken: "bench-sa"}, nil)
+	if err != nil {
+		return err
+	}
+	defer fw.CloseIdleConnections()
+	tlsCfg, err := clientTLS(f)
+	if err != nil {
+		return err
+	}
+	cfg := tunnel.ClientConfig{
+		URL: f.tunnelURL, ClusterID: f.cluster, Token: f.token, TLSConfig: tlsCfg,
+		Hello: tunnel.Hello{AgentVersion: "bench", KubernetesVersion: "v0.0.0", Fingerprint: benchFingerprint},
+		Proxy: noProxy,
+	}
+	first := true
+	return agentLoop(ctx, cfg, fw, func(*tunnel.ClientSession) {
+		if first {
+			first = false
+			ready(readyInfo{ReadyAt: time.Now().UnixNano()})
+		}
+	})
+}
+
+func noProxy(*http.Request) (*url.URL, error) { return nil, nil }
+
+// agentLoop is agent/connect.go's loop without Kubernetes: dial, serve
+// handler on the session until it ends, back off, repeat.
+func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, handler http.Handler, up func(*tunnel.ClientSession)) error {
+	var b tunnel.Backoff
+	for {
+		s, err := tunnel.Dial(ctx, cfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if b.Wait(ctx) != nil {
+				return nil
+			}
+			continue
+		}
+		b.Reset()
+		up(s)
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: quietLog()}
+		served := make(chan struct{})
+		go func() { defer close(served); srv.Serve(s) }()
+		select {
+		case <-ctx.Done():
+		case <-s.Done():
+		}
+		s.Close()
+		srv.Close()
+		<-served
+		if ctx.Err() != nil {
+			return nil
+		}
+		if b.Wait(ctx) != nil {
+			return nil
+		}
+	}
+}
+
+// runTunnelHub is the bare tunnel.Server (no store, no proxy) for the idle
+// memory and reconnect figures.
+func runTunnelHub(ctx context.Context, f childFlags) error {
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{
+		Authenticate: func(r *http.Request) (string, error) {
+			if trimBearer(r.Header.Get("Authorization")) != "bench-agent" {
+				return "", errors.New("bad credential")
+			}
+			return r.Header.Get(tunnel.HeaderClusterID), nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	tln, err := listen(f.addr)
+	if err != nil {
+		return err
+	}
+	scheme := "ws"
+	if f.tls {
+		scheme = "wss"
+		if tln, err = tlsListener(tln, f); err != nil {
+			return err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/tunnel", srv)
+	mux.Handle("/bench/stats", statsHandler(func() int { return srv.Stats().Sessions }))
+	sln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, tln)
+	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, sln)
+	ready(readyInfo{
+		Tunnel:  scheme + "://" + tln.Addr().String() + "/api/v1/tunnel",
+		Stats:   "http://" + sln.Addr().String() + "/bench/stats",
+		ReadyAt: time.Now().UnixNano(),
+	})
+	<-ctx.Done()
+	return nil
+}
+
+// runTunnelAgents runs f.n agents against a tunnel-hub, f.conc dialing at
+// once for the first connect. It prints "UP i UNIXNANO" whenever agent i
+// (re)connects and "ALLUP NANOS" once all are up the first time.
+func runTunnelAgents(ctx context.Context, f childFlags) error {
+	tlsCfg, err := clientTLS(f)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, max(f.conc, 1))
+	var firstWG sync.WaitGroup
+	start := time.Now()
+	for i := range f.n {
+		cfg := tunnel.ClientConfig{
+			URL: f.tunnelURL, ClusterID: fmt.Sprintf("c%d", i), Token: "bench-agent", TLSConfig: tlsCfg,
+			Proxy: noProxy,
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		firstWG.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first := true
+			agentLoop(ctx, cfg, http.NotFoundHandler(), func(*tunnel.ClientSession) {
+				say("UP %d %d", i, time.Now().UnixNano())
+				if first {
+					first = false
+					<-sem
+					firstWG.Done()
+				}
+			})
+			if first {
+				<-sem
+				firstWG.Done()
+			}
+		}()
+	}
+	firstWG.Wait()
+	say("ALLUP %d", time.Since(start).Nanoseconds())
+	<-ctx.Done()
+	return nil
+}
