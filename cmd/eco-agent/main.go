@@ -156,14 +156,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := o.logger(stderr)
-	// client-go logs through klog; send that to the same place.
-	klog.SetSlogLogger(log.With("component", "client-go"))
-
 	cfg, err := o.agentConfig(log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	// client-go logs through klog; send that to the same place.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 
 	// The first SIGTERM or SIGINT stops the agent gracefully (saying goodbye
 	// if its namespace is being deleted); a second one kills it.
