@@ -210,13 +210,23 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, code int, name strin
 	_, _ = w.Write([]byte(b.String()))
 }
 
+// errorData is the error page's.
+type errorData struct {
+	Message string
+	Back    string // a local page to go back to, if known
+}
+
 // fail renders an error page.
 func (u *UI) fail(w http.ResponseWriter, r *http.Request, rq *request, code int, msg string) {
-	v := view{Title: http.StatusText(code), Error: msg, Data: code}
+	v := view{Title: http.StatusText(code)}
 	if rq != nil {
 		v = rq.view(v.Title, "")
-		v.Error, v.Data = msg, code
 	}
+	d := errorData{Message: msg}
+	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && ref.Path != r.URL.Path {
+		d.Back = localPath(ref.RequestURI())
+	}
+	v.Data = d
 	u.render(w, r, code, "error", v)
 }
 
