@@ -74,6 +74,7 @@ document.addEventListener("DOMContentLoaded", () => {
             if (el && el.textContent !== text) el.textContent = text;
           };
           set("state", row.state);
+          tr.querySelector('[data-field="state"]').title = row.reason;
           set("reason", row.reason);
           set("lastSeen", row.lastSeen);
           set("kubernetes", row.kubernetes);
