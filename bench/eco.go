@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -234,6 +235,7 @@ func runTunnelHub(ctx context.Context, f childFlags) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/tunnel", srv)
 	mux.Handle("/bench/stats", statsHandler(func() int { return srv.Stats().Sessions }))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	sln, err := listen("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -264,6 +266,7 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 	sem := make(chan struct{}, max(f.conc, 1))
 	var firstWG sync.WaitGroup
 	start := time.Now()
+	ready(readyInfo{ReadyAt: start.UnixNano()}) // started; ALLUP follows
 	for i := range f.n {
 		cfg := tunnel.ClientConfig{
 			URL: f.tunnelURL, ClusterID: fmt.Sprintf("c%d", i), Token: "bench-agent", TLSConfig: tlsCfg,

@@ -109,6 +109,9 @@ func runRDAgents(ctx context.Context, f childFlags, single bool) error {
 	sem := make(chan struct{}, max(f.conc, 1))
 	var firstWG sync.WaitGroup
 	start := time.Now()
+	if !single {
+		ready(readyInfo{ReadyAt: start.UnixNano()}) // started; ALLUP follows
+	}
 	for i := range f.n {
 		select {
 		case sem <- struct{}{}:

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -166,8 +167,19 @@ func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, brw, err
 	}
 	// The response header is flushed by Hijack; later writes go through
-	// a frameWriter. The library resets the reader itself.
-	// The bufio.Writer only gathers frame headers and small frames; large
-	// payloads pass straight through it, so 512 bytes suffice.
-	return c, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
+	// a frameWriter. The bufio.Writer only gathers frame headers and small
+	// frames; large payloads pass straight through it, so 512 bytes
+	// suffice.
+	//
+	// net/http's 4 KiB reader is replaced by a minimal one over an
+	// adaptiveReader, which buffers only while data streams in: an idle
+	// session then holds no read buffer here. Bytes the agent sent right
+	// after the upgrade request, if any, are read first.
+	var r io.Reader = c
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
+	}
+	br := bufio.NewReaderSize(&adaptiveReader{r: r}, 16)
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
 }

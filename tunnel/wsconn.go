@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -67,21 +68,16 @@ type wsConn struct {
 
 	// wmu guards the fields below; wcond (on wmu) signals that pending
 	// bytes were written or writing failed.
-	wmu      sync.Mutex
-	wcond    sync.Cond
-	hdr      [yamuxHeaderLen]byte
-	hdrHeld  bool
-	pending  *[]byte // bytes to send; nil when empty
-	writing  bool    // the writer goroutine runs
-	werr     error   // first write error; later writes fail with it
-	writerWG sync.WaitGroup
+	wmu     sync.Mutex
+	wcond   sync.Cond
+	hdr     [yamuxHeaderLen]byte
+	hdrHeld bool
+	pending *[]byte // bytes to send; nil when empty
+	writing bool    // the writer goroutine runs; it clears this last
+	werr    error   // first write error, or net.ErrClosed after Close
 
-	// Read state, used by the one reading goroutine: rbuf is the pooled
-	// buffer while data streams in, rdata its unread part, rfull whether
-	// the last read filled the buffer it was given.
-	rbuf  *[]byte
-	rdata []byte
-	rfull bool
+	// rd reads through read; only yamux's receive loop uses it.
+	rd adaptiveReader
 
 	// readErr holds the first read error other than io.EOF, so the session
 	// can report why the connection ended (e.g. message too big).
@@ -93,63 +89,15 @@ func newWSConn(ws *websocket.Conn, readLimit int64, counters ...*byteCounters) *
 	ws.SetReadLimit(readLimit) // NetConn disables the limit; restore it.
 	c := &wsConn{Conn: nc, ws: ws, counters: counters}
 	c.wcond.L = &c.wmu
+	c.rd.r = readerFunc(c.read)
 	return c
 }
 
-// readBufSize is the size of a wsConn's read buffer, used while data
-// streams in.
-const readBufSize = 64 << 10
-
-var readBufPool = sync.Pool{New: func() any {
-	b := make([]byte, readBufSize)
-	return &b
-}}
-
-// Read reads the byte stream. yamux reads through a 4 KiB bufio.Reader, and
-// the WebSocket library's own reader fills 4 KiB at a time from the
-// connection when asked for less, so a burst of small frames cost a read
-// syscall (or TLS record copy) per 4 KiB. While data streams in (the last
-// read filled its buffer) reads go through a pooled 64 KiB buffer instead;
-// once a read comes back short, the buffer is returned and the next read
-// waits in the caller's buffer, so an idle connection holds none.
-func (c *wsConn) Read(p []byte) (int, error) {
-	// Only yamux's receive loop reads, so the read fields need no lock.
-	if c.rbuf != nil {
-		n := copy(p, c.rdata)
-		c.rdata = c.rdata[n:]
-		if len(c.rdata) == 0 {
-			if !c.rfull {
-				readBufPool.Put(c.rbuf)
-				c.rbuf, c.rdata = nil, nil
-			}
-		}
-		if n > 0 {
-			return n, nil
-		}
-	}
-	if len(p) >= readBufSize/2 || !c.rfull {
-		if c.rbuf != nil { // drained: do not hold it while waiting
-			readBufPool.Put(c.rbuf)
-			c.rbuf, c.rdata = nil, nil
-		}
-		n, err := c.read(p)
-		c.rfull = err == nil && n == len(p)
-		return n, err
-	}
-	if c.rbuf == nil {
-		c.rbuf = readBufPool.Get().(*[]byte)
-	}
-	n, err := c.read(*c.rbuf)
-	c.rfull = err == nil && n == len(*c.rbuf)
-	c.rdata = (*c.rbuf)[:n]
-	k := copy(p, c.rdata)
-	c.rdata = c.rdata[k:]
-	if len(c.rdata) == 0 && !c.rfull {
-		readBufPool.Put(c.rbuf)
-		c.rbuf, c.rdata = nil, nil
-	}
-	return k, err
-}
+// Read reads the byte stream through an adaptiveReader: yamux reads
+// through a 4 KiB bufio.Reader and the WebSocket library's reader fills
+// 4 KiB at a time when asked for less, so a burst of small frames would cost
+// a read per 4 KiB.
+func (c *wsConn) Read(p []byte) (int, error) { return c.rd.Read(p) }
 
 func (c *wsConn) read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
@@ -194,8 +142,8 @@ func (c *wsConn) Write(p []byte) (int, error) {
 	*c.pending = append(*c.pending, p...)
 	if !c.writing {
 		c.writing = true
-		c.writerWG.Add(1)
-		go c.writeLoop()
+		go c.writeLoop() // owned: Close waits until writing is false
+
 	}
 	for c.pending != nil && len(*c.pending) > maxPendingWrite && c.werr == nil {
 		c.wcond.Wait()
@@ -208,7 +156,6 @@ func (c *wsConn) Write(p []byte) (int, error) {
 
 // writeLoop sends pending bytes until there are none, then exits.
 func (c *wsConn) writeLoop() {
-	defer c.writerWG.Done()
 	c.wmu.Lock()
 	for c.pending != nil && c.werr == nil {
 		buf := c.pending
@@ -247,10 +194,40 @@ func (c *wsConn) writeMsgs(p []byte) error {
 	return nil
 }
 
-// Close closes the connection at once, without a WebSocket close handshake.
+// closeFlushTimeout bounds how long Close lets the writer goroutine send
+// what yamux already handed over (a final goodbye or reject, say).
+const closeFlushTimeout = 250 * time.Millisecond
+
+// Close closes the connection without a WebSocket close handshake. Bytes
+// already written get up to closeFlushTimeout to leave; then the
+// connection is closed and Close waits for the writer goroutine to end.
 func (c *wsConn) Close() error {
+	c.wmu.Lock()
+	if c.writing && c.werr == nil {
+		t := time.AfterFunc(closeFlushTimeout, func() {
+			c.wmu.Lock()
+			if c.werr == nil {
+				c.werr = net.ErrClosed
+			}
+			c.wcond.Broadcast()
+			c.wmu.Unlock()
+		})
+		for c.writing && c.werr == nil {
+			c.wcond.Wait()
+		}
+		t.Stop()
+	}
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.wmu.Unlock()
 	err := c.ws.CloseNow()
-	c.writerWG.Wait()
+	// A writer still running fails now; wait for it.
+	c.wmu.Lock()
+	for c.writing {
+		c.wcond.Wait()
+	}
+	c.wmu.Unlock()
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -264,3 +241,8 @@ func (c *wsConn) err() error {
 	}
 	return nil
 }
+
+// readerFunc is a function as an io.Reader.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
