@@ -34,11 +34,13 @@ demo: kube ## run the local demo in the foreground until Ctrl-C
 	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
 
-bench: kube ## run the benchmarks
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+bench: kube ## side-by-side benchmark (eco, remotedialer, direct, revproxy) and the real-path table; < 10 min
+	cd bench && $(GO) build -o $(BIN)/ecobench ./cmd/ecobench
+	$(BIN)/ecobench -real -out bench/results.json
 
-bench-quick: ## a short benchmark smoke run
-	$(GO) test -run='^$$' -bench=. -benchtime=100x $(PKGS)
+bench-quick: ## a short smoke run of the same benchmark (< 2 min); prints the table, writes bench/results.json
+	cd bench && $(GO) build -o $(BIN)/ecobench ./cmd/ecobench
+	$(BIN)/ecobench -quick -out bench/results.json
 
 lint: ## gofmt, go vet and staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
