@@ -306,8 +306,19 @@ func TestThroughTheHub(t *testing.T) {
 		mustKubectl(t, w.kc, "-n", "through-hub", "create", "deployment", "web", "--image=nginx")
 		mustKubectl(t, w.kc, "-n", "through-hub", "rollout", "status", "deployment/web", "--timeout=60s")
 		pod := strings.TrimSpace(mustKubectl(t, w.kc, "-n", "through-hub", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"))
-		if out := mustKubectl(t, w.kc, "-n", "through-hub", "exec", pod, "--", "echo", "exec-through-eco"); strings.TrimSpace(out) != "exec-through-eco" {
-			t.Fatalf("exec printed %q", out)
+		// kubectl 1.34 speaks WebSocket for exec; SPDY is the fallback
+		// older clients and client-go users still use.
+		for _, proto := range []string{"websocket", "spdy"} {
+			ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			// head exits after one line: stdin EOF is not needed.
+			cmd := exec.CommandContext(ectx, cluster.Bin.Path(localcluster.Kubectl), "-n", "through-hub", "exec", "-i", pod, "--", "head", "-n", "1")
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+w.kc, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+fmt.Sprint(proto == "websocket"))
+			cmd.Stdin = strings.NewReader("stdin through eco over " + proto + "\n")
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if err != nil || strings.TrimSpace(string(out)) != "stdin through eco over "+proto {
+				t.Fatalf("exec -i over %s printed %q, %v", proto, out, err)
+			}
 		}
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
