@@ -386,13 +386,6 @@ func (h *testHub) admitCount() int {
 	return h.admits
 }
 
-// mark returns the number of events so far, for waitEvent's from.
-func (h *testHub) mark() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.events)
-}
-
 // eventsSince returns the events from index from on.
 func (h *testHub) eventsSince(from int) []tunnel.Event {
 	h.mu.Lock()
@@ -400,8 +393,8 @@ func (h *testHub) eventsSince(from int) []tunnel.Event {
 	return append([]tunnel.Event(nil), h.events[from:]...)
 }
 
-// waitEvent waits up to timeout for an event at index from or later that
-// matches ok, and returns it with the index after it.
+// waitEvent waits up to timeout for an event at index from or later (0
+// for all) that matches ok, and returns it with the index after it.
 func (h *testHub) waitEvent(from int, timeout time.Duration, what string, ok func(tunnel.Event) bool) (tunnel.Event, int) {
 	h.t.Helper()
 	deadline := time.NewTimer(timeout)
