@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localeco"
 	"github.com/eco-project/eco/store"
@@ -106,9 +108,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintln(stdout, "starting the eco hub")
-	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub")})
+	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger)}
+	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
-		h, err = localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Logger: logger.With("side", "hub")})
+		hubCfg.Addr = ""
+		h, err = localeco.StartHub(ctx, hubCfg)
 	}
 	if err != nil {
 		return fmt.Errorf("starting hub: %w", err)
@@ -168,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	kubectl := bins.Path(localcluster.Kubectl)
 	fmt.Fprintf(stdout, `
 eco demo is up (%s)
-  hub:             %s   (UI and API; CA in %s)
+  hub:             %s   (web UI: sign in with the admin token; API; CA in %s)
   admin token:     %s
   cluster:         %s (%s) — ECO Connected, Kubernetes %s on %s
   hub.env:         %s   (ECO_HUB_URL, ECO_TOKEN)
@@ -193,6 +197,16 @@ Ctrl-C stops everything.
 		return fmt.Errorf("eco-agent exited; see %s", agentLog.Name())
 	}
 	return nil
+}
+
+// mountUI mounts the web UI on the hub, as eco-hub does.
+func mountUI(logger *slog.Logger) func(*hub.Hub) error {
+	return func(h *hub.Hub) error {
+		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
+			return fmt.Errorf("web UI: %w", err)
+		}
+		return nil
+	}
 }
 
 func copyFile(from, to string) error {

@@ -188,12 +188,8 @@ func run(o options, stdout io.Writer) error {
 		return err
 	}
 	defer h.Close()
-	webUI, err := ui.New(ui.Config{Hub: h, Logger: logger.With("component", "ui")})
-	if err != nil {
+	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
 		return err
-	}
-	for _, p := range ui.Patterns() {
-		h.Mount(p, webUI)
 	}
 
 	if secret, err := h.Bootstrap(ctx); err != nil {

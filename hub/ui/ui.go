@@ -74,6 +74,19 @@ type UI struct {
 // everything under "/ui/".
 func Patterns() []string { return []string{"/{$}", "/ui/"} }
 
+// Mount creates the UI for cfg.Hub and mounts it on every pattern of
+// Patterns.
+func Mount(cfg Config) (*UI, error) {
+	u, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range Patterns() {
+		cfg.Hub.Mount(p, u)
+	}
+	return u, nil
+}
+
 // New parses the templates and returns the UI.
 func New(cfg Config) (*UI, error) {
 	if cfg.Hub == nil {
