@@ -203,11 +203,10 @@ func (h *Hub) getCluster(w http.ResponseWriter, r *http.Request) {
 // once, and its tunnel is closed.
 func (h *Hub) deleteCluster(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := h.store.DeleteCluster(r.Context(), id); err != nil {
+	if err := h.DeleteCluster(r.Context(), id); err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")
 	ident, _ := identityFrom(r.Context())
 	h.logger.Info("cluster deleted", "cluster", id, "by", ident.Name)
 	w.WriteHeader(http.StatusNoContent)

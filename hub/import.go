@@ -44,3 +44,14 @@ func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Clust
 	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
 	return c, nil
 }
+
+// DeleteCluster removes cluster id from the hub: its agent credential stops
+// matching at once and its tunnel, if any, is closed with a reason the
+// agent logs.
+func (h *Hub) DeleteCluster(ctx context.Context, id string) error {
+	if err := h.store.DeleteCluster(ctx, id); err != nil {
+		return fmt.Errorf("deleting cluster: %w", err)
+	}
+	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")
+	return nil
+}

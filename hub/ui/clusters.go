@@ -388,11 +388,10 @@ func (u *UI) deleteCluster(w http.ResponseWriter, r *http.Request, rq *request) 
 	if !ok {
 		return
 	}
-	if err := u.hub.Store().DeleteCluster(r.Context(), c.ID); err != nil {
+	if err := u.hub.DeleteCluster(r.Context(), c.ID); err != nil {
 		u.storeFail(w, r, rq, err)
 		return
 	}
-	u.hub.Tunnels().Disconnect(c.ID, "the cluster was deleted from the hub")
 	u.logger.Info("cluster deleted", "cluster", c.ID, "name", c.Name, "by", rq.ident.Name)
 	http.Redirect(w, r, "/?deleted="+url.QueryEscape(c.Name), http.StatusSeeOther)
 }

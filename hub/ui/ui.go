@@ -8,10 +8,7 @@
 // little JavaScript (static/eco.js) refreshes statuses and copies text, and
 // every page works without it. Mount the UI on the hub:
 //
-//	u, err := ui.New(ui.Config{Hub: h, Logger: logger})
-//	for _, p := range ui.Patterns() {
-//		h.Mount(p, u)
-//	}
+//	_, err := ui.Mount(ui.Config{Hub: h, Logger: logger})
 package ui
 
 import (
