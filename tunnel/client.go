@@ -151,10 +151,15 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
 	}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	// Direct wss:// connections use TLS over a combiningConn; through an
+	// HTTP proxy the Transport does the TLS itself.
+	cd := &combiningDialer{dialer: dialer, tls: tlsCfg}
 	tr := &http.Transport{
 		Proxy:               proxy,
 		TLSClientConfig:     tlsCfg,
-		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
+		DialTLSContext:      cd.dialTLS,
 		TLSHandshakeTimeout: cfg.HandshakeTimeout,
 		DisableCompression:  true,
 		MaxIdleConns:        1,
@@ -170,7 +175,7 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 	hdr.Set(HeaderClusterID, cfg.ClusterID)
 	hdr.Set(HeaderAgentProtocol, cfg.Hello.ProtocolVersion)
 	ws, resp, err := websocket.Dial(ctx, cfg.URL, &websocket.DialOptions{
-		HTTPClient:      &http.Client{Transport: frameWriterTransport{tr}},
+		HTTPClient:      &http.Client{Transport: frameWriterTransport{RoundTripper: tr, combining: cd}},
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})

@@ -12,7 +12,7 @@ import (
 
 // frameBufSize is the size of a frameWriter's pooled buffer: writes are
 // passed on at frame ends or when this much is pending.
-const frameBufSize = 64 << 10
+const frameBufSize = writeChunk + 16
 
 var framePool = sync.Pool{New: func() any {
 	b := make([]byte, 0, frameBufSize)
@@ -40,6 +40,8 @@ type frameWriter struct {
 	left      uint64   // payload bytes still to come in the current frame
 	inPayload bool
 	err       error
+	// flusher, if not nil, is flushed after each write to w.
+	flusher interface{ Flush() error }
 }
 
 // wsHeaderLen returns the full header length announced by the first
@@ -121,6 +123,9 @@ func (f *frameWriter) flush() error {
 		return nil
 	}
 	_, err := f.w.Write(*f.buf)
+	if err == nil && f.flusher != nil {
+		err = f.flusher.Flush()
+	}
 	*f.buf = (*f.buf)[:0]
 	if cap(*f.buf) == frameBufSize {
 		framePool.Put(f.buf)
@@ -134,15 +139,26 @@ func (f *frameWriter) flush() error {
 
 // frameWriterTransport gives the upgraded connection of a WebSocket dial a
 // frameWriter.
-type frameWriterTransport struct{ http.RoundTripper }
+// If the connection was dialed by combining, its combiningConn is enabled
+// and flushed after each frame.
+type frameWriterTransport struct {
+	http.RoundTripper
+	combining *combiningDialer
+}
 
 func (t frameWriterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.RoundTripper.RoundTrip(req)
+	cc := t.combining.take()
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		return resp, err
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-		resp.Body = &upgradedBody{ReadWriteCloser: rwc, fw: frameWriter{w: rwc}}
+		fw := frameWriter{w: rwc}
+		if cc != nil {
+			cc.enable()
+			fw.flusher = cc
+		}
+		resp.Body = &upgradedBody{ReadWriteCloser: rwc, fw: fw}
 	}
 	return resp, nil
 }

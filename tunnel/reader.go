@@ -7,7 +7,7 @@ import (
 
 // readBufSize is the size of an adaptiveReader's buffer, used while data
 // streams in.
-const readBufSize = 64 << 10
+const readBufSize = 256 << 10
 
 var readBufPool = sync.Pool{New: func() any {
 	b := make([]byte, readBufSize)
