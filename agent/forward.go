@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"k8s.io/client-go/rest"
-
-	"github.com/eco-project/eco/tunnel"
 )
 
 // Forwarder is the http.Handler the agent serves on the tunnel: it sends
@@ -72,9 +70,6 @@ func (f *Forwarder) reverseProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 		},
 		Transport:     rt,
 		FlushInterval: -1, // watches and log streams: flush every write
-		// Bulk responses move in fewer, larger frames through the
-		// tunnel (docs/benchmarks.md).
-		BufferPool: tunnel.CopyBuffers{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				// The hub went away (a cancelled watch, a closed

@@ -54,9 +54,6 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		Transport:     p.transport,
 		FlushInterval: -1,
 		ErrorHandler:  p.errorHandler,
-		// Bulk responses (large lists, logs) move in fewer, larger
-		// writes (docs/benchmarks.md).
-		BufferPool: tunnel.CopyBuffers{},
 	}
 	return p
 }
