@@ -27,17 +27,24 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
-		down, _, err := http.NewResponseController(w).Hijack()
+		// Hijack first and answer by hand: bytes the client sent after
+		// its CONNECT may already sit in the server's read buffer, so the
+		// upstream copy reads from that buffer, not the bare conn.
+		down, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			up.Close()
+			return
+		}
+		if _, err := io.WriteString(down, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+			up.Close()
+			down.Close()
 			return
 		}
 		mu.Lock()
 		conns = append(conns, up, down)
 		mu.Unlock()
 		wg.Add(2)
-		go func() { defer wg.Done(); io.Copy(up, down); up.Close() }()
+		go func() { defer wg.Done(); io.Copy(up, brw.Reader); up.Close() }()
 		go func() { defer wg.Done(); io.Copy(down, up); down.Close() }()
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
