@@ -170,8 +170,11 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 // StopAPIServer stops kube-apiserver, leaving etcd (and everything else)
-// running: the cluster is unreachable until StartAPIServer.
-func (c *Cluster) StopAPIServer() error { return c.apiserver.stop(10 * time.Second) }
+// running: the cluster is unreachable until StartAPIServer. It simulates
+// an outage, so it waits only a second for a graceful exit (which, with
+// watches open, kube-apiserver would stretch to its full grace period)
+// before killing the process.
+func (c *Cluster) StopAPIServer() error { return c.apiserver.stop(time.Second) }
 
 // StartAPIServer starts kube-apiserver again on the same port and waits
 // until it is ready.
