@@ -90,7 +90,10 @@ func main() {
 		fmt.Println(version)
 		return
 	}
-	if err := run(o, os.Stdout); err != nil {
+	// First signal: drain. Second: stop now.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	if err := run(o, os.Stdout, sigs); err != nil {
 		fmt.Fprintln(os.Stderr, "eco-hub:", err)
 		os.Exit(1)
 	}
@@ -111,15 +114,13 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want json or text", format)
 }
 
-func run(o options, stdout io.Writer) error {
+// run serves until the first value on sigs, drains requests until the
+// second or the shutdown timeout, and returns.
+func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	logger, err := newLogger(o.logFormat, o.logLevel, os.Stderr)
 	if err != nil {
 		return err
 	}
-	// First signal: drain. Second: stop now.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFlagDefaults pins every default, so --help and docs stay true.
+func TestFlagDefaults(t *testing.T) {
+	var o options
+	fs := flag.NewFlagSet("eco-hub", flag.ContinueOnError)
+	o.flags(fs)
+	want := map[string]string{
+		"listen": ":8443", "data-dir": "eco-hub-data", "store": "", "external-url": "",
+		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
+		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
+		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		w, ok := want[f.Name]
+		if !ok {
+			t.Errorf("flag --%s has no pinned default", f.Name)
+		} else if f.DefValue != w {
+			t.Errorf("--%s default = %q, want %q", f.Name, f.DefValue, w)
+		}
+		delete(want, f.Name)
+	})
+	for name := range want {
+		t.Errorf("flag --%s is gone", name)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeAndRestart runs the hub as main does: the first start prints an
+// admin token once and serves TLS with its own CA; a signal drains and
+// stops it; the second start on the same data directory mints no token.
+func TestServeAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o := options{
+		listen: addr, dataDir: dir, heartbeat: time.Second, shutdownTimeout: 5 * time.Second,
+		logFormat: "text", logLevel: "warn", adminTokenFile: filepath.Join(dir, "admin.token"),
+	}
+	start := func() (*syncBuffer, chan os.Signal, chan error) {
+		out := &syncBuffer{}
+		sigs := make(chan os.Signal, 2)
+		done := make(chan error, 1)
+		go func() { done <- run(o, out, sigs) }()
+		return out, sigs, done
+	}
+	client := func() *http.Client {
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(filepath.Join(dir, "tls", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(ca)
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	}
+	waitHealthy := func(done chan error) *http.Client {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			select {
+			case err := <-done:
+				t.Fatalf("hub exited: %v", err)
+			default:
+			}
+			if _, err := os.Stat(filepath.Join(dir, "tls", "ca.crt")); err == nil {
+				c := client()
+				if resp, err := c.Get("https://" + addr + "/readyz"); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						return c
+					}
+				}
+				c.CloseIdleConnections()
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("hub not ready within 30s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stop := func(sigs chan os.Signal, done chan error) {
+		sigs <- syscall.SIGTERM
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run returned %v after a signal", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("hub did not stop within 10s of a signal")
+		}
+	}
+
+	out, sigs, done := start()
+	c := waitHealthy(done)
+	token := regexp.MustCompile(`ecot_[A-Za-z0-9_-]{43}`).FindString(out.String())
+	if token == "" {
+		t.Fatalf("first start printed no admin token:\n%s", out.String())
+	}
+	if saved, _ := os.ReadFile(o.adminTokenFile); strings.TrimSpace(string(saved)) != token {
+		t.Fatalf("--admin-token-file holds %q, want the printed token", saved)
+	}
+	req, _ := http.NewRequest("GET", "https://"+addr+"/api/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"admin"`) {
+		t.Fatalf("whoami = %d %s", resp.StatusCode, body)
+	}
+	if resp, err := c.Get("https://" + addr + "/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			t.Fatalf("web UI at / answered %d", resp.StatusCode)
+		}
+	}
+	c.CloseIdleConnections()
+	stop(sigs, done)
+
+	out, sigs, done = start()
+	c = waitHealthy(done)
+	c.CloseIdleConnections()
+	if strings.Contains(out.String(), "ecot_") {
+		t.Fatalf("second start printed a token again:\n%s", out.String())
+	}
+	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := client().Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the first token after restart: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	stop(sigs, done)
+}
