@@ -29,6 +29,7 @@ import (
 const (
 	roleRevproxy     = "revproxy"
 	roleEcoHub       = "eco-hub"
+	roleEcoBareHub   = "eco-bare-hub"
 	roleEcoAgent     = "eco-agent"
 	roleRDHub        = "rd-hub"
 	roleRDAgent      = "rd-agent"
@@ -93,6 +94,8 @@ func RunChild(args []string) error {
 		return runRevproxy(ctx, f)
 	case roleEcoHub:
 		return runEcoHub(ctx, f)
+	case roleEcoBareHub:
+		return runEcoBareHub(ctx, f)
 	case roleEcoAgent:
 		return runEcoAgent(ctx, f)
 	case roleRDHub:

@@ -3,10 +3,12 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
 	"net/http/pprof"
 	"net/url"
 	"os"
@@ -298,6 +300,83 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 	}
 	firstWG.Wait()
 	say("ALLUP %d", time.Since(start).Nanoseconds())
+	<-ctx.Done()
+	return nil
+}
+
+// runEcoBareHub is a diagnostic target: the eco tunnel and a hub-like
+// proxy (same transport settings as hub/proxy.go, impersonation headers, a
+// constant user token) without the hub's per-request store lookups, API
+// token and cluster, and metrics. The difference to "eco" is what the
+// hub's own per-request work costs.
+func runEcoBareHub(ctx context.Context, f childFlags) error {
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{
+		Authenticate: func(r *http.Request) (string, error) {
+			if trimBearer(r.Header.Get("Authorization")) != "bench-agent" {
+				return "", errors.New("bad credential")
+			}
+			return r.Header.Get(tunnel.HeaderClusterID), nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	const userToken = "bench-user-token"
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = &url.URL{Scheme: "http", Host: f.cluster,
+				Path: strings.TrimPrefix(pr.In.URL.Path, "/k8s"), RawQuery: pr.In.URL.RawQuery}
+			pr.Out.Host = f.cluster
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Set("Impersonate-User", "admin")
+			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
+		},
+		Transport:     proxyTransport(srv.DialAddr),
+		FlushInterval: -1,
+		ErrorLog:      quietLog(),
+	}
+	entry := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(trimBearer(r.Header.Get("Authorization"))), []byte(userToken)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+	tln, err := listen(f.addr)
+	if err != nil {
+		return err
+	}
+	scheme := "ws"
+	if f.tls {
+		scheme = "wss"
+		if tln, err = tlsListener(tln, f); err != nil {
+			return err
+		}
+	}
+	eln, err := listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/k8s/", entry)
+	mux.Handle("/bench/stats", statsHandler(func() int { return srv.Stats().Sessions }))
+	tmux := http.NewServeMux()
+	tmux.Handle("/api/v1/tunnel", srv)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
+	serve(ctx, &wg, &http.Server{Handler: tmux, ErrorLog: quietLog()}, tln)
+	base := "http://" + eln.Addr().String()
+	ready(readyInfo{
+		Entry:     base + "/k8s",
+		UserToken: userToken,
+		Tunnel:    scheme + "://" + tln.Addr().String() + "/api/v1/tunnel",
+		Cluster:   f.cluster,
+		Token:     "bench-agent",
+		Stats:     base + "/bench/stats",
+		ReadyAt:   time.Now().UnixNano(),
+	})
 	<-ctx.Done()
 	return nil
 }

@@ -11,16 +11,19 @@ import (
 
 // Target names.
 const (
-	Direct        = "direct"
-	Revproxy      = "revproxy"
-	Eco           = "eco"
-	EcoTLS        = "eco-tls"
+	Direct   = "direct"
+	Revproxy = "revproxy"
+	Eco      = "eco"
+	EcoTLS   = "eco-tls"
+	// EcoBare is eco's tunnel and agent behind a minimal hub-like proxy
+	// (no store lookups, no metrics): a diagnostic of the hub's share.
+	EcoBare       = "eco-bare"
 	Remotedialer  = "remotedialer"
 	RemotedialTLS = "remotedialer-tls"
 )
 
 // AllTargets in table order.
-var AllTargets = []string{Direct, Revproxy, Eco, EcoTLS, Remotedialer, RemotedialTLS}
+var AllTargets = []string{Direct, Revproxy, Eco, EcoTLS, EcoBare, Remotedialer, RemotedialTLS}
 
 // env is what every target is built from.
 type env struct {
@@ -73,8 +76,12 @@ func startTarget(ctx context.Context, name string, e env) (*target, error) {
 		t.header.Set("Authorization", "Bearer bench-sa")
 		t.procs = []*child{t.hub}
 		return t, nil
-	case Eco, EcoTLS:
-		t.hub, err = startChild(ctx, roleEcoHub, append([]string{"-backend", e.backend}, tlsArgs...)...)
+	case Eco, EcoTLS, EcoBare:
+		role := roleEcoHub
+		if name == EcoBare {
+			role = roleEcoBareHub
+		}
+		t.hub, err = startChild(ctx, role, append([]string{"-backend", e.backend}, tlsArgs...)...)
 		if err != nil {
 			return nil, err
 		}
