@@ -302,7 +302,7 @@ func TestThroughTheHub(t *testing.T) {
 		}
 	})
 
-	t.Run("exec and logs -f through the hub", func(t *testing.T) {
+	t.Run("exec port-forward and logs -f through the hub", func(t *testing.T) {
 		mustKubectl(t, w.kc, "-n", "through-hub", "create", "deployment", "web", "--image=nginx")
 		mustKubectl(t, w.kc, "-n", "through-hub", "rollout", "status", "deployment/web", "--timeout=60s")
 		pod := strings.TrimSpace(mustKubectl(t, w.kc, "-n", "through-hub", "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"))
@@ -320,6 +320,7 @@ func TestThroughTheHub(t *testing.T) {
 				t.Fatalf("exec -i over %s printed %q, %v", proto, out, err)
 			}
 		}
+		clustertest.PortForwardRoundTrip(t, cluster, w.kc, "through-hub", pod)
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(lctx, cluster.Bin.Path(localcluster.Kubectl), "-n", "through-hub", "logs", "-f", pod)

@@ -73,6 +73,10 @@ type Cluster struct {
 	// PodLogFile is the CRI-format log file kwok serves as every
 	// container's log in the full mode; append lines with AppendPodLog.
 	PodLogFile string
+	// PortForwardAddr is where kwok sends `kubectl port-forward` to any
+	// pod port in the full mode: a loopback address reserved for the
+	// cluster, on which a test serves what the "pod" answers.
+	PortForwardAddr string
 	// Bin locates the binaries, kubectl among them.
 	Bin Binaries
 
@@ -124,11 +128,14 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("creating cluster directory: %w", err)
 		}
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
 	etcdPort, peerPort, apiPort, kubeletPort := ports[0], ports[1], ports[2], ports[3]
+	if cfg.Full {
+		c.PortForwardAddr = "127.0.0.1:" + strconv.Itoa(ports[4])
+	}
 	c.URL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
 
 	if err := c.writePKI(); err != nil {

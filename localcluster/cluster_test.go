@@ -202,6 +202,10 @@ func TestFullCluster(t *testing.T) {
 		t.Fatalf("logs -f never showed %q: %v", want, lines.Err())
 	})
 
+	t.Run("port-forward", func(t *testing.T) {
+		clustertest.PortForwardRoundTrip(t, c, c.AdminKubeconfig, "apps", pod.Name)
+	})
+
 	t.Run("service account token", func(t *testing.T) {
 		tr, err := cs.CoreV1().ServiceAccounts("apps").CreateToken(ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 		if err != nil {

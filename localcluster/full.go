@@ -107,8 +107,9 @@ func (c *Cluster) startFull(ctx context.Context, kubeletPort int) error {
 }
 
 // writeKwokConfig writes kwok's configuration: the stages from its module
-// plus ClusterLogs and ClusterExec objects that serve one log file for
-// every container and run exec commands on this host.
+// plus ClusterLogs, ClusterExec and ClusterPortForward objects that serve
+// one log file for every container, run exec commands on this host, and
+// forward every pod port to PortForwardAddr.
 func (c *Cluster) writeKwokConfig() (string, error) {
 	var docs []string
 	for _, s := range kwokStages {
@@ -145,7 +146,16 @@ spec:
   selector: {}
   execs:
   - local:
-      workDir: %q`, workDir))
+      workDir: %q`, workDir), fmt.Sprintf(`apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata:
+  name: all-pods
+spec:
+  selector: {}
+  forwards:
+  - target:
+      address: 127.0.0.1
+      port: %s`, strings.TrimPrefix(c.PortForwardAddr, "127.0.0.1:")))
 	path := c.path("kwok.yaml")
 	if err := os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("writing kwok config: %w", err)

@@ -3,11 +3,15 @@
 package clustertest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/eco-project/eco/localcluster"
 )
@@ -62,4 +66,54 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	w.tb.Helper()
 	w.tb.Log(string(p))
 	return len(p), nil
+}
+
+// PortForwardRoundTrip serves a line on the cluster's port-forward target,
+// runs real kubectl port-forward to pod with kubeconfig, and reads the
+// line through the forwarded port.
+func PortForwardRoundTrip(t *testing.T, c *localcluster.Cluster, kubeconfig, ns, pod string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", c.PortForwardAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(conn, "hello from pod %s\n", pod)
+			conn.Close()
+		}
+	}()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	localPort := local.Addr().(*net.TCPAddr).Port
+	local.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Bin.Path(localcluster.Kubectl), "-n", ns, "port-forward", "pod/"+pod, fmt.Sprintf("%d:8080", localPort))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	if !bufio.NewScanner(stdout).Scan() { // "Forwarding from ..."
+		t.Fatal("kubectl port-forward printed nothing")
+	}
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", localPort), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "hello from pod "+pod+"\n" {
+		t.Fatalf("read %q, %v through port-forward", line, err)
+	}
 }
