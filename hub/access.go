@@ -70,3 +70,13 @@ func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
 		Burst:     100,
 	}
 }
+
+// RevokeToken revokes API token id; this hub refuses it from now on, other
+// replicas within tokenCacheTTL.
+func (h *Hub) RevokeToken(ctx context.Context, id string) error {
+	if err := h.store.RevokeToken(ctx, id); err != nil {
+		return err
+	}
+	h.tokens.clear()
+	return nil
+}

@@ -380,7 +380,7 @@ func (h *Hub) createToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) revokeToken(w http.ResponseWriter, r *http.Request) {
-	if err := h.store.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
+	if err := h.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
 		writeStoreError(w, err)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eco-project/eco/store"
@@ -63,13 +64,18 @@ func (h *Hub) authenticate(r *http.Request) (Identity, error) {
 	if !strings.HasPrefix(token, apiTokenPrefix) || len(token) > 256 {
 		return Identity{}, errUnauthenticated
 	}
-	t, err := h.store.TokenByHash(r.Context(), hashSecret(token))
+	hash := hashSecret(token)
+	if t, ok := h.tokens.get(string(hash), h.cfg.Now()); ok {
+		return Identity{Name: t.Name, Role: t.Role, TokenID: t.ID, Token: token}, nil
+	}
+	t, err := h.store.TokenByHash(r.Context(), hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return Identity{}, errUnauthenticated
 	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("looking up token: %w", err)
 	}
+	h.tokens.put(string(hash), t, h.cfg.Now())
 	// Recording use is cheap but a write; once a minute is plenty.
 	if h.cfg.Now().Sub(t.LastUsedAt) > time.Minute {
 		if err := h.store.TouchToken(r.Context(), t.ID); err != nil {
@@ -130,4 +136,50 @@ func (h *Hub) Bootstrap(ctx context.Context) (string, error) {
 	}
 	secret, _, err := h.NewAPIToken(ctx, "admin", store.RoleAdmin)
 	return secret, err
+}
+
+// tokenCacheTTL bounds how long a token lookup is reused. Revoking a
+// token through this hub drops the cache at once; another hub replica
+// sharing the store notices within this time.
+const tokenCacheTTL = 10 * time.Second
+
+// tokenCacheMax bounds the cache; when full it starts over.
+const tokenCacheMax = 10000
+
+// tokenCache remembers recent token lookups so that the proxy's hot path
+// does not query the store on every request.
+type tokenCache struct {
+	mu      sync.Mutex // guards entries
+	entries map[string]tokenCacheEntry
+}
+
+type tokenCacheEntry struct {
+	token   store.Token
+	expires time.Time
+}
+
+func (c *tokenCache) get(hash string, now time.Time) (store.Token, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[hash]
+	if !ok || now.After(e.expires) {
+		return store.Token{}, false
+	}
+	return e.token, true
+}
+
+func (c *tokenCache) put(hash string, t store.Token, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= tokenCacheMax {
+		c.entries = make(map[string]tokenCacheEntry)
+	}
+	c.entries[hash] = tokenCacheEntry{token: t, expires: now.Add(tokenCacheTTL)}
+}
+
+// clear forgets every entry, e.g. after a revocation.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries = nil
 }

@@ -95,6 +95,7 @@ type Hub struct {
 	mux      *http.ServeMux
 	proxy    *kubeProxy
 	status   *statusTracker
+	tokens   tokenCache
 
 	closeOnce sync.Once
 	ready     chan struct{}

@@ -510,6 +510,9 @@ func TestProxyWhenNotConnected(t *testing.T) {
 	if code := e.do("GET", "/clusters/"+c.ID+"/k8s/api", "", "", nil); code != 401 {
 		t.Fatalf("proxy without token = %d, want 401", code)
 	}
+	if code := e.do("GET", "/clusters/c-aaaaaaaaaa/k8s/api", e.admin, "", nil); code != 404 {
+		t.Fatalf("proxy to an unknown cluster = %d, want 404", code)
+	}
 }
 
 func TestMetrics(t *testing.T) {

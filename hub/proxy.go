@@ -72,19 +72,9 @@ type proxyTargetKey struct{}
 func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ident, _ := identityFrom(r.Context())
-	c, err := p.h.store.GetCluster(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && c.ID != id) {
-		writeKubeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("eco: cluster %q is not imported in this hub", id))
-		return
-	}
-	if err != nil {
-		writeKubeStatus(w, http.StatusInternalServerError, "InternalError", "eco: loading cluster: "+err.Error())
-		return
-	}
-	if !p.h.connected(id) {
-		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", notConnectedMessage(c))
-		return
-	}
+	// The hot path asks the store nothing: a cluster with a tunnel
+	// exists (deleting it closes the tunnel), and one without a tunnel
+	// fails the dial, where errorHandler explains why.
 	rest := strings.TrimPrefix(r.URL.Path, ProxyPrefix+id+ProxySuffix)
 	if rest == "" {
 		rest = "/"
@@ -133,17 +123,31 @@ func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
-	p.h.logger.Warn("proxying to cluster", "cluster", t.cluster, "path", t.path, "err", err)
 	if errors.Is(err, tunnel.ErrNoSession) {
-		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("eco: cluster %s is not connected", t.cluster))
+		p.notConnected(w, r, t.cluster)
 		return
 	}
+	p.h.logger.Warn("proxying to cluster", "cluster", t.cluster, "path", t.path, "err", err)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		writeKubeStatus(w, http.StatusGatewayTimeout, "Timeout", "eco: the cluster's agent did not answer in time")
 		return
 	}
 	writeKubeStatus(w, http.StatusBadGateway, "ServiceUnavailable", "eco: tunnel to cluster "+t.cluster+" failed: "+err.Error())
+}
+
+// notConnected answers a request for a cluster without a tunnel: 404 if
+// the hub does not know it, else 503 with its ECO status and reason.
+func (p *kubeProxy) notConnected(w http.ResponseWriter, r *http.Request, id string) {
+	c, err := p.h.store.GetCluster(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeKubeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("eco: cluster %q is not imported in this hub", id))
+	case err != nil:
+		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("eco: cluster %s is not connected", id))
+	default:
+		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", notConnectedMessage(c))
+	}
 }
 
 func notConnectedMessage(c store.Cluster) string {

@@ -83,7 +83,7 @@ func TestRevokedTokenEndsSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.hub.Store().RevokeToken(t.Context(), id.TokenID); err != nil {
+	if err := h.hub.RevokeToken(t.Context(), id.TokenID); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, _ := do(t, c, "GET", h.url+"/", nil, nil); code != http.StatusSeeOther {
