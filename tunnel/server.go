@@ -324,6 +324,15 @@ func (s *Server) Disconnect(clusterID, reason string) bool {
 	return true
 }
 
+// Connected reports whether clusterID has an admitted session. Unlike
+// Sessions it costs the same with one session or ten thousand, so it suits a
+// check on every proxied request.
+func (s *Server) Connected(clusterID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[clusterID] != nil
+}
+
 // Sessions lists the live sessions.
 func (s *Server) Sessions() []SessionInfo {
 	s.mu.Lock()

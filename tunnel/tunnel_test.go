@@ -339,9 +339,15 @@ func TestDisconnectClosesAtOnce(t *testing.T) {
 	defer c.Close()
 	io.WriteString(c, "source 0\n")
 
+	if !h.srv.Connected("c1") || h.srv.Connected("c2") {
+		t.Fatalf("Connected(c1) = %v, Connected(c2) = %v; want true, false", h.srv.Connected("c1"), h.srv.Connected("c2"))
+	}
 	start := time.Now()
 	if !h.srv.Disconnect("c1", "cluster deleted") {
 		t.Fatal("Disconnect found no session")
+	}
+	if h.srv.Connected("c1") {
+		t.Fatal("Connected(c1) after Disconnect")
 	}
 	if _, err := h.srv.DialContext(context.Background(), "c1"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("dial after Disconnect: %v", err)
