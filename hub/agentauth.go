@@ -81,11 +81,4 @@ func (h *Hub) rejectAgent(ctx context.Context, c store.Cluster, reason string) e
 }
 
 // connected reports whether clusterID has a live tunnel.
-func (h *Hub) connected(clusterID string) bool {
-	for _, s := range h.tunnels.Sessions() {
-		if s.ClusterID == clusterID {
-			return true
-		}
-	}
-	return false
-}
+func (h *Hub) connected(clusterID string) bool { return h.tunnels.Connected(clusterID) }
