@@ -52,9 +52,8 @@ import (
 // Defaults of Config.
 const (
 	// DefaultTunnelPath is the path, below the hub's base URL, at which
-	// the hub serves the tunnel endpoint (hub.TunnelPath; a test keeps
-	// them equal, since the agent must not import the hub).
-	DefaultTunnelPath = "/api/v1/tunnel"
+	// the hub serves the tunnel endpoint.
+	DefaultTunnelPath = tunnel.DefaultPath
 	// DefaultCheckInterval is how often the agent checks that it can
 	// reach its API server and may impersonate users.
 	DefaultCheckInterval = 15 * time.Second

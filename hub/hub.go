@@ -32,7 +32,7 @@ const defaultVersion = "dev"
 // Paths the hub serves.
 const (
 	// TunnelPath is where agents open their tunnel.
-	TunnelPath = "/api/v1/tunnel"
+	TunnelPath = tunnel.DefaultPath
 	// ProxyPrefix is followed by a cluster ID and ProxySuffix, then by the
 	// Kubernetes API path.
 	ProxyPrefix = "/clusters/"

@@ -16,6 +16,10 @@ import (
 )
 
 // HTTP headers of the upgrade request (spec.md, "Upgrade request").
+// DefaultPath is the path, below a hub's base URL, at which eco's hub
+// serves the tunnel endpoint and its agents dial it.
+const DefaultPath = "/api/v1/tunnel"
+
 const (
 	// HeaderClusterID carries the cluster ID the agent claims to serve.
 	// ServerConfig.Authenticate decides whether the credential may.
