@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -49,17 +48,12 @@ func runEcoHub(ctx context.Context, f childFlags) error {
 	}
 	defer st.Close()
 
-	tln, err := listen(f.addr)
+	tln, scheme, err := agentListener(f)
 	if err != nil {
 		return err
 	}
-	scheme := "ws"
 	var caPEM []byte
 	if f.tls {
-		scheme = "wss"
-		if tln, err = tlsListener(tln, f); err != nil {
-			return err
-		}
 		if caPEM, err = os.ReadFile(f.ca); err != nil {
 			return err
 		}
@@ -211,31 +205,17 @@ func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, handler http.Handle
 // runTunnelHub is the bare tunnel.Server (no store, no proxy) for the idle
 // memory and reconnect figures.
 func runTunnelHub(ctx context.Context, f childFlags) error {
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{
-		Authenticate: func(r *http.Request) (string, error) {
-			if trimBearer(r.Header.Get("Authorization")) != "bench-agent" {
-				return "", errors.New("bad credential")
-			}
-			return r.Header.Get(tunnel.HeaderClusterID), nil
-		},
-	})
+	srv, err := benchTunnelServer()
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	tln, err := listen(f.addr)
+	tln, scheme, err := agentListener(f)
 	if err != nil {
 		return err
 	}
-	scheme := "ws"
-	if f.tls {
-		scheme = "wss"
-		if tln, err = tlsListener(tln, f); err != nil {
-			return err
-		}
-	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/tunnel", srv)
+	mux.Handle(tunnel.DefaultPath, srv)
 	mux.Handle("/bench/stats", statsHandler(func() int { return srv.Stats().Sessions }))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	sln, err := listen("127.0.0.1:0")
@@ -247,7 +227,7 @@ func runTunnelHub(ctx context.Context, f childFlags) error {
 	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, tln)
 	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, sln)
 	ready(readyInfo{
-		Tunnel:  scheme + "://" + tln.Addr().String() + "/api/v1/tunnel",
+		Tunnel:  scheme + "://" + tln.Addr().String() + tunnel.DefaultPath,
 		Stats:   "http://" + sln.Addr().String() + "/bench/stats",
 		ReadyAt: time.Now().UnixNano(),
 	})
@@ -271,7 +251,7 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 	ready(readyInfo{ReadyAt: start.UnixNano()}) // started; ALLUP follows
 	for i := range f.n {
 		cfg := tunnel.ClientConfig{
-			URL: f.tunnelURL, ClusterID: fmt.Sprintf("c%d", i), Token: "bench-agent", TLSConfig: tlsCfg,
+			URL: f.tunnelURL, ClusterID: fmt.Sprintf("c%d", i), Token: benchAgentToken, TLSConfig: tlsCfg,
 			Proxy: noProxy,
 		}
 		select {
@@ -310,19 +290,11 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 // token and cluster, and metrics. The difference to "eco" is what the
 // hub's own per-request work costs.
 func runEcoBareHub(ctx context.Context, f childFlags) error {
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{
-		Authenticate: func(r *http.Request) (string, error) {
-			if trimBearer(r.Header.Get("Authorization")) != "bench-agent" {
-				return "", errors.New("bad credential")
-			}
-			return r.Header.Get(tunnel.HeaderClusterID), nil
-		},
-	})
+	srv, err := benchTunnelServer()
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	const userToken = "bench-user-token"
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = &url.URL{Scheme: "http", Host: f.cluster,
@@ -336,47 +308,11 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 		FlushInterval: -1,
 		ErrorLog:      quietLog(),
 	}
-	entry := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(trimBearer(r.Header.Get("Authorization"))), []byte(userToken)) != 1 {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	})
-	tln, err := listen(f.addr)
-	if err != nil {
-		return err
-	}
-	scheme := "ws"
-	if f.tls {
-		scheme = "wss"
-		if tln, err = tlsListener(tln, f); err != nil {
-			return err
-		}
-	}
-	eln, err := listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/k8s/", entry)
-	mux.Handle("/bench/stats", statsHandler(func() int { return srv.Stats().Sessions }))
-	tmux := http.NewServeMux()
-	tmux.Handle("/api/v1/tunnel", srv)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
-	serve(ctx, &wg, &http.Server{Handler: tmux, ErrorLog: quietLog()}, tln)
-	base := "http://" + eln.Addr().String()
-	ready(readyInfo{
-		Entry:     base + "/k8s",
-		UserToken: userToken,
-		Tunnel:    scheme + "://" + tln.Addr().String() + "/api/v1/tunnel",
-		Cluster:   f.cluster,
-		Token:     "bench-agent",
-		Stats:     base + "/bench/stats",
-		ReadyAt:   time.Now().UnixNano(),
-	})
-	<-ctx.Done()
-	return nil
+	return front{
+		Proxy:      rp,
+		TunnelPath: tunnel.DefaultPath,
+		Tunnel:     srv,
+		Sessions:   func() int { return srv.Stats().Sessions },
+		Ready:      readyInfo{Cluster: f.cluster, Token: benchAgentToken},
+	}.serve(ctx, f)
 }

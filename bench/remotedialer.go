@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/http/httputil"
@@ -30,12 +29,11 @@ func runRDHub(ctx context.Context, f childFlags) error {
 		return err
 	}
 	srv := remotedialer.New(func(r *http.Request) (string, bool, error) {
-		if trimBearer(r.Header.Get("Authorization")) != "bench-agent" {
+		if trimBearer(r.Header.Get("Authorization")) != benchAgentToken {
 			return "", false, nil
 		}
 		return r.Header.Get("X-Tunnel-ID"), true, nil
 	}, remotedialer.DefaultErrorWriter)
-	const userToken = "bench-user-token"
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(backend)
@@ -49,47 +47,12 @@ func runRDHub(ctx context.Context, f childFlags) error {
 		FlushInterval: -1,
 		ErrorLog:      quietLog(),
 	}
-	entry := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(trimBearer(r.Header.Get("Authorization"))), []byte(userToken)) != 1 {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	})
-	tln, err := listen(f.addr)
-	if err != nil {
-		return err
-	}
-	scheme := "ws"
-	if f.tls {
-		scheme = "wss"
-		if tln, err = tlsListener(tln, f); err != nil {
-			return err
-		}
-	}
-	eln, err := listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/k8s/", entry)
-	mux.Handle("/bench/stats", statsHandler(func() int { return len(srv.ListClients()) }))
-	tmux := http.NewServeMux()
-	tmux.Handle("/connect", srv)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
-	serve(ctx, &wg, &http.Server{Handler: tmux, ErrorLog: quietLog()}, tln)
-	base := "http://" + eln.Addr().String()
-	ready(readyInfo{
-		Entry:     base + "/k8s",
-		UserToken: userToken,
-		Tunnel:    scheme + "://" + tln.Addr().String() + "/connect",
-		Stats:     base + "/bench/stats",
-		ReadyAt:   time.Now().UnixNano(),
-	})
-	<-ctx.Done()
-	return nil
+	return front{
+		Proxy:      rp,
+		TunnelPath: "/connect",
+		Tunnel:     srv,
+		Sessions:   func() int { return len(srv.ListClients()) },
+	}.serve(ctx, f)
 }
 
 // runRDAgents runs f.n remotedialer clients the way Rancher's agent does: a
@@ -123,7 +86,7 @@ func runRDAgents(ctx context.Context, f childFlags, single bool) error {
 		go func() {
 			defer wg.Done()
 			hdr := http.Header{}
-			hdr.Set("Authorization", "Bearer bench-agent")
+			hdr.Set("Authorization", "Bearer "+benchAgentToken)
 			key := f.cluster
 			if !single {
 				key = "c" + itoa(i)
