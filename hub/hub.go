@@ -74,7 +74,7 @@ type Config struct {
 	// HeartbeatInterval is how often the hub pings agents. Zero means the
 	// tunnel package's default (10 s).
 	HeartbeatInterval time.Duration
-	// Registerer receives the hub's Prometheus metrics. Nil means a new
+	// Registry receives the hub's Prometheus metrics. Nil means a new
 	// private registry, served at /metrics.
 	Registry *prometheus.Registry
 	// Logger receives structured logs. Nil discards them.

@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -25,12 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Idle keep-alive connections of http.DefaultTransport-like clients.
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // env is a hub on a loopback TLS server with a real SQLite store.
@@ -530,5 +524,3 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
-
-var _ = context.Background

@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/eco-project/eco/hub"
@@ -287,5 +286,3 @@ func (h *Hub) WriteKubeconfig(ctx context.Context, id, token, path string) error
 	}
 	return os.WriteFile(path, data, 0o600)
 }
-
-var _ sync.Locker = (*sync.Mutex)(nil)
