@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"k8s.io/client-go/rest"
@@ -50,13 +49,13 @@ func (h *Hub) ExternalURL() string { return h.cfg.ExternalURL }
 // e.g. the web UI at "/". Call it before serving.
 func (h *Hub) Mount(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
-// ErrNotConnected is returned by ClusterConfig's transport when the
-// cluster has no tunnel.
-var ErrNotConnected = errors.New("cluster is not connected")
-
 // ClusterConfig returns a client-go configuration that reaches cluster id's
 // API server through its tunnel, impersonating ident exactly as the proxy
-// does, so the cluster's RBAC applies to whatever it is used for.
+// does, so the cluster's RBAC applies to whatever it is used for. A request
+// to a cluster without a tunnel fails with an error wrapping
+// tunnel.ErrNoSession. Because the config sets Dial, client-go gives each
+// client built from it a transport of its own: close its idle connections
+// (k8s.io/apimachinery/pkg/util/net.CloseIdleConnectionsFor) when done.
 func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
 	return &rest.Config{
 		Host: "http://" + id,
