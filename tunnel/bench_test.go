@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // Benchmarks behind docs/decisions/0002-tunnel-multiplexer.md. Hub and agent
@@ -28,7 +30,7 @@ var benchWindows = []struct {
 	name   string
 	window uint32
 }{
-	{"window=256KiB(yamux-default)", minStreamWindow},
+	{"window=256KiB(yamux-default)", mux.InitialWindow},
 	{"window=4MiB(eco-default)", DefaultStreamWindow},
 	{"window=16MiB", 16 << 20},
 }
@@ -101,7 +103,7 @@ func percentiles(b *testing.B, d []time.Duration) {
 // tunnel at concurrency 1 and 64.
 func BenchmarkTunnelRequest(b *testing.B) {
 	for _, conc := range []int{1, 64} {
-		for _, w := range []uint32{minStreamWindow, DefaultStreamWindow} {
+		for _, w := range []uint32{mux.InitialWindow, DefaultStreamWindow} {
 			b.Run(fmt.Sprintf("c=%d/window=%dKiB", conc, w>>10), func(b *testing.B) {
 				h := benchHarness(b, true, w)
 				serve(b, benchDial(b, h, "c1", w), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // ClientConfig configures the agent side of a tunnel. URL and ClusterID are
@@ -57,7 +57,7 @@ type ClientConfig struct {
 	// MaxMessageSize limits one received WebSocket message in bytes. If
 	// zero, DefaultMaxMessageSize (1 MiB).
 	MaxMessageSize int64
-	// Mux tunes the yamux session; its zero value means the defaults.
+	// Mux tunes the multiplexer; its zero value means the defaults.
 	Mux MuxConfig
 
 	// Logger receives the session's logs. If nil, logs are discarded.
@@ -72,7 +72,7 @@ type ClientSession struct {
 	clusterID string
 	log       *slog.Logger
 	conn      *wsConn
-	mux       *yamux.Session
+	mux       *mux.Session
 	ctrl      *controlStream
 	id        uint64
 	hbTimeout time.Duration
@@ -118,11 +118,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 		return nil, err
 	}
 	conn := newWSConn(ws, cfg.MaxMessageSize)
-	mux, err := yamux.Server(conn, cfg.Mux.yamux(log))
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("tunnel: starting yamux: %w", err)
-	}
+	mux := mux.Server(conn, cfg.Mux.mux(log))
 	// Cancelling ctx aborts the handshake by closing the session.
 	stop := context.AfterFunc(ctx, func() { mux.Close() })
 	c, err := handshake(ctx, mux, conn, &cfg, log)
@@ -211,14 +207,14 @@ func redactURL(u string) string {
 
 // handshake accepts the control stream, sends Hello and reads the hub's
 // answer.
-func handshake(ctx context.Context, mux *yamux.Session, conn *wsConn, cfg *ClientConfig, log *slog.Logger) (*ClientSession, error) {
+func handshake(ctx context.Context, mux *mux.Session, conn *wsConn, cfg *ClientConfig, log *slog.Logger) (*ClientSession, error) {
 	deadline, _ := ctx.Deadline()
-	st, err := mux.AcceptStreamWithContext(ctx)
+	st, err := mux.Accept(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: handshake: accepting control stream: %w", connLost(conn, err))
 	}
-	if st.StreamID() != 1 {
-		return nil, fmt.Errorf("%w: control stream has ID %d, want 1", ErrProtocol, st.StreamID())
+	if st.ID() != 1 {
+		return nil, fmt.Errorf("%w: control stream has ID %d, want 1", ErrProtocol, st.ID())
 	}
 	ctrl := newControlStream(st, cfg.MaxControlMessage)
 	hello := cfg.Hello
@@ -328,7 +324,7 @@ func (c *ClientSession) readLoop() error {
 // Accept waits for and returns the next connection the hub dials. After the
 // session ends it returns an error wrapping net.ErrClosed.
 func (c *ClientSession) Accept() (net.Conn, error) {
-	st, err := c.mux.AcceptStream()
+	st, err := c.mux.Accept(context.Background())
 	if err != nil {
 		if cause := c.Err(); cause != nil {
 			return nil, fmt.Errorf("tunnel: accept: %w (%w)", net.ErrClosed, cause)

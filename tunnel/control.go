@@ -15,9 +15,9 @@ import (
 // version only adds optional fields or message types, which older peers
 // ignore.
 const (
-	ProtocolMajor   = 1
+	ProtocolMajor   = 2
 	ProtocolMinor   = 0
-	ProtocolVersion = "1.0"
+	ProtocolVersion = "2.0"
 )
 
 // Limits of the control channel.

@@ -78,7 +78,7 @@ func TestDecodeMessage(t *testing.T) {
 }
 
 func TestCheckVersion(t *testing.T) {
-	for v, ok := range map[string]bool{"1.0": true, "1.9": true, "2.0": false, "0.9": false, "1": false, "": false, "1.x": false, "-1.0": false} {
+	for v, ok := range map[string]bool{"2.0": true, "2.9": true, "1.0": false, "3.0": false, "0.9": false, "2": false, "": false, "2.x": false, "-2.0": false} {
 		if err := checkVersion(v); (err == nil) != ok {
 			t.Errorf("checkVersion(%q) = %v", v, err)
 		} else if err != nil && !errors.Is(err, ErrUnsupportedVersion) {

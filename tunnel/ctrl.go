@@ -6,12 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
-// controlStream frames control messages on yamux stream 1.
+// controlStream frames control messages on stream 1.
 type controlStream struct {
-	st    *yamux.Stream
+	st    *mux.Stream
 	limit int
 
 	// wmu serializes writers so frames never interleave; it guards wbuf.
@@ -19,7 +19,7 @@ type controlStream struct {
 	wbuf []byte
 }
 
-func newControlStream(st *yamux.Stream, limit int) *controlStream {
+func newControlStream(st *mux.Stream, limit int) *controlStream {
 	if limit <= 0 {
 		limit = DefaultMaxControlMessage
 	}

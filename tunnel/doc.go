@@ -2,8 +2,8 @@
 // inside managed clusters.
 //
 // An agent dials out to the hub over HTTPS and upgrades to a WebSocket. The
-// WebSocket carries a yamux session in which the hub opens streams toward the
-// agent: stream 1 is the control channel (handshake, heartbeats, status,
+// WebSocket carries a session of eco's multiplexer (package tunnel/mux) in
+// which the hub opens streams toward the agent: stream 1 is the control channel (handshake, heartbeats, status,
 // goodbye), every further stream is one connection the hub dials into the
 // cluster. The agent never opens streams. The wire format is specified in
 // spec.md next to this file.

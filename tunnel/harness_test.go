@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+	"github.com/eco-project/eco/tunnel/mux"
 	"go.uber.org/goleak"
 )
 
@@ -251,8 +251,8 @@ func lineService(t testing.TB, cs *ClientSession, name string) {
 // the handshake unless hello is nil.
 type rawAgent struct {
 	ws   *websocket.Conn
-	mux  *yamux.Session
-	ctrl *yamux.Stream
+	mux  *mux.Session
+	ctrl *mux.Stream
 }
 
 func dialRaw(t testing.TB, h *harness, clusterID string, hello *Hello) *rawAgent {
@@ -267,19 +267,13 @@ func dialRaw(t testing.TB, h *harness, clusterID string, hello *Hello) *rawAgent
 		t.Fatal(err)
 	}
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
-	ycfg.EnableKeepAlive = false
-	mux, err := yamux.Server(nc, ycfg)
+	ms := mux.Server(nc, mux.Config{})
+	t.Cleanup(func() { ms.Close(); ws.CloseNow() })
+	st, err := ms.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mux.Close(); ws.CloseNow() })
-	st, err := mux.AcceptStreamWithContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &rawAgent{ws: ws, mux: mux, ctrl: st}
+	a := &rawAgent{ws: ws, mux: ms, ctrl: st}
 	if hello != nil {
 		a.send(t, &message{Type: msgHello, Hello: hello})
 		st.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // hubSession is one agent's session on the hub. The ServeHTTP call that
@@ -21,7 +21,7 @@ type hubSession struct {
 	clusterID  string
 	remoteAddr string
 	conn       *wsConn
-	mux        *yamux.Session
+	mux        *mux.Session
 
 	// Set by the handshake, read-only afterwards.
 	id          uint64
@@ -125,13 +125,9 @@ func (h *hubSession) run() {
 // reject message was sent.
 func (h *hubSession) handshake() error {
 	s := h.srv
-	st, err := h.mux.OpenStream()
+	st, err := h.mux.Open()
 	if err != nil {
 		return fmt.Errorf("opening control stream: %w", err)
-	}
-	// The agent never opens streams; a GoAway makes yamux refuse any.
-	if err := h.mux.GoAway(); err != nil {
-		return fmt.Errorf("sending go-away: %w", err)
 	}
 	h.ctrl = newControlStream(st, s.cfg.MaxControlMessage)
 	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
@@ -197,7 +193,7 @@ func (h *hubSession) reject(deadline time.Time, reason string) error {
 	// Count first: the agent may act on the reject before send returns.
 	h.srv.stats.rejected.Add(1)
 	if err := h.ctrl.send(&message{Type: msgReject, Reason: reason}, deadline); err != nil {
-		// yamux may report a write as failed when the peer closed right
+		// A write may be reported as failed when the peer closed right
 		// after reading it; the agent was rejected either way.
 		h.srv.log.Debug("tunnel: sending reject", "cluster", h.clusterID, "err", err)
 	}

@@ -17,9 +17,9 @@ var readBufPool = sync.Pool{New: func() any {
 // adaptiveReader buffers reads from r only while data streams in, so that
 // an idle connection holds no read buffer.
 //
-// The layers above it (yamux's bufio.Reader, the WebSocket library's frame
-// reader) read in small pieces: a 12-byte header, a 2-byte frame header, a
-// 4 KiB fill. Passed straight to a connection each would be a syscall (or a
+// The layers above it (the multiplexer's reader, the WebSocket library's
+// frame reader) read in small pieces: a 12-byte header, a 2-byte frame
+// header, a 4 KiB fill. Passed straight to a connection each would be a syscall (or a
 // copy out of the TLS record). While the last read filled the buffer it was
 // given, more data is probably waiting, so reads go through a pooled 64 KiB
 // buffer; once a read comes back short the buffer is returned to the pool

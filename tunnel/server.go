@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hashicorp/yamux"
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // HTTP headers of the upgrade request (spec.md, "Upgrade request").
@@ -80,7 +80,7 @@ type ServerConfig struct {
 	// zero, DefaultMaxMessageSize (1 MiB).
 	MaxMessageSize int64
 
-	// Mux tunes the yamux session; its zero value means the defaults.
+	// Mux tunes the multiplexer; its zero value means the defaults.
 	Mux MuxConfig
 
 	// Logger receives the server's logs. If nil, logs are discarded.
@@ -93,7 +93,7 @@ type ServerConfig struct {
 type Server struct {
 	cfg    ServerConfig // defaults applied
 	log    *slog.Logger
-	ymux   *yamux.Config
+	muxCfg mux.Config
 	ctx    context.Context // ends on Close; parent of Admit contexts
 	cancel context.CancelFunc
 
@@ -147,7 +147,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return &Server{
 		cfg:      cfg,
 		log:      log,
-		ymux:     cfg.Mux.yamux(log),
+		muxCfg:   cfg.Mux.mux(log),
 		ctx:      ctx,
 		cancel:   cancel,
 		sessions: make(map[string]*hubSession),
@@ -183,6 +183,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnel: "+err.Error(), code)
 		return
 	}
+	// The wire format below the handshake differs between majors, so a
+	// peer of another major is turned away before the upgrade, with a
+	// reason it can show (protocol 1.x agents framed yamux).
+	if v := r.Header.Get(HeaderAgentProtocol); v != "" {
+		if err := checkVersion(v); err != nil {
+			s.stats.rejected.Add(1)
+			s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
+			http.Error(w, "tunnel: "+err.Error()+"; re-apply the cluster's install YAML to update the agent", http.StatusForbidden)
+			return
+		}
+	}
 	if hj, ok := w.(http.Hijacker); ok {
 		w = frameWriterResponse{ResponseWriter: w, hj: hj}
 	}
@@ -194,12 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn := newWSConn(ws, s.cfg.MaxMessageSize, &s.counters)
-	mux, err := yamux.Client(conn, s.ymux)
-	if err != nil { // only for an invalid config, which NewServer built
-		conn.Close()
-		s.log.Error("tunnel: starting yamux", "err", err)
-		return
-	}
+	mux := mux.Client(conn, s.muxCfg)
 	h := &hubSession{
 		srv:        s,
 		clusterID:  clusterID,
@@ -278,10 +284,10 @@ func (s *Server) DialContext(ctx context.Context, clusterID string) (net.Conn, e
 		s.stats.dialErrors.Add(1)
 		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, ErrNoSession)
 	}
-	st, err := h.mux.OpenStream()
+	st, err := h.mux.Open()
 	if err != nil {
 		s.stats.dialErrors.Add(1)
-		if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, yamux.ErrRemoteGoAway) {
+		if errors.Is(err, mux.ErrSessionClosed) {
 			return nil, fmt.Errorf("dialing cluster %q: %w: %w", clusterID, ErrNoSession, err)
 		}
 		return nil, fmt.Errorf("dialing cluster %q: %w", clusterID, err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // echoHandler answers with the method, path, an agent header and a hash of
@@ -130,8 +132,10 @@ func TestConcurrentStreams(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := maxInFlight.Load(); n < workers/2 {
-		t.Errorf("at most %d requests were in flight at once, want >= %d", n, workers/2)
+	// Serialized streams would give 1; a loaded CI machine under -race
+	// has been seen to reach only about half of the workers.
+	if n := maxInFlight.Load(); n < workers/4 {
+		t.Errorf("at most %d requests were in flight at once, want >= %d", n, workers/4)
 	}
 }
 
@@ -286,11 +290,14 @@ func TestAdmitRejection(t *testing.T) {
 func TestUnsupportedProtocolVersion(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	cfg := h.clientConfig("c1")
-	cfg.Hello.ProtocolVersion = "2.0"
-	_, err := Dial(context.Background(), cfg)
-	var re *RejectError
-	if !errors.As(err, &re) || !strings.Contains(re.Reason, "unsupported protocol version") {
-		t.Fatalf("Dial: %v, want rejection for the version", err)
+	for _, v := range []string{"3.0", "1.0", "x"} {
+		cfg.Hello.ProtocolVersion = v
+		_, err := Dial(context.Background(), cfg)
+		var re *RejectError
+		if !errors.As(err, &re) || !strings.Contains(re.Reason, "unsupported protocol version") {
+			t.Fatalf("Dial with %s: %v, want rejection for the version", v, err)
+		}
+		t.Logf("%s: %v", v, err)
 	}
 }
 
@@ -482,17 +489,17 @@ func TestOversizedInputClosesOnlyThatSession(t *testing.T) {
 		{"websocket message over limit", func(t *testing.T, a *rawAgent) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			// A well-formed yamux data frame for an unknown stream whose
-			// body runs past the message limit: only the WebSocket limit
-			// can stop it.
-			msg := make([]byte, DefaultMaxMessageSize+1)
-			copy(msg, []byte{0, 0, 0, 0, 0, 0, 0, 99, 0, 0x40, 0, 0})
+			// Well-formed empty data frames on the control stream, each
+			// harmless, in one message past the limit: only the WebSocket
+			// limit can stop it.
+			frame := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+			msg := bytes.Repeat(frame, DefaultMaxMessageSize/len(frame)+1)
 			a.ws.Write(ctx, websocket.MessageBinary, msg)
 		}, ErrConnectionLost},
 		{"garbage after upgrade", func(t *testing.T, a *rawAgent) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			a.ws.Write(ctx, websocket.MessageBinary, []byte("GET / HTTP/1.1\r\n\r\nthis is not yamux"))
+			a.ws.Write(ctx, websocket.MessageBinary, []byte("GET / HTTP/1.1\r\n\r\nthis is not a mux frame"))
 		}, ErrConnectionLost},
 		{"invalid JSON", func(t *testing.T, a *rawAgent) {
 			writeRawFrame(a.ctrl, 5)
@@ -540,7 +547,7 @@ func TestBadHandshakes(t *testing.T) {
 	t.Run("no hello", func(t *testing.T) {
 		a := dialRaw(t, h, "silent", nil)
 		select {
-		case <-a.mux.CloseChan():
+		case <-a.mux.Done():
 		case <-time.After(5 * time.Second):
 			t.Fatal("hub kept a session without hello")
 		}
@@ -560,9 +567,17 @@ func TestBadHandshakes(t *testing.T) {
 	t.Run("agent opens a stream", func(t *testing.T) {
 		a := dialRaw(t, h, "opener", &Hello{ProtocolVersion: ProtocolVersion})
 		a.answerPings(t)
-		time.Sleep(50 * time.Millisecond) // let the go-away arrive
-		if _, err := a.mux.OpenStream(); err == nil {
-			t.Fatal("the agent could open a stream")
+		if _, err := a.mux.Open(); !errors.Is(err, mux.ErrNotOpener) {
+			t.Fatalf("the agent's mux opened a stream: %v", err)
+		}
+		// Written by hand, a SYN from the agent is a protocol error:
+		// the hub ends the session.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.ws.Write(ctx, websocket.MessageBinary, []byte{0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0})
+		ev := h.waitEvent(EventDisconnected, "opener", 5*time.Second)
+		if !errors.Is(ev.Err, mux.ErrProtocol) {
+			t.Fatalf("session of an agent that opened a stream ended with %v, want a protocol error", ev.Err)
 		}
 	})
 	checkAlive(t, h, "good", "good")

@@ -1,0 +1,422 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pair returns a client (opener) and server (acceptor) session over a real
+// loopback TCP connection.
+func pair(t testing.TB, ccfg, scfg Config) (*Session, *Session) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	c, s := Client(cc, ccfg), Server(sc, scfg)
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+func accept(t testing.TB, s *Session) *Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.Accept(ctx)
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	return st
+}
+
+// echo serves every accepted stream by copying it back, then half-closing.
+func echo(t testing.TB, s *Session) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := s.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer st.Close()
+				io.Copy(st, st)
+				st.CloseWrite()
+			}()
+		}
+	}()
+	t.Cleanup(func() { s.Close(); wg.Wait() })
+}
+
+func TestEchoManyStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		streams int
+		size    int
+		window  uint32
+	}{
+		{"one small", 1, 100, 0},
+		{"one large, default window", 1, 16 << 20, 0},
+		{"one large, minimum window", 1, 8 << 20, InitialWindow},
+		{"64 concurrent", 64, 256 << 10, 0},
+		{"empty", 3, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := pair(t, Config{Window: tc.window}, Config{Window: tc.window})
+			echo(t, s)
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.streams)
+			for range tc.streams {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- roundTrip(c, tc.size)
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			// Both ends closed every stream: none is left behind.
+			waitFor(t, func() bool { return c.NumStreams() == 0 && s.NumStreams() == 0 })
+		})
+	}
+}
+
+// roundTrip sends size random bytes on a new stream and checks the echo.
+func roundTrip(c *Session, size int) error {
+	st, err := c.Open()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	data := make([]byte, size)
+	rand.Read(data)
+	werr := make(chan error, 1)
+	go func() {
+		_, err := st.Write(data)
+		if err == nil {
+			err = st.CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(st)
+	if err != nil {
+		return err
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		return errors.New("echo differs")
+	}
+	return nil
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A stream whose reader stalls stops only itself: its sender blocks once
+// the window is used up, and another stream on the session keeps going.
+func TestStalledStreamStopsOnlyItself(t *testing.T) {
+	const window = InitialWindow
+	c, s := pair(t, Config{Window: window}, Config{Window: window})
+	stalled, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalledPeer := accept(t, s)
+	_ = stalledPeer // never read
+
+	stalled.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := stalled.Write(make([]byte, 4*window))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n != window {
+		t.Fatalf("stalled write: %d bytes, %v; want %d bytes and a deadline error", n, err, window)
+	}
+
+	fast, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fastPeer := accept(t, s)
+	go func() {
+		fast.Write(make([]byte, 32<<20))
+		fast.CloseWrite()
+	}()
+	got, err := io.Copy(io.Discard, fastPeer)
+	if err != nil || got != 32<<20 {
+		t.Fatalf("fast stream: %d bytes, %v", got, err)
+	}
+
+	// Reading the stalled stream frees its window: the rest goes through.
+	stalled.SetWriteDeadline(time.Time{})
+	go func() {
+		stalled.Write(make([]byte, window))
+		stalled.CloseWrite()
+	}()
+	got, err = io.Copy(io.Discard, stalledPeer)
+	if err != nil || got != 2*window {
+		t.Fatalf("stalled stream after reading: %d bytes, %v; want %d", got, err, 2*window)
+	}
+}
+
+func TestHalfClose(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	peer := accept(t, s)
+	st.Write([]byte("request"))
+	st.CloseWrite()
+	got, err := io.ReadAll(peer)
+	if err != nil || string(got) != "request" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	// The other direction is still open after the peer saw EOF.
+	peer.Write([]byte("response"))
+	peer.Close()
+	got, err = io.ReadAll(st)
+	if err != nil || string(got) != "response" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if _, err := st.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write after CloseWrite: %v", err)
+	}
+	st.Close()
+	waitFor(t, func() bool { return c.NumStreams() == 0 && s.NumStreams() == 0 })
+}
+
+func TestCloseWithUnreadDataResets(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	peer := accept(t, s)
+	st.Write([]byte("unread"))
+	waitFor(t, func() bool { peer.mu.Lock(); defer peer.mu.Unlock(); return peer.buffered > 0 })
+	peer.Close()
+	// The opener learns at once that nobody reads: its stream is reset.
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("read after peer closed with unread data: %v, want ErrStreamReset", err)
+	}
+	waitFor(t, func() bool { return c.NumStreams() == 0 && s.NumStreams() == 0 })
+}
+
+func TestDataAfterCloseResets(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	peer := accept(t, s)
+	peer.Close() // nothing unread yet: FIN
+	if _, err := st.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after peer FIN: %v, want EOF", err)
+	}
+	// The peer has closed, so more data gets the stream reset.
+	st.Write([]byte("too late"))
+	waitFor(t, func() bool { return c.NumStreams() == 0 && s.NumStreams() == 0 })
+	if _, err := st.Write([]byte("x")); !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("write after reset: %v, want ErrStreamReset", err)
+	}
+}
+
+func TestBacklogFullRefuses(t *testing.T) {
+	c, s := pair(t, Config{}, Config{AcceptBacklog: 2})
+	var streams []*Stream
+	for range 3 {
+		st, err := c.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	streams[2].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := streams[2].Read(make([]byte, 1)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("third stream: %v, want ErrRefused", err)
+	}
+	for range 2 {
+		accept(t, s)
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	accept(t, s)
+	st.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err := st.Read(make([]byte, 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Fatalf("read returned after %v, before its deadline", d)
+	}
+	// Moving the deadline wakes a blocked reader.
+	st.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { _, err := st.Read(make([]byte, 1)); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	st.SetReadDeadline(time.Now())
+	select {
+	case err := <-done:
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("read: %v, want a timeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a reader was not woken by a new deadline")
+	}
+}
+
+func TestSessionCloseFailsEverything(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	accept(t, s)
+	blocked := make(chan error, 2)
+	go func() { _, err := st.Read(make([]byte, 1)); blocked <- err }()
+	go func() { _, err := s.Accept(context.Background()); blocked <- err }()
+	time.Sleep(20 * time.Millisecond)
+	s.Close()
+	for range 2 {
+		select {
+		case err := <-blocked:
+			if !errors.Is(err, ErrSessionClosed) {
+				t.Fatalf("got %v, want ErrSessionClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a blocked call outlived the session")
+		}
+	}
+	<-c.Done()
+	if _, err := c.Open(); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("open on a dead session: %v", err)
+	}
+}
+
+// Data received before the session ended can still be read.
+func TestDataSurvivesSessionEnd(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	peer := accept(t, s)
+	peer.Write([]byte("last words"))
+	waitFor(t, func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.buffered == 10 })
+	s.Close()
+	<-c.Done()
+	got := make([]byte, 10)
+	if n, err := io.ReadFull(st, got); err != nil || string(got[:n]) != "last words" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	hdr := func(typ, flags byte, id, val uint32) []byte {
+		return appendHeader(nil, header{typ: typ, flags: flags, id: id, val: val})
+	}
+	for _, tc := range []struct {
+		name   string
+		client bool // the session under test is the opener
+		input  []byte
+	}{
+		{"reserved bytes", false, []byte{0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0}},
+		{"stream ID 0", false, hdr(typeData, flagSYN, 0, 0)},
+		{"unknown type", false, hdr(9, 0, 1, 0)},
+		{"unknown flag", false, hdr(typeData, 0x80, 1, 0)},
+		{"flags on a window frame", false, hdr(typeWindow, flagSYN, 1, 10)},
+		{"frame over MaxFrame", false, hdr(typeData, flagSYN, 1, MaxFrame+1)},
+		{"zero window increment", false, append(hdr(typeData, flagSYN, 1, 0), hdr(typeWindow, 0, 1, 0)...)},
+		{"data for a stream never opened", false, hdr(typeData, 0, 7, 0)},
+		{"streams opened out of order", false, append(hdr(typeData, flagSYN, 3, 0), hdr(typeData, flagSYN, 1, 0)...)},
+		{"data after FIN", false, append(append(hdr(typeData, flagSYN|flagFIN, 1, 0), hdr(typeData, 0, 1, 1)...), 'x')},
+		{"window exceeded", false, append(hdr(typeData, flagSYN, 1, 0), bytes.Repeat(append(hdr(typeData, 0, 1, MaxFrame), make([]byte, MaxFrame)...), DefaultWindow/MaxFrame+1)...)},
+		{"acceptor opens a stream", true, hdr(typeData, flagSYN, 2, 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			var sess *Session
+			if tc.client {
+				sess = Client(a, Config{})
+			} else {
+				sess = Server(a, Config{})
+			}
+			defer sess.Close()
+			go io.Copy(io.Discard, b)
+			go b.Write(tc.input)
+			select {
+			case <-sess.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("session survived a protocol error")
+			}
+			if err := sess.Err(); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("session ended with %v, want ErrProtocol", err)
+			}
+			t.Log(sess.Err())
+		})
+	}
+}
+
+// FuzzServerSession feeds arbitrary bytes to an accepting session: it must
+// never panic, and must end with an error or keep running.
+func FuzzServerSession(f *testing.F) {
+	f.Add(appendHeader(nil, header{typ: typeData, flags: flagSYN, id: 1, val: 3}))
+	f.Add([]byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 'h', 'i', 2, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		a, b := net.Pipe()
+		s := Server(a, Config{})
+		go io.Copy(io.Discard, b)
+		go func() {
+			for {
+				st, err := s.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				go io.Copy(io.Discard, st)
+			}
+		}()
+		b.Write(in)
+		b.Close()
+		<-s.Done()
+		s.Close()
+	})
+}

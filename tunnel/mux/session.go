@@ -1,0 +1,469 @@
+// Package mux multiplexes streams over one connection for eco's tunnel.
+//
+// It is built for the tunnel's shape: one side (the hub, [Client]) opens
+// every stream and the other (the agent, [Server]) accepts them; streams
+// are full-duplex byte streams with per-stream credit flow control, so a
+// stream whose reader stalls stops only itself. The wire format is in
+// ../spec.md, section "Multiplexer".
+//
+// A [Session] costs one goroutine, its reader, which holds no buffer while
+// the connection is idle. There is no send goroutine: a writer appends its
+// frame to the session's pending bytes and, if no other writer is writing
+// to the connection, writes everything pending itself, so frames of many
+// streams that queue during one write leave together in the next. Opening
+// a stream needs no round trip.
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+var (
+	// ErrProtocol means the peer broke the wire format; the session ends.
+	ErrProtocol = errors.New("mux: protocol error")
+	// ErrSessionClosed is returned by operations on a closed session and
+	// its streams.
+	ErrSessionClosed = errors.New("mux: session closed")
+	// ErrStreamReset means the stream was reset by the peer or by its own
+	// Close while data was still arriving.
+	ErrStreamReset = errors.New("mux: stream reset")
+	// ErrRefused means the peer refused the stream (its accept backlog was
+	// full).
+	ErrRefused = errors.New("mux: stream refused")
+	// ErrNotOpener is returned by Open on the accepting side.
+	ErrNotOpener = errors.New("mux: only the client side opens streams")
+)
+
+// Config tunes a session; the zero value means the defaults on each field.
+type Config struct {
+	// Window is each stream's receive window in bytes: how much a peer may
+	// send on a stream before its reader catches up. If zero, 4 MiB; values
+	// below InitialWindow are raised to it.
+	Window uint32
+	// AcceptBacklog bounds streams opened by the peer and not yet accepted
+	// (Server side); more are refused. If zero, 256.
+	AcceptBacklog int
+	// CloseTimeout is how long a stream closed by its application waits for
+	// the peer's end before it is reset and forgotten. If zero, 2 minutes.
+	CloseTimeout time.Duration
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultWindow is the default per-stream receive window.
+const DefaultWindow = 4 << 20
+
+// maxPending bounds the bytes writers queue for the connection before data
+// writers wait; frames the reader sends (resets) are never held back, so the
+// reader never blocks on a write.
+const maxPending = 512 << 10
+
+// Session is one multiplexed connection.
+type Session struct {
+	conn   io.ReadWriteCloser
+	client bool
+	cfg    Config
+	log    *slog.Logger
+
+	// openMu serializes Open, so SYNs leave in stream ID order.
+	openMu sync.Mutex
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	streams  map[uint32]*Stream
+	nextID   uint32 // client: the next stream ID to open
+	lastSeen uint32 // server: the highest stream ID the peer opened
+	backlog  []*Stream
+	acceptCh chan struct{} // signalled (cap 1) when backlog grows or the session ends
+	err      error         // why the session ended; nil while live
+
+	// wmu guards the write state below; wcond (on wmu) signals that
+	// pending bytes left or writing failed.
+	wmu      sync.Mutex
+	wcond    sync.Cond
+	pending  []byte
+	spare    []byte
+	flushing bool
+	werr     error
+
+	done       chan struct{} // closed when the reader has ended
+	closeOnce  sync.Once
+	readerDone chan struct{}
+}
+
+// Client starts the opening side of a session on conn (the hub).
+func Client(conn io.ReadWriteCloser, cfg Config) *Session { return newSession(conn, cfg, true) }
+
+// Server starts the accepting side of a session on conn (the agent).
+func Server(conn io.ReadWriteCloser, cfg Config) *Session { return newSession(conn, cfg, false) }
+
+func newSession(conn io.ReadWriteCloser, cfg Config, client bool) *Session {
+	if cfg.Window == 0 {
+		cfg.Window = DefaultWindow
+	}
+	cfg.Window = max(cfg.Window, InitialWindow)
+	if cfg.AcceptBacklog <= 0 {
+		cfg.AcceptBacklog = 256
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 2 * time.Minute
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Session{
+		conn:       conn,
+		client:     client,
+		cfg:        cfg,
+		log:        log,
+		streams:    make(map[uint32]*Stream),
+		nextID:     1,
+		done:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
+	if !client {
+		s.acceptCh = make(chan struct{}, 1)
+	}
+	s.wcond.L = &s.wmu
+	go s.readLoop() // owned: Close waits for readerDone
+	return s
+}
+
+// Open opens a stream to the peer. It does not wait for the peer: the
+// stream is usable at once. Only the Client side opens streams.
+func (s *Session) Open() (*Stream, error) {
+	if !s.client {
+		return nil, ErrNotOpener
+	}
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return nil, err
+	}
+	id := s.nextID
+	if id >= 1<<31 {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: stream IDs exhausted", ErrSessionClosed)
+	}
+	s.nextID++
+	st := newStream(s, id)
+	s.streams[id] = st
+	s.mu.Unlock()
+
+	var b [2 * HeaderLen]byte
+	f := appendHeader(b[:0], header{typ: typeData, flags: flagSYN, id: id})
+	if w := s.cfg.Window - InitialWindow; w > 0 {
+		f = appendHeader(f, header{typ: typeWindow, id: id, val: w})
+	}
+	if err := s.write(f, nil, false); err != nil {
+		s.forget(st)
+		return nil, err
+	}
+	return st, nil
+}
+
+// Accept waits for the next stream the peer opens, until ctx ends or the
+// session closes. Only the Server side accepts.
+func (s *Session) Accept(ctx context.Context) (*Stream, error) {
+	if s.client {
+		return nil, errors.New("mux: the client side accepts no streams")
+	}
+	for {
+		s.mu.Lock()
+		if len(s.backlog) > 0 {
+			st := s.backlog[0]
+			s.backlog[0] = nil
+			s.backlog = s.backlog[1:]
+			if len(s.backlog) == 0 {
+				s.backlog = nil
+			}
+			s.mu.Unlock()
+			return st, nil
+		}
+		err := s.err
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-s.acceptCh:
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// NumStreams returns the number of open streams.
+func (s *Session) NumStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended, or nil while it is live.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the session: the connection is closed, every stream fails
+// with ErrSessionClosed, and Close waits for the reader to stop.
+func (s *Session) Close() error {
+	s.fail(ErrSessionClosed)
+	<-s.readerDone
+	return nil
+}
+
+// fail ends the session with err (the first cause wins) and closes the
+// connection, which stops the reader.
+func (s *Session) fail(err error) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.err = err
+		streams := s.streams
+		s.streams = map[uint32]*Stream{}
+		backlog := s.backlog
+		s.backlog = nil
+		s.mu.Unlock()
+		s.wmu.Lock()
+		if s.werr == nil {
+			s.werr = err
+		}
+		s.wcond.Broadcast()
+		s.wmu.Unlock()
+		_ = s.conn.Close()
+		for _, st := range streams {
+			st.abort(err)
+		}
+		for _, st := range backlog {
+			st.abort(err)
+		}
+		close(s.done)
+	})
+}
+
+// forget removes st from the session.
+func (s *Session) forget(st *Stream) {
+	s.mu.Lock()
+	if s.streams[st.id] == st {
+		delete(s.streams, st.id)
+	}
+	s.mu.Unlock()
+}
+
+// write queues frame (a header, or several) followed by payload, and
+// writes everything pending unless another writer is doing so. Data
+// writers (wait true) first wait while maxPending bytes are queued.
+// Errors of writes made on other writers' behalf surface as the session's
+// failure.
+func (s *Session) write(frame, payload []byte, wait bool) error {
+	s.wmu.Lock()
+	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+len(frame)+len(payload) > maxPending {
+		s.wcond.Wait()
+	}
+	if s.werr != nil {
+		err := s.werr
+		s.wmu.Unlock()
+		return err
+	}
+	if s.pending == nil {
+		s.pending = getWriteBuf()
+	}
+	s.pending = append(s.pending, frame...)
+	s.pending = append(s.pending, payload...)
+	if s.flushing {
+		s.wmu.Unlock()
+		return nil
+	}
+	s.flushing = true
+	var failed error
+	// Our frame is in the first buffer written: once that succeeded, a
+	// later failure (of frames queued by others) is not ours to report.
+	first, ours := true, false
+	for len(s.pending) > 0 && s.werr == nil {
+		buf := s.pending
+		s.pending = s.spare[:0]
+		if s.pending == nil {
+			s.pending = getWriteBuf()
+		}
+		s.wmu.Unlock()
+		_, err := s.conn.Write(buf)
+		s.wmu.Lock()
+		s.spare = buf[:0]
+		if err != nil && s.werr == nil {
+			s.werr = fmt.Errorf("%w: writing: %w", ErrSessionClosed, err)
+			failed = s.werr
+		}
+		if first {
+			first, ours = false, err == nil
+		}
+		s.wcond.Broadcast()
+	}
+	s.flushing = false
+	// An idle session keeps no write buffers.
+	if len(s.pending) == 0 {
+		putWriteBuf(s.pending)
+		putWriteBuf(s.spare)
+		s.pending, s.spare = nil, nil
+	}
+	err := s.werr
+	s.wmu.Unlock()
+	if failed != nil {
+		s.fail(failed)
+	}
+	if ours {
+		return nil
+	}
+	return err
+}
+
+// writeAsync queues a frame from the reader goroutine, which must never
+// block on the connection: if nobody is writing, a goroutine flushes it.
+func (s *Session) writeAsync(frame []byte) {
+	s.wmu.Lock()
+	if s.werr != nil {
+		s.wmu.Unlock()
+		return
+	}
+	if s.pending == nil {
+		s.pending = getWriteBuf()
+	}
+	s.pending = append(s.pending, frame...)
+	if s.flushing {
+		s.wmu.Unlock()
+		return
+	}
+	s.wmu.Unlock()
+	go func() { _ = s.write(nil, nil, false) }() // ends when pending is written or the session fails
+}
+
+// readLoop reads frames until the connection fails, then ends the session.
+func (s *Session) readLoop() {
+	defer close(s.readerDone)
+	var hb [HeaderLen]byte
+	for {
+		if _, err := io.ReadFull(s.conn, hb[:]); err != nil {
+			s.fail(readErr(err))
+			return
+		}
+		h, err := parseHeader(hb[:])
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		if err := s.handle(h); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+func readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: connection closed by peer", ErrSessionClosed)
+	}
+	return fmt.Errorf("%w: reading: %w", ErrSessionClosed, err)
+}
+
+// handle processes one frame whose header has been read.
+func (s *Session) handle(h header) error {
+	var payload *[]byte
+	if h.typ == typeData && h.val > 0 {
+		payload = getBuf(int(h.val))
+		if _, err := io.ReadFull(s.conn, *payload); err != nil {
+			putBuf(payload)
+			return readErr(err)
+		}
+	}
+	st, err := s.lookup(h)
+	if err != nil || st == nil {
+		if payload != nil {
+			putBuf(payload)
+		}
+		return err
+	}
+	switch h.typ {
+	case typeData:
+		return st.received(payload, h.flags&flagFIN != 0)
+	case typeWindow:
+		st.credit(h.val)
+	case typeReset:
+		st.abort(resetErr(h.val))
+		s.forget(st)
+	}
+	return nil
+}
+
+func resetErr(code uint32) error {
+	switch code {
+	case codeRefused:
+		return ErrRefused
+	case codeProtocol:
+		return fmt.Errorf("%w by peer: protocol error", ErrStreamReset)
+	}
+	return ErrStreamReset
+}
+
+// lookup finds the stream h is for, creating it for a SYN on the Server
+// side. A nil stream and nil error means the frame is for a stream that
+// already ended and is dropped.
+func (s *Session) lookup(h header) (*Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, nil
+	}
+	if h.typ == typeData && h.flags&flagSYN != 0 {
+		if s.client {
+			return nil, fmt.Errorf("%w: the accepting side opened stream %d", ErrProtocol, h.id)
+		}
+		if h.id <= s.lastSeen {
+			return nil, fmt.Errorf("%w: stream %d opened out of order (last %d)", ErrProtocol, h.id, s.lastSeen)
+		}
+		s.lastSeen = h.id
+		st := newStream(s, h.id)
+		if len(s.backlog) >= s.cfg.AcceptBacklog {
+			s.writeAsync(appendHeader(nil, header{typ: typeReset, id: h.id, val: codeRefused}))
+			return nil, nil
+		}
+		s.streams[h.id] = st
+		s.backlog = append(s.backlog, st)
+		select {
+		case s.acceptCh <- struct{}{}:
+		default:
+		}
+		if w := s.cfg.Window - InitialWindow; w > 0 {
+			s.writeAsync(appendHeader(nil, header{typ: typeWindow, id: h.id, val: w}))
+		}
+		return st, nil
+	}
+	st := s.streams[h.id]
+	if st != nil {
+		return st, nil
+	}
+	// Frames for a stream this side never had break the protocol; frames
+	// for one that ended (reset or closed here) may still be in flight.
+	known := h.id < s.nextID
+	if !s.client {
+		known = h.id <= s.lastSeen
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: frame for unknown stream (%s)", ErrProtocol, h)
+	}
+	return nil, nil
+}

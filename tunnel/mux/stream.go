@@ -1,0 +1,450 @@
+package mux
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Stream is one multiplexed connection: a net.Conn with half-close
+// (CloseWrite). Reads, writes and Close may be called from different
+// goroutines.
+type Stream struct {
+	s  *Session
+	id uint32
+
+	// wmu serializes writers, so one Write's frames are never interleaved
+	// with another's and FIN follows the last data frame.
+	wmu sync.Mutex
+
+	// mu guards the fields below.
+	mu         sync.Mutex
+	chunks     []*[]byte // received and unread, oldest first
+	off        int       // read offset into chunks[0]
+	buffered   int       // unread bytes in chunks
+	recvAvail  uint32    // bytes the peer may still send (window granted minus received)
+	unacked    uint32    // bytes read but not yet credited back to the peer
+	sendWindow uint32    // bytes this side may still send
+	finRecv    bool      // the peer sent FIN
+	finSent    bool      // this side sent FIN
+	closed     bool      // Close was called
+	err        error     // reset or session failure; reads and writes fail with it
+	rdl, wdl   time.Time // deadlines
+	closeTimer *time.Timer
+
+	rnotify, wnotify chan struct{} // signalled (cap 1) when reading / writing may proceed
+}
+
+func newStream(s *Session, id uint32) *Stream {
+	return &Stream{
+		s:          s,
+		id:         id,
+		recvAvail:  s.cfg.Window,
+		sendWindow: InitialWindow,
+		rnotify:    make(chan struct{}, 1),
+		wnotify:    make(chan struct{}, 1),
+	}
+}
+
+// ID returns the stream's ID: 1 for the first stream a session opens.
+func (st *Stream) ID() uint32 { return st.id }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// wait blocks until c is signalled, the deadline passes (false) or the
+// session ends. It is called without st.mu held.
+func (st *Stream) wait(c chan struct{}, deadline time.Time) bool {
+	if deadline.IsZero() {
+		select {
+		case <-c:
+		case <-st.s.done:
+			st.sessionEnded()
+		}
+		return true
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+	case <-st.s.done:
+		st.sessionEnded()
+	case <-t.C:
+	}
+	return true
+}
+
+// sessionEnded fails a stream the session no longer tracks (one that was
+// forgotten) with the session's error, so its waiters stop waiting.
+func (st *Stream) sessionEnded() {
+	err := st.s.Err()
+	if err == nil {
+		err = ErrSessionClosed
+	}
+	st.abort(err)
+}
+
+// Read reads received data. After the peer's FIN and all data it returns
+// io.EOF.
+func (st *Stream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	st.mu.Lock()
+	for {
+		if st.buffered > 0 {
+			n := st.copyOut(p)
+			inc := st.creditBack(n)
+			st.mu.Unlock()
+			if inc > 0 {
+				var b [HeaderLen]byte
+				_ = st.s.write(appendHeader(b[:0], header{typ: typeWindow, id: st.id, val: inc}), nil, false)
+			}
+			return n, nil
+		}
+		switch {
+		case st.err != nil:
+			err := st.err
+			st.mu.Unlock()
+			return 0, err
+		case st.finRecv:
+			st.mu.Unlock()
+			return 0, io.EOF
+		case st.closed:
+			st.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		dl := st.rdl
+		if !dl.IsZero() && !time.Now().Before(dl) {
+			st.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		st.mu.Unlock()
+		if !st.wait(st.rnotify, dl) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		st.mu.Lock()
+	}
+}
+
+// copyOut moves up to len(p) buffered bytes into p; st.mu is held.
+func (st *Stream) copyOut(p []byte) int {
+	n := 0
+	for n < len(p) && len(st.chunks) > 0 {
+		c := st.chunks[0]
+		k := copy(p[n:], (*c)[st.off:])
+		n += k
+		st.off += k
+		if st.off == len(*c) {
+			putBuf(c)
+			st.chunks[0] = nil
+			st.chunks = st.chunks[1:]
+			st.off = 0
+		}
+	}
+	if len(st.chunks) == 0 {
+		st.chunks = nil
+	}
+	st.buffered -= n
+	return n
+}
+
+// creditBack records n bytes read and returns the window increment to send
+// now (0 for none): once a quarter of the window has been read, so the
+// peer never waits on a reader that keeps up. st.mu is held.
+func (st *Stream) creditBack(n int) uint32 {
+	st.unacked += uint32(n)
+	if st.finRecv || st.unacked < st.s.cfg.Window/4 {
+		return 0
+	}
+	inc := st.unacked
+	st.unacked = 0
+	st.recvAvail += inc
+	return inc
+}
+
+// Write sends p, waiting for window as needed.
+func (st *Stream) Write(p []byte) (int, error) {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	total := 0
+	for len(p) > 0 {
+		st.mu.Lock()
+		for {
+			if err := st.writeErr(); err != nil {
+				st.mu.Unlock()
+				return total, err
+			}
+			if st.sendWindow > 0 {
+				break
+			}
+			dl := st.wdl
+			if !dl.IsZero() && !time.Now().Before(dl) {
+				st.mu.Unlock()
+				return total, os.ErrDeadlineExceeded
+			}
+			st.mu.Unlock()
+			if !st.wait(st.wnotify, dl) {
+				return total, os.ErrDeadlineExceeded
+			}
+			st.mu.Lock()
+		}
+		n := min(len(p), int(st.sendWindow), maxSendFrame)
+		st.sendWindow -= uint32(n)
+		st.mu.Unlock()
+		var b [HeaderLen]byte
+		if err := st.s.write(appendHeader(b[:0], header{typ: typeData, id: st.id, val: uint32(n)}), p[:n], true); err != nil {
+			return total, err
+		}
+		total += n
+		p = p[n:]
+	}
+	return total, nil
+}
+
+// writeErr says why writing is no longer possible; st.mu is held.
+func (st *Stream) writeErr() error {
+	switch {
+	case st.err != nil:
+		return st.err
+	case st.closed:
+		return net.ErrClosed
+	case st.finSent:
+		return fmt.Errorf("mux: write after CloseWrite: %w", io.ErrClosedPipe)
+	}
+	return nil
+}
+
+// CloseWrite half-closes the stream: the peer reads io.EOF after the data
+// already written; this side may still read.
+func (st *Stream) CloseWrite() error {
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.mu.Lock()
+	if st.err != nil || st.finSent {
+		err := st.err
+		st.mu.Unlock()
+		return err
+	}
+	return st.sendFIN()
+}
+
+// sendFIN sends FIN; st.mu is held on entry and released.
+func (st *Stream) sendFIN() error {
+	st.finSent = true
+	done := st.finRecv
+	st.mu.Unlock()
+	if done {
+		st.s.forget(st)
+	}
+	var b [HeaderLen]byte
+	return st.s.write(appendHeader(b[:0], header{typ: typeData, flags: flagFIN, id: st.id}), nil, false)
+}
+
+// Close closes the stream. Unread data is discarded; if there was any, or
+// data arrives later, the stream is reset so the peer stops sending.
+// Otherwise the peer gets FIN and the stream is forgotten once the peer's
+// FIN arrives (or after Config.CloseTimeout).
+func (st *Stream) Close() error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil
+	}
+	st.closed = true
+	unread := st.buffered > 0
+	st.discard()
+	signal(st.rnotify)
+	signal(st.wnotify)
+	if st.err != nil {
+		st.mu.Unlock()
+		return nil
+	}
+	if unread {
+		st.mu.Unlock()
+		st.reset(codeClosed, ErrStreamReset)
+		return nil
+	}
+	st.mu.Unlock()
+
+	// Wait for a writer to notice closed, so FIN follows its last frame.
+	st.wmu.Lock()
+	defer st.wmu.Unlock()
+	st.mu.Lock()
+	if st.err != nil {
+		st.mu.Unlock()
+		return nil
+	}
+	if !st.finRecv {
+		st.closeTimer = time.AfterFunc(st.s.cfg.CloseTimeout, func() {
+			st.reset(codeClosed, fmt.Errorf("%w: peer did not close within %v", ErrStreamReset, st.s.cfg.CloseTimeout))
+		})
+	}
+	if st.finSent {
+		done := st.finRecv
+		st.mu.Unlock()
+		if done {
+			st.s.forget(st)
+		}
+		return nil
+	}
+	if err := st.sendFIN(); err != nil && !errors.Is(err, ErrSessionClosed) {
+		return err
+	}
+	return nil
+}
+
+// reset aborts the stream locally with err and tells the peer.
+func (st *Stream) reset(code uint32, err error) {
+	if !st.abort(err) {
+		return
+	}
+	st.s.forget(st)
+	var b [HeaderLen]byte
+	_ = st.s.write(appendHeader(b[:0], header{typ: typeReset, id: st.id, val: code}), nil, false)
+}
+
+// abort fails the stream with err, dropping unread data unless the session
+// itself ended (then what arrived can still be read). It reports whether
+// the stream was still live.
+func (st *Stream) abort(err error) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err != nil {
+		return false
+	}
+	st.err = err
+	if !errors.Is(err, ErrSessionClosed) {
+		st.discard()
+	}
+	if st.closeTimer != nil {
+		st.closeTimer.Stop()
+	}
+	signal(st.rnotify)
+	signal(st.wnotify)
+	return true
+}
+
+// discard drops unread data; st.mu is held.
+func (st *Stream) discard() {
+	for _, c := range st.chunks {
+		putBuf(c)
+	}
+	st.chunks, st.off, st.buffered = nil, 0, 0
+}
+
+// received is called by the reader with a data frame's payload (nil if
+// empty) and FIN flag. An error breaks the session.
+func (st *Stream) received(payload *[]byte, fin bool) error {
+	n := 0
+	if payload != nil {
+		n = len(*payload)
+	}
+	st.mu.Lock()
+	switch {
+	case st.err != nil:
+		st.mu.Unlock()
+		if payload != nil {
+			putBuf(payload)
+		}
+		return nil
+	case st.finRecv && (n > 0 || fin):
+		st.mu.Unlock()
+		if payload != nil {
+			putBuf(payload)
+		}
+		return fmt.Errorf("%w: data after FIN on stream %d", ErrProtocol, st.id)
+	case uint32(n) > st.recvAvail:
+		avail := st.recvAvail
+		st.mu.Unlock()
+		putBuf(payload)
+		return fmt.Errorf("%w: stream %d sent %d bytes with a window of %d", ErrProtocol, st.id, n, avail)
+	}
+	st.recvAvail -= uint32(n)
+	if st.closed && n > 0 {
+		// Nobody will read it: tell the peer to stop.
+		st.mu.Unlock()
+		putBuf(payload)
+		if st.abort(ErrStreamReset) {
+			st.s.forget(st)
+			st.s.writeAsync(appendHeader(nil, header{typ: typeReset, id: st.id, val: codeClosed}))
+		}
+		return nil
+	}
+	if n > 0 {
+		st.chunks = append(st.chunks, payload)
+		st.buffered += n
+	}
+	done := false
+	if fin {
+		st.finRecv = true
+		done = st.finSent
+		if done && st.closeTimer != nil {
+			st.closeTimer.Stop()
+		}
+	}
+	signal(st.rnotify)
+	st.mu.Unlock()
+	if done {
+		st.s.forget(st)
+	}
+	return nil
+}
+
+// credit adds a window increment from the peer.
+func (st *Stream) credit(inc uint32) {
+	st.mu.Lock()
+	if uint64(st.sendWindow)+uint64(inc) <= 1<<31 {
+		st.sendWindow += inc
+	}
+	signal(st.wnotify)
+	st.mu.Unlock()
+}
+
+// SetDeadline sets the read and write deadlines.
+func (st *Stream) SetDeadline(t time.Time) error {
+	_ = st.SetReadDeadline(t)
+	return st.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for Read; a zero time means none.
+func (st *Stream) SetReadDeadline(t time.Time) error {
+	st.mu.Lock()
+	st.rdl = t
+	st.mu.Unlock()
+	signal(st.rnotify)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write waiting on flow control.
+func (st *Stream) SetWriteDeadline(t time.Time) error {
+	st.mu.Lock()
+	st.wdl = t
+	st.mu.Unlock()
+	signal(st.wnotify)
+	return nil
+}
+
+// LocalAddr and RemoteAddr name the stream; there are no network
+// addresses inside a tunnel.
+func (st *Stream) LocalAddr() net.Addr  { return streamAddr(st.id) }
+func (st *Stream) RemoteAddr() net.Addr { return streamAddr(st.id) }
+
+type streamAddr uint32
+
+func (a streamAddr) Network() string { return "eco-mux" }
+func (a streamAddr) String() string  { return fmt.Sprintf("stream/%d", uint32(a)) }
+
+var _ net.Conn = (*Stream)(nil)
