@@ -36,6 +36,28 @@ type kubeTransport struct {
 	h2, h1 *http.Transport   // bases, kept to close idle connections
 	rt2    http.RoundTripper // h2 with authentication
 	rt1    http.RoundTripper // h1 with authentication
+
+	// For connections of one's own (dial, authorization):
+	addr      string      // host:port that dial connects to
+	tls       *tls.Config // dial's TLS (ALPN http/1.1 only); nil for an http:// API server
+	userAgent string
+	auth      http.RoundTripper // cfg's authentication wrappers around authCapture
+}
+
+// Timeouts of a connection to the API server.
+const (
+	apiDialTimeout      = 10 * time.Second
+	apiHandshakeTimeout = 10 * time.Second
+)
+
+// apiDialer connects to the API server. Its keep-alive probes end a
+// connection that died silently (a partition, a vanished node) and
+// carries only a quiet watch within about a minute, as HTTP/2 pings would.
+func apiDialer() *net.Dialer {
+	return &net.Dialer{
+		Timeout:         apiDialTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3},
+	}
 }
 
 // newKubeTransport builds the transports for the API server cfg describes.
@@ -47,14 +69,24 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 	if cfg == nil || cfg.Host == "" {
 		return nil, errors.New("no API server configured")
 	}
-	host, err := url.Parse(cfg.Host)
+	raw := cfg.Host
+	if !strings.Contains(raw, "://") { // "10.0.0.1:443", as rest.Config allows
+		raw = "https://" + raw
+	}
+	host, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parsing API server URL %q: %w", cfg.Host, err)
 	}
-	if host.Scheme == "" { // "10.0.0.1:443", as rest.Config allows
-		if host, err = url.Parse("https://" + cfg.Host); err != nil {
-			return nil, fmt.Errorf("parsing API server URL %q: %w", cfg.Host, err)
-		}
+	port := host.Port()
+	switch {
+	case host.Scheme != "https" && host.Scheme != "http":
+		return nil, fmt.Errorf("API server URL %q: scheme must be https or http", cfg.Host)
+	case host.Hostname() == "":
+		return nil, fmt.Errorf("API server URL %q has no host", cfg.Host)
+	case port == "" && host.Scheme == "https":
+		port = "443"
+	case port == "":
+		port = "80"
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.Proxy, cfg.Dial, cfg.Transport = nil, nil, nil
@@ -74,7 +106,7 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 	if err != nil {
 		return nil, fmt.Errorf("API server TLS config: %w", err)
 	}
-	k := &kubeTransport{host: host}
+	k := &kubeTransport{host: host, addr: net.JoinHostPort(host.Hostname(), port), userAgent: cfg.UserAgent}
 	k.h2 = baseTransport(tlsCfg, true)
 	k.h1 = baseTransport(tlsCfg, false)
 	if k.rt2, err = wrapTransport(cfg, tok, k.h2); err != nil {
@@ -82,6 +114,22 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 	}
 	if k.rt1, err = wrapTransport(cfg, tok, k.h1); err != nil {
 		return nil, err
+	}
+	if k.auth, err = wrapTransport(cfg, tok, authCapture{}); err != nil {
+		return nil, err
+	}
+	if host.Scheme == "https" {
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{}
+		}
+		k.tls = tlsCfg.Clone()
+		k.tls.NextProtos = []string{"http/1.1"}
+		if k.tls.ServerName == "" {
+			k.tls.ServerName = host.Hostname()
+		}
+		// Each stream from the hub gets a connection of its own:
+		// resumed sessions make all but the first handshake cheap.
+		k.tls.ClientSessionCache = tls.NewLRUClientSessionCache(0)
 	}
 	return k, nil
 }
@@ -132,6 +180,56 @@ func wrapTransport(cfg *rest.Config, tok *fileToken, base http.RoundTripper) (ht
 func (k *kubeTransport) closeIdle() {
 	k.h2.CloseIdleConnections()
 	k.h1.CloseIdleConnections()
+}
+
+// dial opens a connection to the API server for the Forwarder: TCP, then
+// TLS with ALPN http/1.1 only (the Forwarder writes HTTP/1.1), unless the
+// API server's URL is http://. Its TCP keep-alive probes notice a dead
+// peer within about a minute.
+func (k *kubeTransport) dial(ctx context.Context) (net.Conn, error) {
+	c, err := apiDialer().DialContext(ctx, "tcp", k.addr)
+	if err != nil {
+		return nil, err
+	}
+	if k.tls == nil {
+		return c, nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, apiHandshakeTimeout)
+	defer cancel()
+	tc := tls.Client(c, k.tls)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", k.addr, err)
+	}
+	return tc, nil
+}
+
+// authorization returns the Authorization header the agent's credentials
+// put on a request, or "" if they put none (a client certificate, part of
+// the TLS settings, authenticates instead). It runs the wrappers client-go
+// would run (bearer token, token file, basic auth, exec and auth-provider
+// plugins) on a blank request, so a rotated token file is used from the
+// next request on.
+func (k *kubeTransport) authorization() (string, error) {
+	req := &http.Request{Method: http.MethodGet, URL: k.host, Host: k.host.Host,
+		Header: http.Header{"User-Agent": {k.userAgent}}}
+	resp, err := k.auth.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	return resp.Header.Get("Authorization"), nil
+}
+
+// authCapture ends the chain of authentication wrappers: instead of
+// sending the request, it answers with the Authorization header they set.
+type authCapture struct{}
+
+func (authCapture) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Authorization": r.Header.Values("Authorization")},
+		Body:   http.NoBody, Request: r,
+	}, nil
 }
 
 // fileToken is a bearer token kept in a file, such as the ServiceAccount

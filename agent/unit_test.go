@@ -195,3 +195,59 @@ func TestHandlerGroupRefusesAfterClose(t *testing.T) {
 		t.Error("enter accepted after close")
 	}
 }
+
+// TestAuthorization: the Authorization header the agent's credentials put
+// on a forwarded request, whatever the kind of credential.
+func TestAuthorization(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  rest.Config
+		want string
+	}{
+		{"static token", rest.Config{BearerToken: "static"}, "Bearer static"},
+		{"token file", rest.Config{BearerTokenFile: tokenFile}, "Bearer from-file"},
+		{"basic auth", rest.Config{Username: "u", Password: "p"}, "Basic dTpw"},
+		{"none (a client certificate, or nothing)", rest.Config{}, ""},
+		{"impersonation ignored", rest.Config{BearerToken: "static", Impersonate: rest.ImpersonationConfig{UserName: "x"}}, "Bearer static"},
+	} {
+		cfg := tc.cfg
+		cfg.Host = "https://127.0.0.1:6443"
+		k, err := newKubeTransport(&cfg, "test")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got, err := k.authorization(); err != nil || got != tc.want {
+			t.Errorf("%s: authorization() = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func TestKubeTransportAddress(t *testing.T) {
+	for _, tc := range []struct{ host, addr, err string }{
+		{"https://10.0.0.1", "10.0.0.1:443", ""},
+		{"10.0.0.1:6443", "10.0.0.1:6443", ""},
+		{"http://127.0.0.1", "127.0.0.1:80", ""},
+		{"https://[::1]:6443/prefix", "[::1]:6443", ""},
+		{"ftp://x", "", "scheme"},
+		{"https://", "", "no host"},
+	} {
+		k, err := newKubeTransport(&rest.Config{Host: tc.host}, "test")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one mentioning %q", tc.host, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.host, err)
+			continue
+		}
+		if k.addr != tc.addr || (k.tls == nil) != strings.HasPrefix(tc.host, "http://") {
+			t.Errorf("%q: addr %q, TLS %v; want %q", tc.host, k.addr, k.tls != nil, tc.addr)
+		}
+	}
+}
