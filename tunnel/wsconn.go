@@ -99,11 +99,13 @@ func (c *wsConn) Write(p []byte) (int, error) {
 func (c *wsConn) writeMsgs(p []byte) error {
 	for len(p) > 0 {
 		k := min(len(p), writeChunk)
-		if _, err := c.Conn.Write(p[:k]); err != nil {
-			return err
-		}
+		// Counted before the write: the peer may act on these bytes (and
+		// someone read the counters) before Write returns.
 		for _, kc := range c.counters {
 			kc.out.Add(uint64(k))
+		}
+		if _, err := c.Conn.Write(p[:k]); err != nil {
+			return err
 		}
 		p = p[k:]
 	}

@@ -36,8 +36,12 @@ const (
 	MaxFrame = 256 << 10
 	// maxSendFrame is the largest payload this implementation sends in one
 	// frame: large enough to make headers negligible, small enough that
-	// streams interleave finely on a shared connection.
-	maxSendFrame = 64 << 10
+	// streams interleave finely on a shared connection. Four frames with
+	// their headers fit a 256 KiB transport message.
+	maxSendFrame = 64<<10 - 16
+	// maxSendBatch is the most payload one Write queues at once, as
+	// consecutive frames written together.
+	maxSendBatch = 4 * maxSendFrame
 )
 
 // header is a decoded frame header.

@@ -7,11 +7,12 @@
 // ../spec.md, section "Multiplexer".
 //
 // A [Session] costs one goroutine, its reader, which holds no buffer while
-// the connection is idle. There is no send goroutine: a writer appends its
-// frame to the session's pending bytes and, if no other writer is writing
-// to the connection, writes everything pending itself, so frames of many
-// streams that queue during one write leave together in the next. Opening
-// a stream needs no round trip.
+// the connection is idle. There is no send loop: a writer appends its frame
+// to the session's pending bytes and, if nobody is writing to the
+// connection, writes everything pending itself (small frames) or starts a
+// goroutine that does so until nothing is pending (bulk data, so the writer
+// can go on producing). Frames of many streams that queue during one write
+// leave together in the next. Opening a stream needs no round trip.
 package mux
 
 import (
@@ -91,6 +92,8 @@ type Session struct {
 	spare    []byte
 	flushing bool
 	werr     error
+	// flushers counts goroutines writing pending bytes for others.
+	flushers sync.WaitGroup
 
 	done       chan struct{} // closed when the reader has ended
 	closeOnce  sync.Once
@@ -226,6 +229,7 @@ func (s *Session) Err() error {
 func (s *Session) Close() error {
 	s.fail(ErrSessionClosed)
 	<-s.readerDone
+	s.flushers.Wait()
 	return nil
 }
 
@@ -272,8 +276,18 @@ func (s *Session) forget(st *Stream) {
 // Errors of writes made on other writers' behalf surface as the session's
 // failure.
 func (s *Session) write(frame, payload []byte, wait bool) error {
+	return s.writeData(frame, 0, payload, wait)
+}
+
+// writeData is write with payload cut into data frames of stream id (when
+// id is not 0), each preceded by its header.
+func (s *Session) writeData(frame []byte, id uint32, payload []byte, wait bool) error {
+	size := len(frame) + len(payload)
+	if id != 0 {
+		size += (len(payload)/maxSendFrame + 1) * HeaderLen
+	}
 	s.wmu.Lock()
-	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+len(frame)+len(payload) > maxPending {
+	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
 		s.wcond.Wait()
 	}
 	if s.werr != nil {
@@ -285,16 +299,61 @@ func (s *Session) write(frame, payload []byte, wait bool) error {
 		s.pending = getWriteBuf()
 	}
 	s.pending = append(s.pending, frame...)
-	s.pending = append(s.pending, payload...)
+	if id == 0 {
+		s.pending = append(s.pending, payload...)
+	}
+	for p := payload; id != 0 && len(p) > 0; {
+		n := min(len(p), maxSendFrame)
+		s.pending = appendHeader(s.pending, header{typ: typeData, id: id, val: uint32(n)})
+		s.pending = append(s.pending, p[:n]...)
+		p = p[n:]
+	}
 	if s.flushing {
 		s.wmu.Unlock()
 		return nil
 	}
 	s.flushing = true
-	var failed error
-	// Our frame is in the first buffer written: once that succeeded, a
-	// later failure (of frames queued by others) is not ours to report.
-	first, ours := true, false
+	if async := len(payload) >= asyncWrite; async {
+		// A bulk writer goes on filling pending while a goroutine
+		// writes, so its next frames leave in one large write.
+		s.flushers.Add(1)
+		s.wmu.Unlock()
+		go s.flushAsync() // owned: Close waits on flushers
+		return nil
+	}
+	ours, failed := s.flushLocked()
+	err := s.werr
+	s.wmu.Unlock()
+	if failed != nil {
+		s.fail(failed)
+	}
+	if ours {
+		return nil
+	}
+	return err
+}
+
+// asyncWrite is the payload size from which a writer hands the connection
+// write to a goroutine instead of making it itself: small frames (requests,
+// window updates) leave without a hand-off, bulk data is pipelined.
+const asyncWrite = 16 << 10
+
+func (s *Session) flushAsync() {
+	defer s.flushers.Done()
+	s.wmu.Lock()
+	_, failed := s.flushLocked()
+	s.wmu.Unlock()
+	if failed != nil {
+		s.fail(failed)
+	}
+}
+
+// flushLocked writes pending bytes until there are none; s.wmu is held and
+// s.flushing set by the caller, and it clears s.flushing. It reports
+// whether the first write (which holds the caller's own frame) succeeded,
+// and the error it failed the session with, if any.
+func (s *Session) flushLocked() (ours bool, failed error) {
+	first := true
 	for len(s.pending) > 0 && s.werr == nil {
 		buf := s.pending
 		s.pending = s.spare[:0]
@@ -315,21 +374,14 @@ func (s *Session) write(frame, payload []byte, wait bool) error {
 		s.wcond.Broadcast()
 	}
 	s.flushing = false
+	s.wcond.Broadcast()
 	// An idle session keeps no write buffers.
 	if len(s.pending) == 0 {
 		putWriteBuf(s.pending)
 		putWriteBuf(s.spare)
 		s.pending, s.spare = nil, nil
 	}
-	err := s.werr
-	s.wmu.Unlock()
-	if failed != nil {
-		s.fail(failed)
-	}
-	if ours {
-		return nil
-	}
-	return err
+	return ours, failed
 }
 
 // writeAsync queues a frame from the reader goroutine, which must never
@@ -348,8 +400,10 @@ func (s *Session) writeAsync(frame []byte) {
 		s.wmu.Unlock()
 		return
 	}
+	s.flushing = true
+	s.flushers.Add(1)
 	s.wmu.Unlock()
-	go func() { _ = s.write(nil, nil, false) }() // ends when pending is written or the session fails
+	go s.flushAsync() // owned: Close waits on flushers
 }
 
 // readLoop reads frames until the connection fails, then ends the session.

@@ -201,11 +201,10 @@ func (st *Stream) Write(p []byte) (int, error) {
 			}
 			st.mu.Lock()
 		}
-		n := min(len(p), int(st.sendWindow), maxSendFrame)
+		n := min(len(p), int(st.sendWindow), maxSendBatch)
 		st.sendWindow -= uint32(n)
 		st.mu.Unlock()
-		var b [HeaderLen]byte
-		if err := st.s.write(appendHeader(b[:0], header{typ: typeData, id: st.id, val: uint32(n)}), p[:n], true); err != nil {
+		if err := st.s.writeData(nil, st.id, p[:n], true); err != nil {
 			return total, err
 		}
 		total += n
