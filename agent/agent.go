@@ -2,11 +2,12 @@
 // each managed Kubernetes cluster and connects it to the eco hub.
 //
 // The agent dials OUT to the hub over a tunnel (package tunnel) and serves,
-// on the streams the hub opens, a Forwarder: a reverse proxy to its own API
-// server that authenticates as the agent's ServiceAccount and impersonates
-// the hub user each request names, so that the cluster's RBAC decides what
-// that user may do. It never listens on the public network; its only
-// listener is a plain-HTTP health server (/healthz, /readyz, /metrics).
+// on the streams the hub opens, a Forwarder: a pass-through to its own API
+// server that reads only request heads, authenticates as the agent's
+// ServiceAccount and impersonates the hub user each request names, so that
+// the cluster's RBAC decides what that user may do. It never listens on the
+// public network; its only listener is a plain-HTTP health server
+// (/healthz, /readyz, /metrics).
 //
 // Run does the rest of the agent's job:
 //
@@ -249,6 +250,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.fwd = newForwarder(kube, log.With("component", "forwarder"))
 	a.fwd.onError = a.forwardError
+	a.fwd.onRequest = a.metrics.requests.Inc
 	return a, nil
 }
 

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
 	"time"
 
 	"github.com/eco-project/eco/tunnel"
 )
 
 // connectLoop keeps a tunnel to the hub: it dials, serves the Forwarder on
-// the session, and when the session ends dials again after a jittered
-// backoff. It returns when ctx ends, handing back the session live at that
+// the session's streams, and when the session ends dials again after a
+// jittered backoff. It returns when ctx ends, handing back the session live at that
 // moment (nil if none), still open, so that the caller may say goodbye on
 // it.
 func (a *Agent) connectLoop(ctx context.Context) *liveSession {
@@ -47,7 +45,7 @@ func (a *Agent) connectLoop(ctx context.Context) *liveSession {
 			continue
 		}
 
-		ls := a.serve(s, hello)
+		ls := a.serve(ctx, s, hello)
 		a.log.Info("connected to the hub", "hub", a.tunnelURL, "session", s.SessionID(),
 			"fingerprint", hello.Fingerprint, "kubernetesVersion", hello.KubernetesVersion)
 		start := time.Now()
@@ -139,33 +137,23 @@ func (a *Agent) clientConfig(hello tunnel.Hello) tunnel.ClientConfig {
 	}
 }
 
-// liveSession is a tunnel session with the http.Server serving the
-// Forwarder on it.
+// liveSession is a tunnel session with the Forwarder serving it.
 type liveSession struct {
-	s        *tunnel.ClientSession
-	srv      *http.Server  // nil for a session opened only to say goodbye
-	served   chan struct{} // closed when srv.Serve returned
-	handlers *handlerGroup
-	a        *Agent
+	s      *tunnel.ClientSession
+	stop   context.CancelFunc // ends serving; nil for a session opened only to say goodbye
+	served chan struct{}      // closed when Forwarder.Serve returned
+	a      *Agent
 }
 
 // serve starts serving the Forwarder on s and makes s the agent's session.
-func (a *Agent) serve(s *tunnel.ClientSession, hello tunnel.Hello) *liveSession {
-	ls := &liveSession{s: s, served: make(chan struct{}), handlers: &handlerGroup{}, a: a}
-	ls.srv = &http.Server{
-		Handler: a.tunnelHandler(ls.handlers),
-		// The hub writes its request as soon as it opens a stream.
-		ReadHeaderTimeout: 30 * time.Second,
-		// Idle keep-alive streams cost a little memory on both sides.
-		IdleTimeout: 5 * time.Minute,
-		// No ReadTimeout or WriteTimeout: watches, logs -f and exec
-		// sessions last as long as the user wants.
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-	}
+func (a *Agent) serve(ctx context.Context, s *tunnel.ClientSession, hello tunnel.Hello) *liveSession {
+	// Serving ends when the session is closed, not with ctx: the caller
+	// may still say goodbye on a session connectLoop hands back.
+	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ls := &liveSession{s: s, stop: stop, served: make(chan struct{}), a: a}
 	go func() { // owned: close waits for it
 		defer close(ls.served)
-		err := ls.srv.Serve(countingListener{s, a.metrics})
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := a.fwd.Serve(ctx, countingListener{s, a.metrics}); err != nil && !errors.Is(err, net.ErrClosed) {
 			a.log.Debug("serving the tunnel", "err", err)
 		}
 	}()
@@ -178,7 +166,7 @@ func (a *Agent) serve(s *tunnel.ClientSession, hello tunnel.Hello) *liveSession 
 	return ls
 }
 
-// close ends the session and waits for every request it served.
+// close ends the session and waits for every stream it served.
 func (ls *liveSession) close() {
 	if ls.a != nil {
 		ls.a.mu.Lock()
@@ -189,10 +177,9 @@ func (ls *liveSession) close() {
 		ls.a.mu.Unlock()
 	}
 	ls.s.Close()
-	if ls.srv != nil {
-		ls.srv.Close()
+	if ls.stop != nil {
+		ls.stop()
 		<-ls.served
-		ls.handlers.closeAndWait()
 	}
 }
 
@@ -207,48 +194,6 @@ func (a *Agent) currentSession() *tunnel.ClientSession {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.session
-}
-
-// tunnelHandler is the handler served on the tunnel: the Forwarder,
-// counted and tracked so that closing a session waits for its requests.
-func (a *Agent) tunnelHandler(g *handlerGroup) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.enter() {
-			writeStatus(w, http.StatusServiceUnavailable, "eco-agent: the tunnel session is closing")
-			return
-		}
-		defer g.leave()
-		a.metrics.requests.Inc()
-		a.fwd.ServeHTTP(w, r)
-	})
-}
-
-// handlerGroup tracks running handlers. After closeAndWait, enter refuses
-// new ones (net/http may still dispatch a request read just before the
-// server closed).
-type handlerGroup struct {
-	mu     sync.Mutex // guards closed and the wg.Add calls
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func (g *handlerGroup) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return false
-	}
-	g.wg.Add(1)
-	return true
-}
-
-func (g *handlerGroup) leave() { g.wg.Done() }
-
-func (g *handlerGroup) closeAndWait() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-	g.wg.Wait()
 }
 
 // countingListener counts the streams the hub opens.

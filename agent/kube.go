@@ -22,26 +22,25 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// kubeTransport holds the agent's connections to its API server: one
-// transport that may speak HTTP/2 and one limited to HTTP/1.1 for protocol
-// upgrades, both authenticated with the agent's credentials and neither
-// using an HTTP proxy (in-cluster traffic goes direct, whatever HTTPS_PROXY
-// says).
+// kubeTransport is how the agent reaches its API server: the address, the
+// TLS settings and the agent's credentials. The agent's own few calls
+// (apiClient) go through an http.Transport that may speak HTTP/2; the
+// Forwarder dials connections of its own (dial) and writes each request
+// itself with the Authorization header authorization returns. Neither uses
+// an HTTP proxy: in-cluster traffic goes direct, whatever HTTPS_PROXY says.
 //
 // The agent does not use client-go's typed clients: they link every
 // Kubernetes API group into the binary (about 14 MB) for the handful of
 // calls the agent makes, which apiClient makes with encoding/json.
 type kubeTransport struct {
-	host   *url.URL
-	h2, h1 *http.Transport   // bases, kept to close idle connections
-	rt2    http.RoundTripper // h2 with authentication
-	rt1    http.RoundTripper // h1 with authentication
-
-	// For connections of one's own (dial, authorization):
+	host      *url.URL
 	addr      string      // host:port that dial connects to
 	tls       *tls.Config // dial's TLS (ALPN http/1.1 only); nil for an http:// API server
 	userAgent string
-	auth      http.RoundTripper // cfg's authentication wrappers around authCapture
+	// auth is cfg's authentication wrappers around authCapture.
+	auth http.RoundTripper
+	h2   *http.Transport   // the agent's own calls, kept to close idle connections
+	rt2  http.RoundTripper // h2 with authentication
 }
 
 // Timeouts of a connection to the API server.
@@ -60,7 +59,7 @@ func apiDialer() *net.Dialer {
 	}
 }
 
-// newKubeTransport builds the transports for the API server cfg describes.
+// newKubeTransport returns how to reach the API server cfg describes.
 // cfg's own proxy, dialer, transport and impersonation settings are
 // ignored: the agent never proxies its API traffic, and every impersonation
 // comes from the hub. A BearerTokenFile is re-read whenever the file
@@ -107,12 +106,8 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 		return nil, fmt.Errorf("API server TLS config: %w", err)
 	}
 	k := &kubeTransport{host: host, addr: net.JoinHostPort(host.Hostname(), port), userAgent: cfg.UserAgent}
-	k.h2 = baseTransport(tlsCfg, true)
-	k.h1 = baseTransport(tlsCfg, false)
+	k.h2 = baseTransport(tlsCfg)
 	if k.rt2, err = wrapTransport(cfg, tok, k.h2); err != nil {
-		return nil, err
-	}
-	if k.rt1, err = wrapTransport(cfg, tok, k.h1); err != nil {
 		return nil, err
 	}
 	if k.auth, err = wrapTransport(cfg, tok, authCapture{}); err != nil {
@@ -134,34 +129,25 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 	return k, nil
 }
 
-// baseTransport dials the API server directly: no HTTP proxy.
-func baseTransport(tlsCfg *tls.Config, http2 bool) *http.Transport {
+// baseTransport is the transport of the agent's own calls. It dials the
+// API server directly (no HTTP proxy) and may negotiate HTTP/2.
+func baseTransport(tlsCfg *tls.Config) *http.Transport {
 	if tlsCfg == nil {
 		tlsCfg = &tls.Config{}
 	}
-	tlsCfg = tlsCfg.Clone()
-	t := &http.Transport{
+	return &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConnsPerHost:   64,
+		DialContext:           apiDialer().DialContext,
+		TLSClientConfig:       tlsCfg.Clone(),
+		TLSHandshakeTimeout:   apiHandshakeTimeout,
+		MaxIdleConnsPerHost:   4, // HTTP/2 needs one
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     http2,
-		// Large buffers: list responses and log streams are big.
-		WriteBufferSize: 64 << 10,
-		ReadBufferSize:  64 << 10,
-	}
-	if http2 {
+		ForceAttemptHTTP2:     true,
 		// Notice a dead connection (a partition, a vanished API server)
-		// that carries only idle watches, as client-go does.
-		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
-	} else {
-		tlsCfg.NextProtos = []string{"http/1.1"}
-		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		// that carries only the namespace watch, as client-go does.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
 	}
-	return t
 }
 
 func wrapTransport(cfg *rest.Config, tok *fileToken, base http.RoundTripper) (http.RoundTripper, error) {
@@ -176,11 +162,8 @@ func wrapTransport(cfg *rest.Config, tok *fileToken, base http.RoundTripper) (ht
 	return rt, nil
 }
 
-// closeIdle closes idle connections to the API server.
-func (k *kubeTransport) closeIdle() {
-	k.h2.CloseIdleConnections()
-	k.h1.CloseIdleConnections()
-}
+// closeIdle closes idle connections of the agent's own calls.
+func (k *kubeTransport) closeIdle() { k.h2.CloseIdleConnections() }
 
 // dial opens a connection to the API server for the Forwarder: TCP, then
 // TLS with ALPN http/1.1 only (the Forwarder writes HTTP/1.1), unless the

@@ -177,25 +177,6 @@ func TestRejectDelayIsCapped(t *testing.T) {
 	}
 }
 
-func TestHandlerGroupRefusesAfterClose(t *testing.T) {
-	var g handlerGroup
-	if !g.enter() {
-		t.Fatal("enter refused before close")
-	}
-	done := make(chan struct{})
-	go func() { g.closeAndWait(); close(done) }()
-	select {
-	case <-done:
-		t.Fatal("closeAndWait returned with a handler running")
-	case <-time.After(50 * time.Millisecond):
-	}
-	g.leave()
-	<-done
-	if g.enter() {
-		t.Error("enter accepted after close")
-	}
-}
-
 // TestAuthorization: the Authorization header the agent's credentials put
 // on a forwarded request, whatever the kind of credential.
 func TestAuthorization(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/http/pprof"
@@ -138,14 +139,14 @@ func tokenFromInstallYAML(y []byte) (string, error) {
 }
 
 // runEcoAgent runs the agent side: tunnel.Dial with the agent's reconnect
-// loop, serving the real agent.Forwarder (impersonation check, the agent's
-// own credentials, reverse proxy to the "API server", here the backend).
+// loop, serving the session with the real agent.Forwarder (impersonation
+// check, the agent's own credentials, pass-through to the "API server",
+// here the backend).
 func runEcoAgent(ctx context.Context, f childFlags) error {
 	fw, err := agent.NewForwarder(&rest.Config{Host: f.backend, BearerToken: "bench-sa"}, nil)
 	if err != nil {
 		return err
 	}
-	defer fw.CloseIdleConnections()
 	tlsCfg, err := clientTLS(f)
 	if err != nil {
 		return err
@@ -156,7 +157,7 @@ func runEcoAgent(ctx context.Context, f childFlags) error {
 		Proxy: noProxy,
 	}
 	first := true
-	return agentLoop(ctx, cfg, fw, func(*tunnel.ClientSession) {
+	return agentLoop(ctx, cfg, fw.Serve, func(*tunnel.ClientSession) {
 		if first {
 			first = false
 			ready(readyInfo{ReadyAt: time.Now().UnixNano()})
@@ -166,9 +167,10 @@ func runEcoAgent(ctx context.Context, f childFlags) error {
 
 func noProxy(*http.Request) (*url.URL, error) { return nil, nil }
 
-// agentLoop is agent/connect.go's loop without Kubernetes: dial, serve
-// handler on the session until it ends, back off, repeat.
-func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, handler http.Handler, up func(*tunnel.ClientSession)) error {
+// agentLoop is agent/connect.go's loop without Kubernetes: dial, serve the
+// session until it ends, back off, repeat. serve must return once its
+// context ends.
+func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, serve func(context.Context, net.Listener) error, up func(*tunnel.ClientSession)) error {
 	var b tunnel.Backoff
 	for {
 		s, err := tunnel.Dial(ctx, cfg)
@@ -183,15 +185,15 @@ func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, handler http.Handle
 		}
 		b.Reset()
 		up(s)
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: quietLog()}
+		sctx, stop := context.WithCancel(ctx)
 		served := make(chan struct{})
-		go func() { defer close(served); srv.Serve(s) }()
+		go func() { defer close(served); serve(sctx, s) }()
 		select {
 		case <-ctx.Done():
 		case <-s.Done():
 		}
 		s.Close()
-		srv.Close()
+		stop()
 		<-served
 		if ctx.Err() != nil {
 			return nil
@@ -199,6 +201,19 @@ func agentLoop(ctx context.Context, cfg tunnel.ClientConfig, handler http.Handle
 		if b.Wait(ctx) != nil {
 			return nil
 		}
+	}
+}
+
+// serveHTTP serves h with net/http on a session until ctx ends or the
+// session does.
+func serveHTTP(h http.Handler) func(context.Context, net.Listener) error {
+	return func(ctx context.Context, ln net.Listener) error {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: quietLog()}
+		stop := context.AfterFunc(ctx, func() { srv.Close() })
+		defer stop()
+		err := srv.Serve(ln)
+		srv.Close()
+		return err
 	}
 }
 
@@ -264,7 +279,7 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 		go func() {
 			defer wg.Done()
 			first := true
-			agentLoop(ctx, cfg, http.NotFoundHandler(), func(*tunnel.ClientSession) {
+			agentLoop(ctx, cfg, serveHTTP(http.NotFoundHandler()), func(*tunnel.ClientSession) {
 				say("UP %d %d", i, time.Now().UnixNano())
 				if first {
 					first = false
