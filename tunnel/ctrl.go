@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,6 +19,11 @@ type controlStream struct {
 	// wmu serializes writers so frames never interleave; it guards wbuf.
 	wmu  sync.Mutex
 	wbuf []byte
+
+	// rbuf holds received bytes of an incomplete frame for tryRecv, which
+	// has set the stream to non-blocking reads. Only one goroutine reads.
+	rbuf        []byte
+	nonBlocking bool
 }
 
 func newControlStream(st *mux.Stream, limit int) *controlStream {
@@ -46,6 +53,47 @@ func (c *controlStream) send(m *message, deadline time.Time) error {
 		return fmt.Errorf("sending %s: %w", m.Type, err)
 	}
 	return nil
+}
+
+// tryRecv returns the next complete message if one has arrived, or nil
+// without waiting. It puts the stream in non-blocking mode (a read deadline
+// in the past); partial frames wait in rbuf for the rest. It is not mixed
+// with recv on the same stream, except that linger may read afterwards.
+func (c *controlStream) tryRecv() (*message, error) {
+	for {
+		if len(c.rbuf) >= frameHeaderLen {
+			n := int(binary.BigEndian.Uint32(c.rbuf))
+			if n == 0 || n > c.limit {
+				// The same checks and errors as readFrame.
+				_, err := readFrame(bytes.NewReader(c.rbuf), c.limit)
+				return nil, err
+			}
+			if len(c.rbuf) >= frameHeaderLen+n {
+				m, err := decodeMessage(c.rbuf[frameHeaderLen : frameHeaderLen+n])
+				c.rbuf = c.rbuf[frameHeaderLen+n:]
+				if len(c.rbuf) == 0 {
+					c.rbuf = nil // an idle session holds no buffer
+				}
+				return m, err
+			}
+		}
+		if !c.nonBlocking {
+			if err := c.st.SetReadDeadline(time.Unix(1, 0)); err != nil {
+				return nil, err
+			}
+			c.nonBlocking = true
+		}
+		var b [4 << 10]byte
+		n, err := c.st.Read(b[:])
+		c.rbuf = append(c.rbuf, b[:n]...)
+		switch {
+		case n > 0:
+		case isTimeout(err):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+	}
 }
 
 // recv reads the next message. Callers set the read deadline on c.st.

@@ -13,9 +13,13 @@ import (
 )
 
 // hubSession is one agent's session on the hub. The ServeHTTP call that
-// accepted it runs the handshake (start); one goroutine, counted in the
-// Server's wg, then runs the control loop (run); heartbeat pings run on timer
-// callbacks counted in hbWG.
+// accepted it runs the handshake (start) and returns. From then on no
+// goroutine waits on an idle session: control messages are read by a short
+// drain goroutine started when the multiplexer reports data on the control
+// stream (wake), heartbeat pings and the silence timeout run on timers, and
+// the end of the session runs once on its own goroutine (finish). The
+// session holds one count of the Server's wg from start until finish is
+// done.
 type hubSession struct {
 	srv        *Server
 	clusterID  string
@@ -38,6 +42,12 @@ type hubSession struct {
 	closing bool
 	cause   error
 	goodbye string
+	// Draining state: served once serve ran; draining while a drain
+	// goroutine runs; rewake when more arrived meanwhile; finishing once
+	// the session is ending (finish runs once both are set).
+	served, draining, rewake, finishing bool
+	// silence fires when nothing was received for HeartbeatTimeout.
+	silence *time.Timer
 	// Heartbeat state. hbTimer fires heartbeat; hbStopped stops it.
 	hbTimer       *time.Timer
 	hbStopped     bool
@@ -47,8 +57,9 @@ type hubSession struct {
 	rtt           time.Duration
 	status        Status
 
-	// hbWG counts running heartbeat callbacks. Add is only called with mu
-	// held and hbStopped false, so it never races with Wait.
+	// hbWG counts running heartbeat callbacks and drain goroutines. Add is
+	// only called with mu held and hbStopped (or finishing) false, so it
+	// never races with Wait.
 	hbWG sync.WaitGroup
 }
 
@@ -82,23 +93,142 @@ func (h *hubSession) start() bool {
 	return true
 }
 
-// run serves the control stream until the session ends, then cleans up. It
-// runs on its own goroutine, so the HTTP request's goroutine, with its
-// grown stack and request state, is gone while the session idles.
-func (h *hubSession) run() {
-	s := h.srv
-	cause := h.readLoop()
-
+// serve starts serving an admitted session; it does not block. The
+// caller has added the session's count to the Server's wg.
+func (h *hubSession) serve() {
 	h.mu.Lock()
-	if h.closing {
-		cause = h.cause
-	} else {
-		h.closing, h.cause = true, cause
+	h.served = true
+	if h.finishing { // ended between the handshake and now
+		h.mu.Unlock()
+		go h.finish() // owned: holds the session's count of the Server's wg
+		return
 	}
-	goodbye := h.goodbye
+	h.silence = time.AfterFunc(h.srv.cfg.HeartbeatTimeout, func() {
+		h.end(fmt.Errorf("%w: nothing received for %v", ErrHeartbeatTimeout, h.srv.cfg.HeartbeatTimeout), "")
+	})
+	h.mu.Unlock()
+	h.ctrl.st.SetReadNotify(h.wake)
+	h.wake() // anything that arrived during the handshake
+}
+
+// wake is the control stream's read notification: it starts a drain
+// goroutine unless one is running, which then goes round once more.
+func (h *hubSession) wake() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.finishing:
+	case h.draining:
+		h.rewake = true
+	default:
+		h.draining = true
+		h.hbWG.Add(1)
+		go h.drain() // owned: finish waits on hbWG
+	}
+}
+
+// drain handles every control message that has arrived, without waiting
+// for more.
+func (h *hubSession) drain() {
+	defer h.hbWG.Done()
+	for {
+		cause, bye := h.handleAvailable()
+		if cause != nil {
+			h.end(cause, bye)
+		}
+		h.mu.Lock()
+		if !h.rewake || h.finishing {
+			h.draining = false
+			h.mu.Unlock()
+			return
+		}
+		h.rewake = false
+		h.mu.Unlock()
+	}
+}
+
+// handleAvailable handles the messages available now. It returns a cause
+// when the session must end, with the goodbye to send, if any.
+func (h *hubSession) handleAvailable() (cause error, goodbye string) {
+	s := h.srv
+	for {
+		m, err := h.ctrl.tryRecv()
+		switch {
+		case err != nil && errors.Is(err, ErrProtocol):
+			return err, ""
+		case err != nil:
+			return h.connErr(err), ""
+		case m == nil:
+			return nil, ""
+		}
+		now := time.Now()
+		h.mu.Lock()
+		if h.silence != nil {
+			h.silence.Reset(s.cfg.HeartbeatTimeout)
+		}
+		h.mu.Unlock()
+		switch m.Type {
+		case msgPong:
+			h.mu.Lock()
+			ok := m.Seq == h.pingSeq && !h.pingSent.IsZero()
+			var rtt time.Duration
+			if ok {
+				rtt = now.Sub(h.pingSent)
+				h.rtt, h.lastHeartbeat = rtt, now
+				h.pingSent = time.Time{}
+			}
+			h.mu.Unlock()
+			if ok {
+				s.emit(Event{Kind: EventHeartbeat, ClusterID: h.clusterID, SessionID: h.id, Time: now, RTT: rtt})
+			}
+		case msgStatus:
+			h.mu.Lock()
+			h.status = *m.Status
+			h.mu.Unlock()
+			s.emit(Event{Kind: EventStatus, ClusterID: h.clusterID, SessionID: h.id, Time: now, Status: *m.Status})
+		case msgGoodbye:
+			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
+			return fmt.Errorf("%w: %s", ErrGoodbye, m.Reason), "goodbye acknowledged"
+		case msgHello, msgAccept, msgReject, msgPing:
+			return fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type), ""
+		default:
+			// Unknown types come from newer minor versions: ignore.
+		}
+	}
+}
+
+// end ends an established session with cause (the first cause wins),
+// sending goodbye first if it is not empty. It does not wait.
+func (h *hubSession) end(cause error, goodbye string) {
+	h.mu.Lock()
+	if h.finishing {
+		h.mu.Unlock()
+		return
+	}
+	h.finishing = true
+	if !h.closing {
+		h.closing, h.cause, h.goodbye = true, cause, goodbye
+	}
+	served := h.served
+	h.mu.Unlock()
+	if served {
+		go h.finish() // owned: holds the session's count of the Server's wg
+	}
+}
+
+// finish stops the timers, waits for drains and heartbeats, sends the
+// goodbye, closes the session and reports it.
+func (h *hubSession) finish() {
+	s := h.srv
+	defer s.wg.Done()
+	h.mu.Lock()
+	cause, goodbye := h.cause, h.goodbye
 	h.hbStopped = true
 	if h.hbTimer != nil {
 		h.hbTimer.Stop()
+	}
+	if h.silence != nil {
+		h.silence.Stop()
 	}
 	h.mu.Unlock()
 	h.hbWG.Wait()
@@ -172,7 +302,7 @@ func (h *hubSession) handshake() error {
 		return ErrServerClosed
 	}
 	h.mu.Lock()
-	h.established = true // from now on shutdown leaves the goodbye to serve
+	h.established = true // from now on shutdown leaves the goodbye to finish
 	h.mu.Unlock()
 	err = h.ctrl.send(&message{Type: msgAccept, Accept: &acceptBody{
 		ProtocolVersion:     ProtocolVersion,
@@ -209,69 +339,6 @@ func (h *hubSession) linger() {
 	_, _ = io.Copy(io.Discard, h.ctrl.st)
 }
 
-// readLoop reads control messages until the session ends and returns the
-// cause. Every message re-arms the heartbeat timeout.
-func (h *hubSession) readLoop() error {
-	s := h.srv
-	for {
-		h.mu.Lock()
-		if h.closing {
-			h.mu.Unlock()
-			return nil
-		}
-		err := h.ctrl.st.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
-		h.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		m, err := h.ctrl.recv()
-		if err != nil {
-			switch {
-			case isTimeout(err):
-				return fmt.Errorf("%w: nothing received for %v", ErrHeartbeatTimeout, s.cfg.HeartbeatTimeout)
-			case errors.Is(err, ErrProtocol):
-				return err
-			}
-			return h.connErr(err)
-		}
-		now := time.Now()
-		switch m.Type {
-		case msgPong:
-			h.mu.Lock()
-			ok := m.Seq == h.pingSeq && !h.pingSent.IsZero()
-			var rtt time.Duration
-			if ok {
-				rtt = now.Sub(h.pingSent)
-				h.rtt, h.lastHeartbeat = rtt, now
-				h.pingSent = time.Time{}
-			}
-			h.mu.Unlock()
-			if ok {
-				s.emit(Event{Kind: EventHeartbeat, ClusterID: h.clusterID, SessionID: h.id, Time: now, RTT: rtt})
-			}
-		case msgStatus:
-			h.mu.Lock()
-			h.status = *m.Status
-			h.mu.Unlock()
-			s.emit(Event{Kind: EventStatus, ClusterID: h.clusterID, SessionID: h.id, Time: now, Status: *m.Status})
-		case msgGoodbye:
-			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
-			h.mu.Lock()
-			if !h.closing {
-				h.closing = true
-				h.cause = fmt.Errorf("%w: %s", ErrGoodbye, m.Reason)
-				h.goodbye = "goodbye acknowledged"
-			}
-			h.mu.Unlock()
-			return nil
-		case msgHello, msgAccept, msgReject, msgPing:
-			return fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type)
-		default:
-			// Unknown types come from newer minor versions: ignore.
-		}
-	}
-}
-
 // heartbeat sends one ping and schedules the next.
 func (h *hubSession) heartbeat() {
 	h.mu.Lock()
@@ -299,24 +366,24 @@ func (h *hubSession) heartbeat() {
 }
 
 // shutdown ends the session with cause. If reason is not empty the agent is
-// sent a goodbye with it first. It does not wait: the session's goroutine
-// sends the goodbye, lingers briefly and closes.
+// sent a goodbye with it first. It does not wait: finish sends the goodbye,
+// lingers briefly and closes.
 func (h *hubSession) shutdown(cause error, reason string) {
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		return
 	}
-	h.closing, h.cause, h.goodbye = true, cause, reason
 	established := h.established
-	if established {
-		// Wake the read loop now; it sends the goodbye.
-		_ = h.ctrl.st.SetReadDeadline(time.Unix(1, 0))
+	if !established {
+		h.closing, h.cause, h.goodbye = true, cause, reason
 	}
 	h.mu.Unlock()
-	if !established {
-		h.mux.Close()
+	if established {
+		h.end(cause, reason)
+		return
 	}
+	h.mux.Close() // aborts the handshake
 }
 
 // connErr wraps err, a failed read or write, as ErrConnectionLost with the

@@ -222,11 +222,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.pending[h] = struct{}{}
 	s.mu.Unlock()
 	if h.start() {
-		s.wg.Add(1) // our own Add is outstanding, so this cannot race Wait
-		go func() {
-			defer s.wg.Done()
-			h.run()
-		}()
+		s.wg.Add(1) // our own Add is outstanding, so this cannot race Wait; finish calls Done
+		h.serve()
 	}
 }
 

@@ -420,3 +420,53 @@ func FuzzServerSession(f *testing.F) {
 		s.Close()
 	})
 }
+
+// A stream served through SetReadNotify needs no goroutine waiting in Read:
+// the notification says when a non-blocking read will find something.
+func TestReadNotify(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, _ := c.Open()
+	peer := accept(t, s)
+	woken := make(chan struct{}, 16)
+	st.SetReadNotify(func() { woken <- struct{}{} })
+	st.SetReadDeadline(time.Unix(1, 0)) // non-blocking
+	var got []byte
+	readAvailable := func() error {
+		for {
+			var b [3]byte
+			n, err := st.Read(b[:])
+			got = append(got, b[:n]...)
+			if n == 0 {
+				return err
+			}
+		}
+	}
+	if err := readAvailable(); !os.IsTimeout(err) {
+		t.Fatalf("read with nothing there: %v, want a timeout", err)
+	}
+	for _, msg := range []string{"ping", "pong!"} {
+		peer.Write([]byte(msg))
+		select {
+		case <-woken:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification for data")
+		}
+		waitFor(t, func() bool { readAvailable(); return len(got) >= len("ping") })
+	}
+	peer.CloseWrite()
+	select {
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification for FIN")
+	}
+	waitFor(t, func() bool { return readAvailable() == io.EOF })
+	if string(got) != "pingpong!" {
+		t.Fatalf("read %q", got)
+	}
+	s.Close()
+	select {
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification for the session's end")
+	}
+}

@@ -37,6 +37,22 @@ type Stream struct {
 	closeTimer *time.Timer
 
 	rnotify, wnotify chan struct{} // signalled (cap 1) when reading / writing may proceed
+
+	// onReadable, if set, is called (without locks held) whenever data,
+	// FIN or an error arrives for the reader.
+	onReadable func()
+}
+
+// SetReadNotify makes f be called each time the stream becomes readable:
+// data or FIN arrived, or it was reset or its session ended. f runs on the
+// session's reader goroutine (or whoever ended the stream) and must not
+// block; it typically starts a goroutine that reads what is available
+// with a read deadline in the past. This lets a mostly idle stream be
+// served without a goroutine waiting in Read.
+func (st *Stream) SetReadNotify(f func()) {
+	st.mu.Lock()
+	st.onReadable = f
+	st.mu.Unlock()
 }
 
 func newStream(s *Session, id uint32) *Stream {
@@ -320,8 +336,8 @@ func (st *Stream) reset(code uint32, err error) {
 // the stream was still live.
 func (st *Stream) abort(err error) bool {
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	if st.err != nil {
+		st.mu.Unlock()
 		return false
 	}
 	st.err = err
@@ -333,6 +349,11 @@ func (st *Stream) abort(err error) bool {
 	}
 	signal(st.rnotify)
 	signal(st.wnotify)
+	notify := st.onReadable
+	st.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 	return true
 }
 
@@ -395,9 +416,13 @@ func (st *Stream) received(payload *[]byte, fin bool) error {
 		}
 	}
 	signal(st.rnotify)
+	notify := st.onReadable
 	st.mu.Unlock()
 	if done {
 		st.s.forget(st)
+	}
+	if notify != nil {
+		notify()
 	}
 	return nil
 }
