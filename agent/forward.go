@@ -172,14 +172,16 @@ func (s *stream) serve(ctx context.Context) {
 		s.br.Reset(nil)
 		s.f.readers.Put(s.br)
 	}()
-	s.conn.SetReadDeadline(time.Now().Add(firstRequestTimeout))
+	if !s.setReadDeadline(time.Now().Add(firstRequestTimeout)) {
+		return
+	}
 	for first := true; ; first = false {
 		req, err := http.ReadRequest(s.br)
 		if err != nil {
 			s.readFailed(err)
 			return
 		}
-		if first && !s.clearReadDeadline() {
+		if first && !s.setReadDeadline(time.Time{}) {
 			return
 		}
 		if !s.forward(ctx, req) {
@@ -404,15 +406,16 @@ func (s *stream) isClosed() bool {
 	return s.closed
 }
 
-// clearReadDeadline lifts the first request's deadline, unless close set
-// one to wake the reader up.
-func (s *stream) clearReadDeadline() bool {
+// setReadDeadline sets the stream's read deadline and reports true, unless
+// the stream is closed: then close's deadline, which wakes the reader up,
+// stays.
+func (s *stream) setReadDeadline(t time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.conn.SetReadDeadline(time.Time{})
+	s.conn.SetReadDeadline(t)
 	return true
 }
 
