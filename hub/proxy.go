@@ -38,10 +38,14 @@ func newKubeProxy(h *Hub) *kubeProxy {
 	p.transport = &http.Transport{
 		// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
 		// host. The stream itself is inside the agent's TLS WebSocket.
-		DialContext:           h.tunnels.DialAddr,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		DialContext:         h.tunnels.DialAddr,
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 256,
+		// Below kube-apiserver's own 90 s idle timeout for HTTP/1.1
+		// connections: the agent gives every stream its own connection to
+		// the API server, and a stream reused just as that connection
+		// closed would fail a non-repeatable request.
+		IdleConnTimeout:       60 * time.Second,
 		ResponseHeaderTimeout: 0, // watches and long lists decide their own time
 		ExpectContinueTimeout: time.Second,
 		WriteBufferSize:       64 << 10,

@@ -235,11 +235,17 @@ func TestCloseWithUnreadDataResets(t *testing.T) {
 	peer := accept(t, s)
 	st.Write([]byte("unread"))
 	waitFor(t, func() bool { peer.mu.Lock(); defer peer.mu.Unlock(); return peer.buffered > 0 })
+	peer.Write([]byte("answer"))
 	peer.Close()
-	// The opener learns at once that nobody reads: its stream is reset.
+	// The opener learns at once that nobody reads: its stream is reset,
+	// after what the peer sent before.
 	st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, ErrStreamReset) {
-		t.Fatalf("read after peer closed with unread data: %v, want ErrStreamReset", err)
+	got, err := io.ReadAll(st)
+	if string(got) != "answer" || !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("read after peer closed with unread data: %q, %v; want the answer, then ErrStreamReset", got, err)
+	}
+	if _, err := st.Write([]byte("more")); !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("write after reset: %v, want ErrStreamReset", err)
 	}
 	waitFor(t, func() bool { return c.NumStreams() == 0 && s.NumStreams() == 0 })
 }

@@ -252,10 +252,10 @@ func (s *Session) fail(err error) {
 		s.wmu.Unlock()
 		_ = s.conn.Close()
 		for _, st := range streams {
-			st.abort(err)
+			st.fail(err, true)
 		}
 		for _, st := range backlog {
-			st.abort(err)
+			st.fail(err, true)
 		}
 		close(s.done)
 	})
@@ -457,7 +457,7 @@ func (s *Session) handle(h header) error {
 	case typeWindow:
 		st.credit(h.val)
 	case typeReset:
-		st.abort(resetErr(h.val))
+		st.fail(resetErr(h.val), true)
 		s.forget(st)
 	}
 	return nil

@@ -331,17 +331,21 @@ func (st *Stream) reset(code uint32, err error) {
 	_ = st.s.write(appendHeader(b[:0], header{typ: typeReset, id: st.id, val: code}), nil, false)
 }
 
-// abort fails the stream with err, dropping unread data unless the session
-// itself ended (then what arrived can still be read). It reports whether
-// the stream was still live.
-func (st *Stream) abort(err error) bool {
+// abort fails the stream with err, dropping unread data. It reports
+// whether the stream was still live.
+func (st *Stream) abort(err error) bool { return st.fail(err, false) }
+
+// fail fails the stream with err. With keep, data that arrived before can
+// still be read first (the session ended, or the peer reset the stream
+// after sending it: a response followed by a reset is still a response).
+func (st *Stream) fail(err error, keep bool) bool {
 	st.mu.Lock()
 	if st.err != nil {
 		st.mu.Unlock()
 		return false
 	}
 	st.err = err
-	if !errors.Is(err, ErrSessionClosed) {
+	if !keep {
 		st.discard()
 	}
 	if st.closeTimer != nil {
