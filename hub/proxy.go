@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
+	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // RequestIDExtra is the impersonated user extra carrying the hub's request
@@ -68,6 +71,8 @@ type proxyTarget struct {
 	cluster   string
 	path      string
 	requestID string
+	// upstream receives the tunnel stream the request goes out on.
+	upstream *atomic.Pointer[mux.Stream]
 }
 
 type proxyTargetKey struct{}
@@ -89,11 +94,12 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", reqID)
 	target := proxyTarget{cluster: id, path: rest, requestID: reqID}
-	r = r.WithContext(context.WithValue(r.Context(), proxyTargetKey{}, target))
 
 	verb := kubeVerb(r)
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	target.upstream = &rec.upstream
+	r = r.WithContext(context.WithValue(r.Context(), proxyTargetKey{}, target))
 	p.h.metrics.proxyInFlight.Inc()
 	p.rp.ServeHTTP(rec, r)
 	p.h.metrics.proxyInFlight.Dec()
@@ -120,6 +126,15 @@ func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Add("Impersonate-Group", g)
 	}
 	pr.Out.Header.Set("Impersonate-Extra-"+url.PathEscape(RequestIDExtra), t.requestID)
+	if t.upstream != nil {
+		pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if st, ok := info.Conn.(*mux.Stream); ok {
+					t.upstream.Store(st)
+				}
+			},
+		}))
+	}
 }
 
 func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
@@ -197,6 +212,8 @@ func kubeVerb(r *http.Request) string {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	// upstream is the tunnel stream the response comes from, once known.
+	upstream atomic.Pointer[mux.Stream]
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -205,3 +222,15 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// FlushError flushes the response to the client unless more of it has
+// already arrived on the tunnel stream: the proxy flushes after every
+// write (watches must not wait), and on a bulk response that cost a write
+// syscall per 32 KiB copied. Skipping is safe because bytes already on the
+// stream are read at once, and the next write flushes.
+func (s *statusRecorder) FlushError() error {
+	if st := s.upstream.Load(); st != nil && st.Buffered() > 0 {
+		return nil
+	}
+	return http.NewResponseController(s.ResponseWriter).Flush()
+}

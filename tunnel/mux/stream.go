@@ -66,6 +66,15 @@ func newStream(s *Session, id uint32) *Stream {
 	}
 }
 
+// Buffered returns the number of received bytes not yet read: a Read now
+// would return at once. A proxy copying from the stream can skip flushing
+// its output while more is already here.
+func (st *Stream) Buffered() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.buffered
+}
+
 // ID returns the stream's ID: 1 for the first stream a session opens.
 func (st *Stream) ID() uint32 { return st.id }
 
