@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -284,3 +285,36 @@ func TestHelperAgents(t *testing.T) {
 // insecureTLS trusts any certificate; only for the loopback helper process,
 // which cannot see the parent's test CA.
 func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} }
+
+// BenchmarkTunnelConnect measures bringing one session up and down (HTTP
+// upgrade, multiplexer, handshake, admission) with 16 agents dialling at
+// once; CPU covers both ends.
+func BenchmarkTunnelConnect(b *testing.B) {
+	for _, tls := range []bool{false, true} {
+		name := "ws"
+		if tls {
+			name = "wss"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := benchHarness(b, tls, 0)
+			b.SetParallelism(8) // 16 dialers on 2 CPUs
+			var n atomic.Int64
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					cfg := h.clientConfig("c" + strconv.FormatInt(n.Add(1), 10))
+					cfg.Logger = nil
+					s, err := Dial(context.Background(), cfg)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					s.Close()
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
