@@ -39,6 +39,16 @@ type ClientConfig struct {
 	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to the hub's
 	// CA. If nil, the system roots are used. ALPN is always http/1.1.
 	TLSConfig *tls.Config
+	// SessionCache keeps the TLS session tickets the hub sends, so that the
+	// next Dial to the same hub resumes the session (TLS 1.3 PSK with
+	// ECDHE: no certificate signature or chain verification) instead of a
+	// full handshake. Dial is called once per attempt, so the cache must
+	// outlive it: create one per agent, e.g. tls.NewLRUClientSessionCache(1),
+	// and pass it to every Dial. It is used for direct and proxied (CONNECT)
+	// connections alike, unless TLSConfig has a ClientSessionCache of its
+	// own, which then wins. If both are nil, every Dial is a full
+	// handshake. [ClientSession.TLS] tells whether a session was resumed.
+	SessionCache tls.ClientSessionCache
 	// Proxy picks the proxy for the upgrade request. If nil,
 	// http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
 	Proxy func(*http.Request) (*url.URL, error)
@@ -76,6 +86,7 @@ type ClientSession struct {
 	ctrl      *controlStream
 	id        uint64
 	hbTimeout time.Duration
+	tls       *tls.ConnectionState // nil for ws://
 
 	done       chan struct{} // closed when the session ended and run returned
 	goodbyeAck chan struct{} // closed when the hub acknowledged our goodbye
@@ -113,7 +124,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	ws, err := dialWebSocket(ctx, &cfg)
+	ws, tlsState, err := dialWebSocket(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -129,13 +140,15 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 		mux.Close()
 		return nil, err
 	}
+	c.tls = tlsState
 	c.wg.Add(1)
 	go c.run()
 	return c, nil
 }
 
-// dialWebSocket performs the HTTP upgrade.
-func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, error) {
+// dialWebSocket performs the HTTP upgrade. It returns the TLS state of the
+// connection, nil for ws://.
+func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *tls.ConnectionState, error) {
 	var tlsCfg *tls.Config
 	if cfg.TLSConfig != nil {
 		tlsCfg = cfg.TLSConfig.Clone()
@@ -143,13 +156,18 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 		tlsCfg = &tls.Config{}
 	}
 	tlsCfg.NextProtos = []string{"http/1.1"}
+	if tlsCfg.ClientSessionCache == nil {
+		tlsCfg.ClientSessionCache = cfg.SessionCache
+	}
 	proxy := cfg.Proxy
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
 	}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	// Direct wss:// connections use TLS over a combiningConn; through an
-	// HTTP proxy the Transport does the TLS itself.
+	// HTTP proxy the Transport does the TLS itself. Both get tlsCfg, so
+	// both keep and resume sessions in its ClientSessionCache, under the
+	// same key (the hub's host name).
 	cd := &combiningDialer{dialer: dialer, tls: tlsCfg}
 	tr := &http.Transport{
 		Proxy:               proxy,
@@ -176,7 +194,7 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err == nil {
-		return ws, nil
+		return ws, resp.TLS, nil
 	}
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		var body string
@@ -188,11 +206,11 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, err
 			body = http.StatusText(resp.StatusCode)
 		}
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			return nil, &RejectError{Reason: body, StatusCode: resp.StatusCode}
+			return nil, nil, &RejectError{Reason: body, StatusCode: resp.StatusCode}
 		}
-		return nil, fmt.Errorf("tunnel: dialing %s: HTTP %d: %s", redactURL(cfg.URL), resp.StatusCode, body)
+		return nil, nil, fmt.Errorf("tunnel: dialing %s: HTTP %d: %s", redactURL(cfg.URL), resp.StatusCode, body)
 	}
-	return nil, fmt.Errorf("tunnel: dialing %s: %w", redactURL(cfg.URL), err)
+	return nil, nil, fmt.Errorf("tunnel: dialing %s: %w", redactURL(cfg.URL), err)
 }
 
 // redactURL drops userinfo and query from u for error messages.
@@ -339,6 +357,10 @@ func (c *ClientSession) Addr() net.Addr { return tunnelAddr(c.clusterID) }
 
 // SessionID is the ID the hub gave this session.
 func (c *ClientSession) SessionID() uint64 { return c.id }
+
+// TLS is the state of the session's TLS connection to the hub, e.g.
+// DidResume, or nil for a ws:// URL. The caller must not modify it.
+func (c *ClientSession) TLS() *tls.ConnectionState { return c.tls }
 
 // ReportStatus tells the hub the agent's state, e.g. StateFailing with the
 // reason the API server cannot be reached. ctx's deadline bounds the write.

@@ -82,7 +82,9 @@ func (c *combiningConn) flushLocked() error {
 }
 
 // combiningDialer dials TLS over a combiningConn for http.Transport's
-// DialTLSContext and remembers the connection it made.
+// DialTLSContext and remembers the connection it made. tls carries the
+// ClientConfig's session cache (see dialWebSocket), so the handshake
+// resumes a session when the cache holds a ticket for the host.
 type combiningDialer struct {
 	dialer *net.Dialer
 	tls    *tls.Config
