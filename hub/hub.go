@@ -54,7 +54,8 @@ type Config struct {
 	CAPEM []byte
 	// SecretKey derives each cluster's agent credential (HMAC-SHA256 of the
 	// cluster ID), so the install YAML can be fetched again while the
-	// store keeps only the credential's hash. At least 32 bytes. Required.
+	// store keeps only the credential's hash, and the TLS session ticket
+	// keys of Hub.TLSConfig. At least 32 bytes. Required.
 	SecretKey []byte
 	// Version is the hub's version, reported by the API. Empty means
 	// "dev".

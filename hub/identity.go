@@ -90,8 +90,8 @@ func covers(cert tls.Certificate, hosts []string, ca *pki.CA, now time.Time) boo
 }
 
 // LoadOrCreateSecretKey returns the 32-byte key at path, creating it on
-// first use. It derives agent credentials: keep it as secret as the
-// store.
+// first use. It derives agent credentials and the TLS session ticket keys
+// (Hub.TLSConfig): keep it as secret as the store and the TLS key.
 func LoadOrCreateSecretKey(path string) ([]byte, error) {
 	key, err := os.ReadFile(path)
 	if err == nil {
