@@ -288,33 +288,64 @@ func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} }
 
 // BenchmarkTunnelConnect measures bringing one session up and down (HTTP
 // upgrade, multiplexer, handshake, admission) with 16 agents dialling at
-// once; CPU covers both ends.
+// once; CPU covers both ends. wss uses httptest's RSA-2048 certificate
+// (what a hub given --tls-cert may have), wss-ecdsa the self-signed hub's
+// kind, ECDSA P-256 from pki; each with a full TLS handshake per session
+// (/full) or the session resumed from a shared ClientConfig.SessionCache
+// (/resumed), as an agent's reconnect does.
 func BenchmarkTunnelConnect(b *testing.B) {
-	for _, tls := range []bool{false, true} {
-		name := "ws"
-		if tls {
-			name = "wss"
-		}
-		b.Run(name, func(b *testing.B) {
-			h := benchHarness(b, tls, 0)
+	for _, tc := range []struct {
+		name   string
+		harn   func(b *testing.B) *harness
+		resume bool
+	}{
+		{"ws", func(b *testing.B) *harness { return benchHarness(b, false, 0) }, false},
+		{"wss/full", func(b *testing.B) *harness { return benchHarness(b, true, 0) }, false},
+		{"wss/resumed", func(b *testing.B) *harness { return benchHarness(b, true, 0) }, true},
+		{"wss-ecdsa/full", benchECDSAHarness, false},
+		{"wss-ecdsa/resumed", benchECDSAHarness, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := tc.harn(b)
+			var cache tls.ClientSessionCache
+			if tc.resume {
+				cache = tls.NewLRUClientSessionCache(1)
+			}
+			dial := func(id string, resume bool) bool {
+				cfg := h.clientConfig(id)
+				cfg.Logger = nil
+				cfg.SessionCache = cache
+				s, err := Dial(context.Background(), cfg)
+				if err != nil {
+					b.Error(err)
+					return false
+				}
+				if st := s.TLS(); st != nil && st.DidResume != resume {
+					b.Errorf("DidResume = %v, want %v", st.DidResume, resume)
+				}
+				s.Close()
+				return true
+			}
+			if !dial("c0", false) { // fills the cache
+				return
+			}
 			b.SetParallelism(8) // 16 dialers on 2 CPUs
 			var n atomic.Int64
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					cfg := h.clientConfig("c" + strconv.FormatInt(n.Add(1), 10))
-					cfg.Logger = nil
-					s, err := Dial(context.Background(), cfg)
-					if err != nil {
-						b.Error(err)
+					if !dial("c"+strconv.FormatInt(n.Add(1), 10), tc.resume) {
 						return
 					}
-					s.Close()
 				}
 			})
 			b.StopTimer()
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
+}
+
+func benchECDSAHarness(b *testing.B) *harness {
+	return newECDSAHarness(b, func(c *ServerConfig) { c.Logger = nil })
 }
