@@ -154,10 +154,13 @@ type Agent struct {
 	log       *slog.Logger
 	tunnelURL string
 	tlsConfig *tls.Config // for the hub; nil means system roots
-	kube      *kubeTransport
-	api       *apiClient
-	fwd       *Forwarder
-	metrics   *metrics
+	// sessions keeps the hub's TLS session ticket across reconnects, so
+	// a reconnect after a hub restart resumes instead of a full handshake.
+	sessions tls.ClientSessionCache
+	kube     *kubeTransport
+	api      *apiClient
+	fwd      *Forwarder
+	metrics  *metrics
 
 	checkNow chan struct{} // buffered(1): run a self-check soon
 	rehello  chan struct{} // buffered(1): the Hello changed
@@ -241,6 +244,7 @@ func New(cfg Config) (*Agent, error) {
 		log:          log,
 		tunnelURL:    tunnelURL,
 		tlsConfig:    tlsCfg,
+		sessions:     tls.NewLRUClientSessionCache(1),
 		kube:         kube,
 		api:          newAPIClient(kube),
 		metrics:      newMetrics(cfg.Version),

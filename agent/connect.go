@@ -127,13 +127,14 @@ func errString(err error) string {
 // clientConfig is the tunnel configuration for one dial.
 func (a *Agent) clientConfig(hello tunnel.Hello) tunnel.ClientConfig {
 	return tunnel.ClientConfig{
-		URL:       a.tunnelURL,
-		ClusterID: a.cfg.ClusterID,
-		Token:     a.cfg.Token,
-		Hello:     hello,
-		TLSConfig: a.tlsConfig,
-		Proxy:     a.cfg.Proxy,
-		Logger:    a.log.With("component", "tunnel"),
+		URL:          a.tunnelURL,
+		ClusterID:    a.cfg.ClusterID,
+		Token:        a.cfg.Token,
+		Hello:        hello,
+		TLSConfig:    a.tlsConfig,
+		SessionCache: a.sessions,
+		Proxy:        a.cfg.Proxy,
+		Logger:       a.log.With("component", "tunnel"),
 	}
 }
 

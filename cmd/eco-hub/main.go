@@ -208,8 +208,10 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{ident.Certificate}, MinVersion: tls.VersionTLS12},
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Session tickets keyed from the hub's secret key, so agents
+		// resume their TLS sessions after a hub restart.
+		TLSConfig: h.TLSConfig(&tls.Config{Certificates: []tls.Certificate{ident.Certificate}, MinVersion: tls.VersionTLS12}),
+		ErrorLog:  slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
