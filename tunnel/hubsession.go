@@ -132,7 +132,7 @@ func (h *hubSession) wake() {
 func (h *hubSession) drain() {
 	defer h.hbWG.Done()
 	for {
-		cause, bye := h.handleAvailable()
+		bye, cause := h.handleAvailable()
 		if cause != nil {
 			h.end(cause, bye)
 		}
@@ -149,17 +149,17 @@ func (h *hubSession) drain() {
 
 // handleAvailable handles the messages available now. It returns a cause
 // when the session must end, with the goodbye to send, if any.
-func (h *hubSession) handleAvailable() (cause error, goodbye string) {
+func (h *hubSession) handleAvailable() (goodbye string, cause error) {
 	s := h.srv
 	for {
 		m, err := h.ctrl.tryRecv()
 		switch {
 		case err != nil && errors.Is(err, ErrProtocol):
-			return err, ""
+			return "", err
 		case err != nil:
-			return h.connErr(err), ""
+			return "", h.connErr(err)
 		case m == nil:
-			return nil, ""
+			return "", nil
 		}
 		now := time.Now()
 		h.mu.Lock()
@@ -188,9 +188,9 @@ func (h *hubSession) handleAvailable() (cause error, goodbye string) {
 			s.emit(Event{Kind: EventStatus, ClusterID: h.clusterID, SessionID: h.id, Time: now, Status: *m.Status})
 		case msgGoodbye:
 			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
-			return fmt.Errorf("%w: %s", ErrGoodbye, m.Reason), "goodbye acknowledged"
+			return "goodbye acknowledged", fmt.Errorf("%w: %s", ErrGoodbye, m.Reason)
 		case msgHello, msgAccept, msgReject, msgPing:
-			return fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type), ""
+			return "", fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type)
 		default:
 			// Unknown types come from newer minor versions: ignore.
 		}

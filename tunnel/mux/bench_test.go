@@ -50,7 +50,7 @@ func BenchmarkBulk(b *testing.B) {
 	}
 	b.StopTimer()
 	gib := float64(b.N) * float64(len(buf)) / (1 << 30)
-	b.ReportMetric((cpuTime() - cpu0).Seconds()/gib, "cpu-s/GiB")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/gib, "cpu-s/GiB")
 	st.Close()
 }
 
