@@ -41,8 +41,11 @@ var bulkChunk = func() []byte {
 //
 //	/small            a ~1 KiB JSON document
 //	/download?bytes=N N bytes of application/octet-stream
-//	/watch?ms=D       one line "UNIXNANO\n" every 10 ms for D ms, flushed
-//	                  (like a Kubernetes watch)
+//	/watch?until=T&phase=P
+//	/watch?ms=D       one line "UNIXNANO\n" every 10 ms, flushed (like a
+//	                  Kubernetes watch), until unix time T (ns) or for D ms;
+//	                  lines at the wall-clock instants P µs past each 10 ms
+//	                  (see serveWatch)
 func Backend() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /small", func(w http.ResponseWriter, r *http.Request) {
@@ -66,33 +69,67 @@ func Backend() http.Handler {
 			n -= k
 		}
 	})
-	mux.HandleFunc("GET /watch", func(w http.ResponseWriter, r *http.Request) {
-		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
-		w.Header().Set("Content-Type", "application/json")
-		rc := http.NewResponseController(w)
-		w.WriteHeader(http.StatusOK)
-		rc.Flush()
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		end := time.After(time.Duration(ms) * time.Millisecond)
-		buf := make([]byte, 0, 32)
-		for {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-end:
-				return
-			case <-t.C:
-				buf = strconv.AppendInt(buf[:0], time.Now().UnixNano(), 10)
-				buf = append(buf, '\n')
-				if _, err := w.Write(buf); err != nil {
-					return
-				}
-				if err := rc.Flush(); err != nil {
-					return
-				}
-			}
-		}
-	})
+	mux.HandleFunc("GET /watch", serveWatch)
 	return mux
+}
+
+// watchPeriod is the interval between two lines of one /watch stream.
+const watchPeriod = 10 * time.Millisecond
+
+// serveWatch streams one line every watchPeriod: the wall-clock time in
+// unix nanoseconds, taken just before the line is written and flushed, so
+// the reader's clock minus the line is the delay from write to read.
+//
+// The lines are written at the wall-clock instants that are phase µs past a
+// multiple of the period (phase query parameter, default 0), not a period
+// after the request came in: a client that gives its streams evenly spread
+// phases gets evenly spread lines, as from watches that are not
+// synchronised, instead of one burst of all streams every 10 ms. Instants
+// missed (the process was not scheduled for a whole period) are skipped,
+// as a time.Ticker would.
+//
+// The stream ends at unix time until (ns) or, without until, ms
+// milliseconds after the request came in.
+func serveWatch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	now := time.Now().UnixNano()
+	until, err := strconv.ParseInt(q.Get("until"), 10, 64)
+	if err != nil {
+		ms, _ := strconv.ParseInt(q.Get("ms"), 10, 64)
+		until = now + ms*int64(time.Millisecond)
+	}
+	phaseUS, _ := strconv.ParseInt(q.Get("phase"), 10, 64)
+	period := int64(watchPeriod)
+	phase := (phaseUS*int64(time.Microsecond)%period + period) % period
+	w.Header().Set("Content-Type", "application/json")
+	rc := http.NewResponseController(w)
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+	next := now - now%period + phase
+	for next <= now {
+		next += period
+	}
+	t := time.NewTimer(time.Duration(next - now))
+	defer t.Stop()
+	buf := make([]byte, 0, 32)
+	for next < until {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		now = time.Now().UnixNano()
+		buf = strconv.AppendInt(buf[:0], now, 10)
+		buf = append(buf, '\n')
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		for next <= now {
+			next += period
+		}
+		t.Reset(time.Duration(next - time.Now().UnixNano()))
+	}
 }

@@ -1,7 +1,14 @@
 package bench
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/eco-project/eco/install"
 )
@@ -37,5 +44,79 @@ func TestPercentileAndCurve(t *testing.T) {
 	}
 	if c := curve([]float64{10, 60, 70, 140}); c != "50:1 100:3 150:4" {
 		t.Errorf("curve = %q", c)
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1700000000123456789\n", 1700000000123456789, true},
+		{"0\n", 0, true},
+		{"12", 0, false},
+		{"\n", 0, false},
+		{"12a\n", 0, false},
+	} {
+		got, ok := parseStamp([]byte(c.in))
+		if got != c.want || ok != c.ok {
+			t.Errorf("parseStamp(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// TestWatchPhase checks that /watch writes each line after its own instant
+// phase µs past a multiple of watchPeriod, one line per instant at most, and
+// ends at until.
+func TestWatchPhase(t *testing.T) {
+	srv := httptest.NewServer(Backend())
+	defer srv.Close()
+	const phaseUS = 3700
+	period, phase := int64(watchPeriod), int64(phaseUS*time.Microsecond)
+	until := time.Now().Add(8 * watchPeriod).UnixNano()
+	resp, err := http.Get(fmt.Sprintf("%s/watch?until=%d&phase=%d", srv.URL, until, phaseUS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	var slots []int64
+	for {
+		b, err := br.ReadSlice('\n')
+		if err == io.EOF && len(b) == 0 {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, ok := parseStamp(b)
+		if !ok {
+			t.Fatalf("bad line %q", b)
+		}
+		slot := (ts - phase) / period // the last instant at or before ts
+		if len(slots) > 0 && slot <= slots[len(slots)-1] {
+			t.Errorf("line at %d: two lines for one instant (slots %v)", ts, append(slots, slot))
+		}
+		slots = append(slots, slot)
+	}
+	if len(slots) == 0 || len(slots) > 8 {
+		t.Errorf("%d lines in 8 periods", len(slots))
+	}
+}
+
+// TestWatch runs the watch figure against the backend directly.
+func TestWatch(t *testing.T) {
+	srv := httptest.NewServer(Backend())
+	defer srv.Close()
+	tg := &target{name: Direct, base: srv.URL, header: http.Header{}}
+	tg.client, tg.tr = newClient()
+	defer tg.tr.CloseIdleConnections()
+	p50, p99, err := watch(context.Background(), tg, 10, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p50 <= 0 || p99 < p50 {
+		t.Errorf("p50 %v µs, p99 %v µs", p50, p99)
 	}
 }

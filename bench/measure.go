@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,52 +202,138 @@ func bulk(ctx context.Context, t *target, par int, n int64) (mibps, cpuPerGiB fl
 	return total / (1 << 20) / el.Seconds(), cpu.Seconds() / (total / (1 << 30)), nil
 }
 
-// watch opens streams /watch streams for d and returns the p50 and p99
-// delay (µs) between the backend writing a line and the client reading it.
+// watch opens streams /watch streams and returns the p50 and p99 delay (µs)
+// between the backend writing a line and the client reading it, over the
+// lines written in a window of d.
+//
+// The method keeps the harness out of the figure:
+//   - The streams' lines are spread evenly over the 10 ms period (stream i
+//     asks for phase i×10ms/streams), as from watches that are not
+//     synchronised. With one phase for all, every period starts with a
+//     burst of 100 lines that queue behind each other in each process on
+//     the way, the client's included, and the queue, not the path, makes
+//     the figure (direct p50 0.1 → 0.8 ms).
+//   - Only lines written in the window count. It opens settle after the
+//     last stream got its response head, and not before budget after the
+//     first request (if opening takes longer, the window is shorter), and
+//     closes tail before every stream ends, all at one instant (until).
+//     So the first lines, which queue behind the set-up of the other
+//     streams and the garbage collections it causes, and the end of 100
+//     streams at once are left out.
+//   - Stamps are wall-clock unix nanoseconds, the one clock two processes
+//     share (Go's monotonic readings count from each process's start): the
+//     backend takes its stamp just before it writes and flushes the line,
+//     the client just after the read that returned it. The client reads
+//     through a bufio.Reader that returns a line as soon as it has one
+//     (ReadSlice) and parses it in place: nothing is allocated per line, so
+//     the bench process collects no garbage during the window.
 func watch(ctx context.Context, t *target, streams int, d time.Duration) (p50, p99 float64, err error) {
-	var mu sync.Mutex
-	var delays []float64
-	var firstErr error
-	var wg sync.WaitGroup
-	for range streams {
-		wg.Add(1)
+	const (
+		budget = 500 * time.Millisecond // to open the streams
+		settle = 5 * watchPeriod        // after the last stream opened
+		tail   = 5 * watchPeriod        // after the window, before the end
+	)
+	t0 := time.Now()
+	to := t0.Add(budget + d).UnixNano()
+	until := to + int64(tail)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// A line's stamp and its delay, both in ns.
+	type line struct{ ts, delay int64 }
+	lines := make([][]line, streams)
+	errs := make([]error, streams)
+	var opened, wg sync.WaitGroup
+	opened.Add(streams)
+	wg.Add(streams)
+	for i := range streams {
+		phase := int64(watchPeriod/time.Microsecond) * int64(i) / int64(streams)
+		path := "/watch?until=" + strconv.FormatInt(until, 10) + "&phase=" + strconv.FormatInt(phase, 10)
 		go func() {
 			defer wg.Done()
-			resp, err := t.client.Do(t.request(ctx, "/watch?ms="+strconv.Itoa(int(d.Milliseconds()))))
+			resp, err := t.client.Do(t.request(ctx, path))
+			opened.Done()
 			if err == nil && resp.StatusCode != http.StatusOK {
 				resp.Body.Close()
 				err = fmt.Errorf("%s: watch: %s", t.name, resp.Status)
 			}
 			if err != nil {
-				mu.Lock()
-				firstErr = cmpOr(firstErr, err)
-				mu.Unlock()
+				errs[i] = err
+				cancel()
 				return
 			}
 			defer resp.Body.Close()
-			local := make([]float64, 0, 256)
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
+			local := make([]line, 0, (until-t0.UnixNano())/int64(watchPeriod)+2)
+			br := bufio.NewReaderSize(resp.Body, 4096)
+			for {
+				b, err := br.ReadSlice('\n')
 				now := time.Now().UnixNano()
-				ts, err := strconv.ParseInt(sc.Text(), 10, 64)
-				if err != nil {
-					continue
+				if err == io.EOF && len(b) == 0 {
+					break
 				}
-				local = append(local, float64(now-ts)/1e3)
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: watch: %w", t.name, err)
+					cancel()
+					break
+				}
+				ts, ok := parseStamp(b)
+				if !ok {
+					errs[i] = fmt.Errorf("%s: watch: bad line %q", t.name, b)
+					cancel()
+					break
+				}
+				local = append(local, line{ts, now - ts})
 			}
-			mu.Lock()
-			delays = append(delays, local...)
-			mu.Unlock()
+			lines[i] = local
 		}()
 	}
+	opened.Wait()
+	opening := time.Since(t0)
+	from := max(t0.Add(budget).UnixNano(), time.Now().Add(settle).UnixNano())
 	wg.Wait()
-	if firstErr != nil {
-		return 0, 0, firstErr
+	if err := firstCause(errs); err != nil {
+		return 0, 0, err
+	}
+	var delays []float64
+	for _, ls := range lines {
+		for _, l := range ls {
+			if l.ts >= from && l.ts < to {
+				delays = append(delays, float64(l.delay)/1e3)
+			}
+		}
 	}
 	if len(delays) == 0 {
-		return 0, 0, fmt.Errorf("%s: watch: no lines", t.name)
+		return 0, 0, fmt.Errorf("%s: watch: no lines in the window (the streams took %v to open)", t.name, opening)
 	}
 	return percentile(delays, 0.5), percentile(delays, 0.99), nil
+}
+
+// firstCause returns the first error that is not the cancellation the
+// first one caused, or the first error.
+func firstCause(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		first = cmpOr(first, err)
+	}
+	return first
+}
+
+// parseStamp parses a /watch line, decimal digits and '\n', without
+// allocating.
+func parseStamp(b []byte) (int64, bool) {
+	if len(b) < 2 || b[len(b)-1] != '\n' {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b[:len(b)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
 }
 
 // headOfLine measures a fast download of n bytes alone and then beside a
