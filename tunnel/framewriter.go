@@ -187,15 +187,31 @@ func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// frames; large payloads pass straight through it, so 512 bytes
 	// suffice.
 	//
-	// net/http's 4 KiB reader is replaced by a minimal one over an
-	// adaptiveReader, which buffers only while data streams in: an idle
-	// session then holds no read buffer here. Bytes the agent sent right
-	// after the upgrade request, if any, are read first.
+	// net/http's 4 KiB reader is replaced by a minimal one, and the
+	// connection itself reads through an adaptiveReader, which buffers
+	// only while data streams in: an idle session then holds no read
+	// buffer here. The connection is wrapped, not just the reader,
+	// because coder/websocket re-points the bufio.Reader at the
+	// connection after the upgrade; unbuffered, every WebSocket frame
+	// header and payload was a read syscall of its own (2.3 reads per
+	// watch line at the hub). Bytes the agent sent right after the
+	// upgrade request, if any, are read first.
 	var r io.Reader = c
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
 	}
-	br := bufio.NewReaderSize(&adaptiveReader{r: r}, 16)
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
+	bc := &bufferedConn{Conn: c}
+	bc.rd.r = r
+	br := bufio.NewReaderSize(bc, 16)
+	return bc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
 }
+
+// bufferedConn is a connection whose reads go through an adaptiveReader.
+// Only one goroutine reads it (the WebSocket reader).
+type bufferedConn struct {
+	net.Conn
+	rd adaptiveReader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.rd.Read(p) }
