@@ -168,7 +168,7 @@ func (s *Session) Open() (*Stream, error) {
 	if w := s.cfg.Window - InitialWindow; w > 0 {
 		f = appendHeader(f, header{typ: typeWindow, id: id, val: w})
 	}
-	if err := s.write(f, nil, false); err != nil {
+	if err := s.write(f); err != nil {
 		s.forget(st)
 		return nil, err
 	}
@@ -270,22 +270,18 @@ func (s *Session) forget(st *Stream) {
 	s.mu.Unlock()
 }
 
-// write queues frame (a header, or several) followed by payload, and
-// writes everything pending unless another writer is doing so. Data
-// writers (wait true) first wait while maxPending bytes are queued.
-// Errors of writes made on other writers' behalf surface as the session's
-// failure.
-func (s *Session) write(frame, payload []byte, wait bool) error {
-	return s.writeData(frame, 0, payload, wait)
+// write queues frame (a header, or several) and writes everything pending
+// unless another writer is doing so. Errors of writes made on other
+// writers' behalf surface as the session's failure.
+func (s *Session) write(frame []byte) error {
+	return s.writeData(frame, 0, nil, false)
 }
 
-// writeData is write with payload cut into data frames of stream id (when
-// id is not 0), each preceded by its header.
+// writeData is write followed by payload cut into data frames of stream
+// id, each preceded by its header. Data writers (wait true) first wait
+// while maxPending bytes are queued.
 func (s *Session) writeData(frame []byte, id uint32, payload []byte, wait bool) error {
-	size := len(frame) + len(payload)
-	if id != 0 {
-		size += (len(payload)/maxSendFrame + 1) * HeaderLen
-	}
+	size := len(frame) + len(payload) + (len(payload)/maxSendFrame+1)*HeaderLen
 	s.wmu.Lock()
 	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
 		s.wcond.Wait()
@@ -299,10 +295,7 @@ func (s *Session) writeData(frame []byte, id uint32, payload []byte, wait bool) 
 		s.pending = getWriteBuf()
 	}
 	s.pending = append(s.pending, frame...)
-	if id == 0 {
-		s.pending = append(s.pending, payload...)
-	}
-	for p := payload; id != 0 && len(p) > 0; {
+	for p := payload; len(p) > 0; {
 		n := min(len(p), maxSendFrame)
 		s.pending = appendHeader(s.pending, header{typ: typeData, id: id, val: uint32(n)})
 		s.pending = append(s.pending, p[:n]...)

@@ -135,7 +135,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 			st.mu.Unlock()
 			if inc > 0 {
 				var b [HeaderLen]byte
-				_ = st.s.write(appendHeader(b[:0], header{typ: typeWindow, id: st.id, val: inc}), nil, false)
+				_ = st.s.write(appendHeader(b[:0], header{typ: typeWindow, id: st.id, val: inc}))
 			}
 			return n, nil
 		}
@@ -274,7 +274,7 @@ func (st *Stream) sendFIN() error {
 		st.s.forget(st)
 	}
 	var b [HeaderLen]byte
-	return st.s.write(appendHeader(b[:0], header{typ: typeData, flags: flagFIN, id: st.id}), nil, false)
+	return st.s.write(appendHeader(b[:0], header{typ: typeData, flags: flagFIN, id: st.id}))
 }
 
 // Close closes the stream. Unread data is discarded; if there was any, or
@@ -337,7 +337,7 @@ func (st *Stream) reset(code uint32, err error) {
 	}
 	st.s.forget(st)
 	var b [HeaderLen]byte
-	_ = st.s.write(appendHeader(b[:0], header{typ: typeReset, id: st.id, val: code}), nil, false)
+	_ = st.s.write(appendHeader(b[:0], header{typ: typeReset, id: st.id, val: code}))
 }
 
 // abort fails the stream with err, dropping unread data. It reports
