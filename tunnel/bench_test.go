@@ -347,5 +347,5 @@ func BenchmarkTunnelConnect(b *testing.B) {
 }
 
 func benchECDSAHarness(b *testing.B) *harness {
-	return newECDSAHarness(b, func(c *ServerConfig) { c.Logger = nil })
+	return newHarness(b, harnessOpts{ecdsa: true, server: func(c *ServerConfig) { c.Logger = nil }})
 }

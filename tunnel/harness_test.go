@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/eco-project/eco/pki"
 	"github.com/eco-project/eco/tunnel/mux"
 	"go.uber.org/goleak"
 )
@@ -68,7 +70,10 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	tls    bool
+	tls bool
+	// ecdsa serves TLS with an ECDSA P-256 certificate from pki, like the
+	// real hub (httptest's own is RSA); it implies tls.
+	ecdsa  bool
 	server func(*ServerConfig)
 }
 
@@ -95,11 +100,33 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	h.srv = srv
 	mux := http.NewServeMux()
 	mux.Handle("/tunnel", srv)
-	if o.tls {
+	switch {
+	case o.ecdsa:
+		now := time.Now()
+		ca, err := pki.NewCA("test hub CA", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := ca.Issue(pki.LeafRequest{CommonName: "eco-hub", Hosts: []string{"127.0.0.1"}}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := kp.TLSCertificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.hs = httptest.NewUnstartedServer(mux)
+		h.hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		h.hs.StartTLS()
+		h.url = "wss" + strings.TrimPrefix(h.hs.URL, "https") + "/tunnel"
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		h.tls = &tls.Config{RootCAs: roots}
+	case o.tls:
 		h.hs = httptest.NewTLSServer(mux)
 		h.url = "wss" + strings.TrimPrefix(h.hs.URL, "https") + "/tunnel"
 		h.tls = h.hs.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	} else {
+	default:
 		h.hs = httptest.NewServer(mux)
 		h.url = "ws" + strings.TrimPrefix(h.hs.URL, "http") + "/tunnel"
 	}

@@ -2,65 +2,12 @@ package tunnel
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/eco-project/eco/pki"
 )
-
-// newECDSAHarness is newHarness with TLS and, like the real hub, an ECDSA
-// P-256 serving certificate from pki (httptest's own is RSA).
-func newECDSAHarness(t testing.TB, server func(*ServerConfig)) *harness {
-	t.Helper()
-	now := time.Now()
-	ca, err := pki.NewCA("test hub CA", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.Issue(pki.LeafRequest{CommonName: "eco-hub", Hosts: []string{"127.0.0.1"}}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := kp.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, events: make(chan Event, 4096)}
-	cfg := ServerConfig{
-		Authenticate: testAuth,
-		Events: func(ev Event) {
-			select {
-			case h.events <- ev:
-			default:
-			}
-		},
-		Logger: testLogger(t),
-	}
-	if server != nil {
-		server(&cfg)
-	}
-	if h.srv, err = NewServer(cfg); err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/tunnel", h.srv)
-	h.hs = httptest.NewUnstartedServer(mux)
-	h.hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	h.hs.StartTLS()
-	h.url = "wss" + strings.TrimPrefix(h.hs.URL, "https") + "/tunnel"
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	h.tls = &tls.Config{RootCAs: roots}
-	t.Cleanup(h.hs.Close)
-	t.Cleanup(func() { h.srv.Close() })
-	return h
-}
 
 // TestDialResumesTLSSession: a second Dial with a session cache resumes
 // the TLS session of the first, directly and through a CONNECT proxy;
@@ -79,7 +26,7 @@ func TestDialResumesTLSSession(t *testing.T) {
 		{"proxy/SessionCache", true, "field", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newECDSAHarness(t, nil)
+			h := newHarness(t, harnessOpts{ecdsa: true})
 			cache := tls.NewLRUClientSessionCache(1)
 			var proxy func(*http.Request) (*url.URL, error)
 			var connects *atomic.Int64
