@@ -32,8 +32,9 @@ type ClientConfig struct {
 	// Header holds extra headers for the upgrade request.
 	Header http.Header
 
-	// Hello is sent in the handshake. ProtocolVersion is filled in if
-	// empty.
+	// Hello is sent in the upgrade request's headers. ProtocolVersion is
+	// filled in if empty. Its fields must fit in headers (printable ASCII,
+	// spec.md section 5), or Dial fails with ErrBadHello.
 	Hello Hello
 
 	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to the hub's
@@ -53,8 +54,9 @@ type ClientConfig struct {
 	// http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
 	Proxy func(*http.Request) (*url.URL, error)
 
-	// HandshakeTimeout bounds Dial: connect, upgrade and handshake. If
-	// zero, DefaultHandshakeTimeout (10 s). Dial's ctx may end it sooner.
+	// HandshakeTimeout bounds Dial: connect, TLS and upgrade (which is
+	// the handshake). If zero, DefaultHandshakeTimeout (10 s). Dial's ctx
+	// may end it sooner.
 	HandshakeTimeout time.Duration
 	// HeartbeatTimeout closes the session when no heartbeat arrived from
 	// the hub for this long. If zero, the timeout the hub announces in the
@@ -100,9 +102,10 @@ type ClientSession struct {
 	wg sync.WaitGroup // the control loop (run)
 }
 
-// Dial connects to the hub, authenticates and performs the handshake. A
-// *RejectError means the hub refused this agent (bad credential, Admit
-// failed, unsupported version); other errors are network or protocol
+// Dial connects to the hub, authenticates and performs the handshake, all
+// in the one round trip of the HTTP upgrade: the session is up when Dial
+// returns. A *RejectError means the hub refused this agent (bad credential,
+// Admit failed, unsupported version); other errors are network or protocol
 // failures worth retrying with a Backoff.
 func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 	if cfg.URL == "" || cfg.ClusterID == "" {
@@ -120,35 +123,47 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 	if cfg.Hello.ProtocolVersion == "" {
 		cfg.Hello.ProtocolVersion = ProtocolVersion
 	}
+	if err := validateHello(&cfg.Hello); err != nil {
+		return nil, err
+	}
 	log := discardLogger(cfg.Logger)
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
-	ws, tlsState, err := dialWebSocket(ctx, &cfg)
+	ws, resp, err := dialWebSocket(ctx, &cfg)
 	if err != nil {
 		return nil, err
+	}
+	acc, err := acceptFromHeaders(resp.Header)
+	if err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("tunnel: handshake: %w", err)
+	}
+	timeout := cfg.HeartbeatTimeout
+	if timeout <= 0 {
+		timeout = acc.heartbeatTimeout
 	}
 	conn := newWSConn(ws, cfg.MaxMessageSize)
-	mux := mux.Server(conn, cfg.Mux.mux(log))
-	// Cancelling ctx aborts the handshake by closing the session.
-	stop := context.AfterFunc(ctx, func() { mux.Close() })
-	c, err := handshake(ctx, mux, conn, &cfg, log)
-	if !stop() && err == nil {
-		err = fmt.Errorf("tunnel: handshake: %w", ctx.Err())
+	m := mux.Server(conn, cfg.Mux.mux(log))
+	c := &ClientSession{
+		clusterID:  cfg.ClusterID,
+		log:        log,
+		conn:       conn,
+		mux:        m,
+		ctrl:       newControlStream(m.Control(), cfg.MaxControlMessage),
+		id:         acc.sessionID,
+		hbTimeout:  timeout,
+		tls:        resp.TLS,
+		done:       make(chan struct{}),
+		goodbyeAck: make(chan struct{}),
 	}
-	if err != nil {
-		mux.Close()
-		return nil, err
-	}
-	c.tls = tlsState
 	c.wg.Add(1)
 	go c.run()
 	return c, nil
 }
 
-// dialWebSocket performs the HTTP upgrade. It returns the TLS state of the
-// connection, nil for ws://.
-func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *tls.ConnectionState, error) {
+// dialWebSocket performs the HTTP upgrade and returns the 101 response.
+func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *http.Response, error) {
 	var tlsCfg *tls.Config
 	if cfg.TLSConfig != nil {
 		tlsCfg = cfg.TLSConfig.Clone()
@@ -187,14 +202,14 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *tl
 		hdr.Set("Authorization", "Bearer "+cfg.Token)
 	}
 	hdr.Set(HeaderClusterID, cfg.ClusterID)
-	hdr.Set(HeaderAgentProtocol, cfg.Hello.ProtocolVersion)
+	setHelloHeaders(hdr, &cfg.Hello)
 	ws, resp, err := websocket.Dial(ctx, cfg.URL, &websocket.DialOptions{
 		HTTPClient:      &http.Client{Transport: frameWriterTransport{RoundTripper: tr, combining: cd}},
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err == nil {
-		return ws, resp.TLS, nil
+		return ws, resp, nil
 	}
 	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		var body string
@@ -221,58 +236,6 @@ func redactURL(u string) string {
 	}
 	p.User, p.RawQuery = nil, ""
 	return p.String()
-}
-
-// handshake accepts the control stream, sends Hello and reads the hub's
-// answer.
-func handshake(ctx context.Context, mux *mux.Session, conn *wsConn, cfg *ClientConfig, log *slog.Logger) (*ClientSession, error) {
-	deadline, _ := ctx.Deadline()
-	st, err := mux.Accept(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: handshake: accepting control stream: %w", connLost(conn, err))
-	}
-	if st.ID() != 1 {
-		return nil, fmt.Errorf("%w: control stream has ID %d, want 1", ErrProtocol, st.ID())
-	}
-	ctrl := newControlStream(st, cfg.MaxControlMessage)
-	hello := cfg.Hello
-	if err := ctrl.send(&message{Type: msgHello, Hello: &hello}, deadline); err != nil {
-		return nil, fmt.Errorf("tunnel: handshake: %w", connLost(conn, err))
-	}
-	if err := st.SetReadDeadline(deadline); err != nil {
-		return nil, err
-	}
-	m, err := ctrl.recv()
-	switch {
-	case err != nil && isTimeout(err):
-		return nil, ErrHandshakeTimeout
-	case err != nil && errors.Is(err, ErrProtocol):
-		return nil, fmt.Errorf("tunnel: handshake: %w", err)
-	case err != nil:
-		return nil, fmt.Errorf("tunnel: handshake: %w", connLost(conn, err))
-	case m.Type == msgReject:
-		return nil, &RejectError{Reason: m.Reason}
-	case m.Type != msgAccept:
-		return nil, fmt.Errorf("%w: expected accept or reject, got %q", ErrProtocol, m.Type)
-	}
-	if err := checkVersion(m.Accept.ProtocolVersion); err != nil {
-		return nil, err
-	}
-	timeout := cfg.HeartbeatTimeout
-	if timeout <= 0 {
-		timeout = time.Duration(m.Accept.HeartbeatTimeoutMs) * time.Millisecond
-	}
-	return &ClientSession{
-		clusterID:  cfg.ClusterID,
-		log:        log,
-		conn:       conn,
-		mux:        mux,
-		ctrl:       ctrl,
-		id:         m.Accept.SessionID,
-		hbTimeout:  timeout,
-		done:       make(chan struct{}),
-		goodbyeAck: make(chan struct{}),
-	}, nil
 }
 
 // connLost wraps a failed read or write as ErrConnectionLost, preferring the
@@ -331,7 +294,7 @@ func (c *ClientSession) readLoop() error {
 				return fmt.Errorf("%w: acknowledged by the hub", ErrGoodbye)
 			}
 			return fmt.Errorf("%w: %s", ErrDisconnected, m.Reason)
-		case msgHello, msgAccept, msgReject, msgPong, msgStatus:
+		case msgPong, msgStatus:
 			return fmt.Errorf("%w: unexpected %s message from hub", ErrProtocol, m.Type)
 		default:
 			// Unknown types come from newer minor versions: ignore.

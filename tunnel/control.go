@@ -34,18 +34,15 @@ const (
 
 // Control message types (the "type" field of every control message).
 const (
-	msgHello   = "hello"
-	msgAccept  = "accept"
-	msgReject  = "reject"
 	msgPing    = "ping"
 	msgPong    = "pong"
 	msgStatus  = "status"
 	msgGoodbye = "goodbye"
 )
 
-// Hello is the agent's half of the handshake, sent as the first control
-// message. The hub passes it to ServerConfig.Admit and reports it in events
-// and SessionInfo.
+// Hello is the agent's half of the handshake, sent in the headers of the
+// upgrade request (spec.md section 5). The hub passes it to
+// ServerConfig.Admit and reports it in events and SessionInfo.
 type Hello struct {
 	// ProtocolVersion is "MAJOR.MINOR". Dial fills it in.
 	ProtocolVersion string `json:"protocolVersion"`
@@ -56,7 +53,8 @@ type Hello struct {
 	// Fingerprint identifies the cluster the agent runs in (eco uses the
 	// kube-system namespace UID) so the hub can pin it.
 	Fingerprint string `json:"fingerprint,omitempty"`
-	// Capabilities names optional features the agent supports.
+	// Capabilities names optional features the agent supports: at most
+	// 64 tokens without commas or spaces.
 	Capabilities []string `json:"capabilities,omitempty"`
 }
 
@@ -78,22 +76,12 @@ type Status struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// acceptBody is the hub's half of a successful handshake.
-type acceptBody struct {
-	ProtocolVersion     string `json:"protocolVersion"`
-	SessionID           uint64 `json:"sessionId"`
-	HeartbeatIntervalMs int64  `json:"heartbeatIntervalMs"`
-	HeartbeatTimeoutMs  int64  `json:"heartbeatTimeoutMs"`
-}
-
 // message is the JSON body of one control frame. Type selects which of the
 // other fields are meaningful (spec.md, "Messages").
 type message struct {
-	Type   string      `json:"type"`
-	Hello  *Hello      `json:"hello,omitempty"`
-	Accept *acceptBody `json:"accept,omitempty"`
-	Status *Status     `json:"status,omitempty"`
-	// Reason is set on reject and goodbye.
+	Type   string  `json:"type"`
+	Status *Status `json:"status,omitempty"`
+	// Reason is set on goodbye.
 	Reason string `json:"reason,omitempty"`
 	// Seq is set on ping and pong.
 	Seq uint64 `json:"seq,omitempty"`
@@ -153,38 +141,6 @@ func (m *message) validate() error {
 	switch m.Type {
 	case "":
 		return fmt.Errorf("%w: control message without type", ErrProtocol)
-	case msgHello:
-		if m.Hello == nil {
-			return bad("missing hello")
-		}
-		if _, _, err := parseVersion(m.Hello.ProtocolVersion); err != nil {
-			return bad(err.Error())
-		}
-		h := m.Hello
-		for _, f := range []string{h.AgentVersion, h.KubernetesVersion, h.Fingerprint} {
-			if len(f) > maxFieldLen {
-				return bad("field too long")
-			}
-		}
-		if len(h.Capabilities) > 64 {
-			return bad("too many capabilities")
-		}
-		for _, c := range h.Capabilities {
-			if len(c) > maxFieldLen {
-				return bad("capability too long")
-			}
-		}
-	case msgAccept:
-		a := m.Accept
-		if a == nil {
-			return bad("missing accept")
-		}
-		if _, _, err := parseVersion(a.ProtocolVersion); err != nil {
-			return bad(err.Error())
-		}
-		if a.HeartbeatIntervalMs <= 0 || a.HeartbeatTimeoutMs <= 0 {
-			return bad("heartbeat interval and timeout must be positive")
-		}
 	case msgStatus:
 		if m.Status == nil || m.Status.State == "" {
 			return bad("missing state")
@@ -192,7 +148,7 @@ func (m *message) validate() error {
 		if len(m.Status.State) > maxFieldLen || len(m.Status.Reason) > maxFieldLen {
 			return bad("field too long")
 		}
-	case msgReject, msgGoodbye:
+	case msgGoodbye:
 		if len(m.Reason) > maxFieldLen {
 			return bad("reason too long")
 		}

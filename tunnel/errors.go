@@ -22,9 +22,9 @@ var (
 	// ErrUnsupportedVersion means the peer speaks another major protocol
 	// version.
 	ErrUnsupportedVersion = errors.New("tunnel: unsupported protocol version")
-	// ErrHandshakeTimeout means the peer did not complete the handshake in
-	// time.
-	ErrHandshakeTimeout = errors.New("tunnel: handshake timed out")
+	// ErrBadHello means the agent's Hello cannot be sent or was not valid
+	// (spec.md section 5 limits).
+	ErrBadHello = errors.New("tunnel: invalid hello")
 	// ErrHeartbeatTimeout means no heartbeat arrived within the timeout:
 	// the peer or the path to it is dead.
 	ErrHeartbeatTimeout = errors.New("tunnel: heartbeat timed out")
@@ -46,24 +46,21 @@ var (
 	ErrForbidden = errors.New("forbidden")
 )
 
-// RejectError is the hub refusing an agent: the credential was not accepted
-// (StatusCode 401 or 403, before any upgrade) or ServerConfig.Admit refused
-// the handshake (StatusCode 0). Retrying without a change on the agent's side
-// will fail the same way, so an agent should back off long or stop, where it
-// retries a network failure soon.
+// RejectError is the hub refusing an agent's upgrade request: the
+// credential was not accepted (401, or 403 when valid but not allowed), the
+// agent speaks another major protocol version, or ServerConfig.Admit refused
+// it (403). Retrying without a change on the agent's side will fail the same
+// way, so an agent should back off long or stop, where it retries a network
+// failure soon.
 type RejectError struct {
 	// Reason is the hub's explanation, meant for humans.
 	Reason string
-	// StatusCode is the HTTP status of a refused upgrade, or 0 when the
-	// handshake was rejected after the upgrade.
+	// StatusCode is the HTTP status of the refusal.
 	StatusCode int
 }
 
 func (e *RejectError) Error() string {
-	if e.StatusCode != 0 {
-		return fmt.Sprintf("tunnel: hub refused the connection (HTTP %d): %s", e.StatusCode, e.Reason)
-	}
-	return "tunnel: hub rejected the agent: " + e.Reason
+	return fmt.Sprintf("tunnel: hub refused the agent (HTTP %d): %s", e.StatusCode, e.Reason)
 }
 
 // IsRejected reports whether err is or wraps a *RejectError.

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // frameBufSize is the size of a frameWriter's pooled buffer: writes are
@@ -170,22 +173,50 @@ type upgradedBody struct {
 
 func (b *upgradedBody) Write(p []byte) (int, error) { return b.fw.Write(p) }
 
-// frameWriterResponse gives the hijacked connection of a WebSocket accept a
-// frameWriter.
-type frameWriterResponse struct {
+// upgradeResponse is the ResponseWriter a WebSocket accept runs on. It
+// holds the 101 response back until release, so the hub can register the
+// session before the agent learns it was accepted, and gives the hijacked
+// connection a frameWriter and an adaptiveReader.
+type upgradeResponse struct {
 	http.ResponseWriter
-	hj http.Hijacker
+	hj   http.Hijacker // nil if the ResponseWriter cannot hijack
+	code int           // the 101 held back, or 0
+	conn *bufferedConn // the hijacked connection
 }
 
-func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+// WriteHeader holds a 101 back for Hijack; other codes pass through.
+func (w *upgradeResponse) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols && w.hj != nil {
+		w.code = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hj == nil {
+		return nil, nil, http.ErrNotSupported
+	}
 	c, brw, err := w.hj.Hijack()
 	if err != nil {
 		return c, brw, err
 	}
-	// The response header is flushed by Hijack; later writes go through
-	// a frameWriter. The bufio.Writer only gathers frame headers and small
-	// frames; large payloads pass straight through it, so 512 bytes
-	// suffice.
+	bc := &bufferedConn{Conn: c}
+	if w.code != 0 {
+		// net/http wrote nothing, as WriteHeader never reached it: the
+		// response head goes out on release or with the first write.
+		var head bytes.Buffer
+		fmt.Fprintf(&head, "HTTP/1.1 %d %s\r\n", w.code, http.StatusText(w.code))
+		w.Header().Write(&head)
+		head.WriteString("\r\n")
+		bc.head = head.Bytes()
+	} else {
+		bc.headSent.Store(true)
+	}
+	w.conn = bc
+	// Later writes go through a frameWriter. The bufio.Writer only
+	// gathers frame headers and small frames; large payloads pass
+	// straight through it, so 512 bytes suffice.
 	//
 	// net/http's 4 KiB reader is replaced by a minimal one, and the
 	// connection itself reads through an adaptiveReader, which buffers
@@ -201,17 +232,49 @@ func (w frameWriterResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), c)
 	}
-	bc := &bufferedConn{Conn: c}
 	bc.rd.r = r
 	br := bufio.NewReaderSize(bc, 16)
-	return bc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: c}, 512)), nil
+	return bc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: bc}, 512)), nil
 }
 
-// bufferedConn is a connection whose reads go through an adaptiveReader.
-// Only one goroutine reads it (the WebSocket reader).
+// release sends the response head held back, if it was not sent yet.
+func (w *upgradeResponse) release() error {
+	if w.conn == nil {
+		return errors.New("tunnel: the upgrade did not hijack the connection")
+	}
+	_, err := w.conn.Write(nil)
+	return err
+}
+
+// bufferedConn is a hijacked connection whose reads go through an
+// adaptiveReader (only one goroutine reads it, the WebSocket reader) and
+// whose first write is preceded by the response head held back.
 type bufferedConn struct {
 	net.Conn
 	rd adaptiveReader
+
+	headSent atomic.Bool
+	mu       sync.Mutex // guards head until headSent
+	head     []byte
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.rd.Read(p) }
+
+func (b *bufferedConn) Write(p []byte) (int, error) {
+	if b.headSent.Load() {
+		return b.Conn.Write(p)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.headSent.Load() {
+		return b.Conn.Write(p)
+	}
+	bufs := net.Buffers{b.head, p}
+	n, err := bufs.WriteTo(b.Conn) // one writev for head and data
+	if err != nil {
+		return max(0, int(n)-len(b.head)), err
+	}
+	b.head = nil
+	b.headSent.Store(true)
+	return len(p), nil
+}

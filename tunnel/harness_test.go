@@ -274,47 +274,33 @@ func lineService(t testing.TB, cs *ClientSession, name string) {
 	})
 }
 
-// rawAgent speaks the protocol by hand so tests can break it. It completes
-// the handshake unless hello is nil.
+// rawAgent speaks the protocol by hand so tests can break it: a plain
+// WebSocket dial with the handshake headers, and a bare multiplexer.
 type rawAgent struct {
 	ws   *websocket.Conn
 	mux  *mux.Session
 	ctrl *mux.Stream
 }
 
-func dialRaw(t testing.TB, h *harness, clusterID string, hello *Hello) *rawAgent {
+func dialRaw(t testing.TB, h *harness, clusterID string) *rawAgent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hdr := http.Header{}
 	hdr.Set("Authorization", "Bearer "+tokenFor(clusterID))
 	hdr.Set(HeaderClusterID, clusterID)
-	ws, _, err := websocket.Dial(ctx, h.url, &websocket.DialOptions{HTTPHeader: hdr})
+	hdr.Set(HeaderAgentProtocol, ProtocolVersion)
+	ws, resp, err := websocket.Dial(ctx, h.url, &websocket.DialOptions{HTTPHeader: hdr})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acceptFromHeaders(resp.Header); err != nil {
 		t.Fatal(err)
 	}
 	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
 	ms := mux.Server(nc, mux.Config{})
 	t.Cleanup(func() { ms.Close(); ws.CloseNow() })
-	st, err := ms.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &rawAgent{ws: ws, mux: ms, ctrl: st}
-	if hello != nil {
-		a.send(t, &message{Type: msgHello, Hello: hello})
-		st.SetReadDeadline(time.Now().Add(5 * time.Second))
-		body, err := readFrame(st, DefaultMaxControlMessage)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := decodeMessage(body)
-		if err != nil || m.Type != msgAccept {
-			t.Fatalf("handshake: %v %+v", err, m)
-		}
-		st.SetReadDeadline(time.Time{})
-	}
-	return a
+	return &rawAgent{ws: ws, mux: ms, ctrl: ms.Control()}
 }
 
 func (a *rawAgent) send(t testing.TB, m *message) {

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +12,16 @@ import (
 )
 
 // hubSession is one agent's session on the hub. The ServeHTTP call that
-// accepted it runs the handshake (start) and returns. From then on no
+// accepted it starts it (start) and returns. From then on no
 // goroutine waits on an idle session: control messages are read by a short
 // drain goroutine started when the multiplexer reports data on the control
 // stream (wake), heartbeat pings and the silence timeout run on timers, and
 // the end of the session runs once on its own goroutine (finish). The
 // session holds one count of the Server's wg from start until finish is
 // done.
+//
+// A session is registered (reachable by DialContext, and replaceable)
+// before start; ending it in between is deferred to start.
 type hubSession struct {
 	srv        *Server
 	clusterID  string
@@ -27,7 +29,7 @@ type hubSession struct {
 	conn       *wsConn
 	mux        *mux.Session
 
-	// Set by the handshake, read-only afterwards.
+	// Set before start, read-only afterwards.
 	id          uint64
 	ctrl        *controlStream
 	hello       Hello
@@ -35,14 +37,12 @@ type hubSession struct {
 
 	// mu guards the fields below.
 	mu sync.Mutex
-	// established is set once the read loop owns the control stream.
-	established bool
 	// closing is set once the session is ending; cause says why and
 	// goodbye, if not empty, is sent to the agent first.
 	closing bool
 	cause   error
 	goodbye string
-	// Draining state: served once serve ran; draining while a drain
+	// Draining state: served once start ran; draining while a drain
 	// goroutine runs; rewake when more arrived meanwhile; finishing once
 	// the session is ending (finish runs once both are set).
 	served, draining, rewake, finishing bool
@@ -63,52 +63,29 @@ type hubSession struct {
 	hbWG sync.WaitGroup
 }
 
-// start runs the handshake on the ServeHTTP goroutine. It reports whether
-// the session was admitted; then run must be called to serve it.
-func (h *hubSession) start() bool {
+// start reports the session and starts serving it; it does not block.
+// The caller has added the session's count to the Server's wg.
+func (h *hubSession) start() {
 	s := h.srv
-	if err := h.handshake(); err != nil {
-		var re *RejectError
-		if errors.As(err, &re) {
-			s.log.Info("tunnel: agent rejected", "cluster", h.clusterID, "remote", h.remoteAddr, "reason", re.Reason)
-			h.linger()
-		} else {
-			s.stats.handshakeErrors.Add(1)
-			s.log.Info("tunnel: handshake failed", "cluster", h.clusterID, "remote", h.remoteAddr, "err", err)
-		}
-		h.mux.Close()
-		s.unregister(h)
-		return false
-	}
 	s.stats.sessionsTotal.Add(1)
 	s.log.Info("tunnel: agent connected", "cluster", h.clusterID, "session", h.id, "remote", h.remoteAddr,
 		"agentVersion", h.hello.AgentVersion, "kubernetesVersion", h.hello.KubernetesVersion)
 	s.emit(Event{Kind: EventConnected, ClusterID: h.clusterID, SessionID: h.id, Time: h.connectedAt, Hello: h.hello})
 
 	h.mu.Lock()
-	if !h.closing {
-		h.hbTimer = time.AfterFunc(s.cfg.HeartbeatInterval, h.heartbeat)
-	}
-	h.mu.Unlock()
-	return true
-}
-
-// serve starts serving an admitted session; it does not block. The
-// caller has added the session's count to the Server's wg.
-func (h *hubSession) serve() {
-	h.mu.Lock()
 	h.served = true
-	if h.finishing { // ended between the handshake and now
+	if h.finishing { // ended (replaced, disconnected, closed) before now
 		h.mu.Unlock()
 		go h.finish() // owned: holds the session's count of the Server's wg
 		return
 	}
-	h.silence = time.AfterFunc(h.srv.cfg.HeartbeatTimeout, func() {
-		h.end(fmt.Errorf("%w: nothing received for %v", ErrHeartbeatTimeout, h.srv.cfg.HeartbeatTimeout), "")
+	h.hbTimer = time.AfterFunc(s.cfg.HeartbeatInterval, h.heartbeat)
+	h.silence = time.AfterFunc(s.cfg.HeartbeatTimeout, func() {
+		h.end(fmt.Errorf("%w: nothing received for %v", ErrHeartbeatTimeout, s.cfg.HeartbeatTimeout), "")
 	})
 	h.mu.Unlock()
 	h.ctrl.st.SetReadNotify(h.wake)
-	h.wake() // anything that arrived during the handshake
+	h.wake() // anything that arrived before
 }
 
 // wake is the control stream's read notification: it starts a drain
@@ -189,7 +166,7 @@ func (h *hubSession) handleAvailable() (goodbye string, cause error) {
 		case msgGoodbye:
 			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
 			return "goodbye acknowledged", fmt.Errorf("%w: %s", ErrGoodbye, m.Reason)
-		case msgHello, msgAccept, msgReject, msgPing:
+		case msgPing:
 			return "", fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type)
 		default:
 			// Unknown types come from newer minor versions: ignore.
@@ -250,88 +227,8 @@ func (h *hubSession) finish() {
 	s.emit(Event{Kind: EventDisconnected, ClusterID: h.clusterID, SessionID: h.id, Time: time.Now(), Err: cause})
 }
 
-// handshake opens the control stream, reads the agent's Hello, admits it and
-// answers accept or reject. A rejection returns a *RejectError after the
-// reject message was sent.
-func (h *hubSession) handshake() error {
-	s := h.srv
-	st, err := h.mux.Open()
-	if err != nil {
-		return fmt.Errorf("opening control stream: %w", err)
-	}
-	h.ctrl = newControlStream(st, s.cfg.MaxControlMessage)
-	deadline := time.Now().Add(s.cfg.HandshakeTimeout)
-	if err := st.SetReadDeadline(deadline); err != nil {
-		return err
-	}
-	m, err := h.ctrl.recv()
-	if err != nil {
-		if isTimeout(err) {
-			return ErrHandshakeTimeout
-		}
-		if errors.Is(err, ErrProtocol) {
-			return h.reject(deadline, "protocol error: "+err.Error())
-		}
-		return fmt.Errorf("reading hello: %w", h.connErr(err))
-	}
-	if m.Type != msgHello {
-		return h.reject(deadline, fmt.Sprintf("protocol error: expected hello, got %q", m.Type))
-	}
-	if err := checkVersion(m.Hello.ProtocolVersion); err != nil {
-		return h.reject(deadline, err.Error())
-	}
-	if s.cfg.Admit != nil {
-		ctx, cancel := context.WithDeadline(s.ctx, deadline)
-		err := s.cfg.Admit(ctx, h.clusterID, *m.Hello)
-		cancel()
-		if err != nil {
-			reason := err.Error()
-			var re *RejectError
-			if errors.As(err, &re) {
-				reason = re.Reason
-			}
-			return h.reject(deadline, reason)
-		}
-	}
-	h.hello = *m.Hello
-	h.id = s.nextID.Add(1)
-	h.connectedAt = time.Now()
-	// Register before accepting, so the agent is reachable as soon as it
-	// knows it was accepted.
-	if !s.register(h) {
-		return ErrServerClosed
-	}
-	h.mu.Lock()
-	h.established = true // from now on shutdown leaves the goodbye to finish
-	h.mu.Unlock()
-	err = h.ctrl.send(&message{Type: msgAccept, Accept: &acceptBody{
-		ProtocolVersion:     ProtocolVersion,
-		SessionID:           h.id,
-		HeartbeatIntervalMs: millis(s.cfg.HeartbeatInterval),
-		HeartbeatTimeoutMs:  millis(s.cfg.HeartbeatTimeout),
-	}}, deadline)
-	if err != nil {
-		return h.connErr(err)
-	}
-	return nil
-}
-
-func (h *hubSession) reject(deadline time.Time, reason string) error {
-	if len(reason) > maxFieldLen {
-		reason = reason[:maxFieldLen]
-	}
-	// Count first: the agent may act on the reject before send returns.
-	h.srv.stats.rejected.Add(1)
-	if err := h.ctrl.send(&message{Type: msgReject, Reason: reason}, deadline); err != nil {
-		// A write may be reported as failed when the peer closed right
-		// after reading it; the agent was rejected either way.
-		h.srv.log.Debug("tunnel: sending reject", "cluster", h.clusterID, "err", err)
-	}
-	return &RejectError{Reason: reason}
-}
-
 // linger waits, up to lingerTimeout, for the agent to close after a final
-// message, discarding anything it still sends.
+// goodbye, discarding anything it still sends.
 func (h *hubSession) linger() {
 	if err := h.ctrl.st.SetReadDeadline(time.Now().Add(lingerTimeout)); err != nil {
 		return
@@ -368,23 +265,7 @@ func (h *hubSession) heartbeat() {
 // shutdown ends the session with cause. If reason is not empty the agent is
 // sent a goodbye with it first. It does not wait: finish sends the goodbye,
 // lingers briefly and closes.
-func (h *hubSession) shutdown(cause error, reason string) {
-	h.mu.Lock()
-	if h.closing {
-		h.mu.Unlock()
-		return
-	}
-	established := h.established
-	if !established {
-		h.closing, h.cause, h.goodbye = true, cause, reason
-	}
-	h.mu.Unlock()
-	if established {
-		h.end(cause, reason)
-		return
-	}
-	h.mux.Close() // aborts the handshake
-}
+func (h *hubSession) shutdown(cause error, reason string) { h.end(cause, reason) }
 
 // connErr wraps err, a failed read or write, as ErrConnectionLost with the
 // WebSocket-level cause if there was one.

@@ -34,8 +34,7 @@ const (
 	DefaultHeartbeatMisses   = 3
 	DefaultHandshakeTimeout  = 10 * time.Second
 	// lingerTimeout bounds the wait for a peer to close after a final
-	// goodbye or reject, so the message is read before the connection
-	// drops.
+	// goodbye, so the message is read before the connection drops.
 	lingerTimeout = time.Second
 )
 
@@ -49,11 +48,12 @@ type ServerConfig struct {
 	// the response body, so keep it short and free of secrets. Required.
 	Authenticate func(r *http.Request) (clusterID string, err error)
 
-	// Admit is called with the agent's Hello after the upgrade, before the
-	// session is accepted; ctx ends with the handshake timeout or Close.
-	// An error rejects the agent: its text (or a *RejectError's Reason) is
-	// sent to the agent, which surfaces it as a *RejectError. If nil, every
-	// agent that speaks a supported protocol version is admitted.
+	// Admit is called with the agent's Hello (from the upgrade request's
+	// headers) after Authenticate, before the upgrade; ctx ends with the
+	// handshake timeout or Close. An error refuses the agent with 403: its
+	// text (or a *RejectError's Reason) is the response body, which the
+	// agent surfaces as a *RejectError. If nil, every agent that speaks a
+	// supported protocol version is admitted.
 	Admit func(ctx context.Context, clusterID string, hello Hello) error
 
 	// Events, if not nil, is called synchronously from the session's
@@ -69,8 +69,8 @@ type ServerConfig struct {
 	// for this long. If zero, DefaultHeartbeatMisses (3) intervals. Agents
 	// learn both values in the handshake.
 	HeartbeatTimeout time.Duration
-	// HandshakeTimeout bounds the wait for the agent's Hello and the Admit
-	// call. If zero, DefaultHandshakeTimeout (10 s).
+	// HandshakeTimeout bounds the Admit call. If zero,
+	// DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
 
 	// MaxControlMessage limits one control frame body in bytes. If zero,
@@ -104,10 +104,9 @@ type Server struct {
 		streamsOpened, dialErrors, heartbeatTimeouts atomic.Uint64
 	}
 
-	// mu guards sessions, pending and closed.
+	// mu guards sessions and closed.
 	mu       sync.Mutex
-	sessions map[string]*hubSession   // admitted sessions by cluster ID
-	pending  map[*hubSession]struct{} // sessions still in the handshake
+	sessions map[string]*hubSession // admitted sessions by cluster ID
 	closed   bool
 
 	// wg counts ServeHTTP calls and session goroutines.
@@ -151,13 +150,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		sessions: make(map[string]*hubSession),
-		pending:  make(map[*hubSession]struct{}),
 	}, nil
 }
 
-// ServeHTTP authenticates an agent, upgrades its request to a WebSocket and
-// runs the handshake. An admitted session then runs on a goroutine owned by
-// the Server until it ends or Close is called.
+// ServeHTTP authenticates an agent, admits its Hello and upgrades its
+// request to a WebSocket; the 101 response carries the hub's answer, so
+// the session is up after this one round trip. An admitted session then
+// runs on goroutines owned by the Server until it ends or Close is called.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -183,54 +182,105 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnel: "+err.Error(), code)
 		return
 	}
-	// The wire format below the handshake differs between majors, so a
-	// peer of another major is turned away before the upgrade, with a
-	// reason it can show (protocol 1.x agents framed yamux).
-	if v := r.Header.Get(HeaderAgentProtocol); v != "" {
-		if err := checkVersion(v); err != nil {
+	hello, err := helloFromHeaders(r.Header)
+	if err != nil {
+		code := http.StatusBadRequest
+		msg := err.Error()
+		if errors.Is(err, ErrUnsupportedVersion) || r.Header.Get(HeaderAgentProtocol) == "" {
+			// The wire format below the handshake differs between
+			// majors (1.x framed yamux): turn the agent away with a
+			// reason it can show.
+			code = http.StatusForbidden
+			if r.Header.Get(HeaderAgentProtocol) == "" {
+				msg = fmt.Sprintf("%v: the agent states no %s", ErrUnsupportedVersion, HeaderAgentProtocol)
+			}
+			msg += "; re-apply the cluster's install YAML to update the agent"
 			s.stats.rejected.Add(1)
-			s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
-			http.Error(w, "tunnel: "+err.Error()+"; re-apply the cluster's install YAML to update the agent", http.StatusForbidden)
+		} else {
+			s.stats.handshakeErrors.Add(1)
+		}
+		s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "status", code, "err", err)
+		http.Error(w, msg, code)
+		return
+	}
+	if err := checkVersion(hello.ProtocolVersion); err != nil {
+		s.stats.rejected.Add(1)
+		s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error()+"; re-apply the cluster's install YAML to update the agent", http.StatusForbidden)
+		return
+	}
+	if s.cfg.Admit != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+		stop := context.AfterFunc(r.Context(), cancel)
+		err := s.cfg.Admit(ctx, clusterID, hello)
+		stop()
+		cancel()
+		if err != nil {
+			reason := err.Error()
+			var re *RejectError
+			if errors.As(err, &re) {
+				reason = re.Reason
+			}
+			if len(reason) > maxFieldLen {
+				reason = reason[:maxFieldLen]
+			}
+			s.stats.rejected.Add(1)
+			s.log.Info("tunnel: agent rejected", "cluster", clusterID, "remote", r.RemoteAddr, "reason", reason)
+			http.Error(w, reason, http.StatusForbidden)
 			return
 		}
 	}
-	if hj, ok := w.(http.Hijacker); ok {
-		w = frameWriterResponse{ResponseWriter: w, hj: hj}
+
+	h := &hubSession{
+		srv:        s,
+		clusterID:  clusterID,
+		remoteAddr: r.RemoteAddr,
+		hello:      hello,
+		id:         s.nextID.Add(1),
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	acceptInfo{
+		protocolVersion:   ProtocolVersion,
+		sessionID:         h.id,
+		heartbeatInterval: s.cfg.HeartbeatInterval,
+		heartbeatTimeout:  s.cfg.HeartbeatTimeout,
+	}.setHeaders(w.Header())
+	// The 101 response is held back until the session is registered, so
+	// an agent that has read it is reachable at once; the upgradeResponse
+	// writes it on release (or with the first bytes sent).
+	uw := &upgradeResponse{ResponseWriter: w}
+	if hj, ok := w.(http.Hijacker); ok {
+		uw.hj = hj
+	}
+	ws, err := websocket.Accept(uw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		// Accept has answered the request (400, 426, ...).
 		s.stats.handshakeErrors.Add(1)
 		s.log.Info("tunnel: upgrade failed", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn := newWSConn(ws, s.cfg.MaxMessageSize, &s.counters)
-	mux := mux.Client(conn, s.muxCfg)
-	h := &hubSession{
-		srv:        s,
-		clusterID:  clusterID,
-		remoteAddr: r.RemoteAddr,
-		conn:       conn,
-		mux:        mux,
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		mux.Close()
+	h.conn = newWSConn(ws, s.cfg.MaxMessageSize, &s.counters)
+	h.mux = mux.Client(h.conn, s.muxCfg)
+	h.ctrl = newControlStream(h.mux.Control(), s.cfg.MaxControlMessage)
+	h.connectedAt = time.Now()
+	if !s.register(h) {
+		h.mux.Close()
 		return
 	}
-	s.pending[h] = struct{}{}
-	s.mu.Unlock()
-	if h.start() {
-		s.wg.Add(1) // our own Add is outstanding, so this cannot race Wait; finish calls Done
-		h.serve()
+	if err := uw.release(); err != nil {
+		s.stats.handshakeErrors.Add(1)
+		s.log.Info("tunnel: upgrade failed", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
+		h.mux.Close()
+		s.unregister(h)
+		return
 	}
+	s.wg.Add(1) // our own Add is outstanding, so this cannot race Wait; finish calls Done
+	h.start()
 }
 
 // register makes h the session of its cluster, replacing an older one.
+// It fails once the Server is closed.
 func (s *Server) register(h *hubSession) bool {
 	s.mu.Lock()
-	delete(s.pending, h)
 	if s.closed {
 		s.mu.Unlock()
 		return false
@@ -247,7 +297,6 @@ func (s *Server) register(h *hubSession) bool {
 // unregister forgets h if it is still its cluster's session.
 func (s *Server) unregister(h *hubSession) {
 	s.mu.Lock()
-	delete(s.pending, h)
 	if s.sessions[h.clusterID] == h {
 		delete(s.sessions, h.clusterID)
 	}
@@ -385,11 +434,7 @@ func (s *Server) Close() error {
 		for _, h := range s.sessions {
 			hs = append(hs, h)
 		}
-		for h := range s.pending {
-			hs = append(hs, h)
-		}
 		clear(s.sessions)
-		clear(s.pending)
 	}
 	s.mu.Unlock()
 	s.cancel()

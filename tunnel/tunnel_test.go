@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -267,7 +269,7 @@ func TestAdmitRejection(t *testing.T) {
 	}})
 	_, err := Dial(context.Background(), h.clientConfig("c1"))
 	var re *RejectError
-	if !errors.As(err, &re) || re.StatusCode != 0 || !strings.Contains(re.Reason, "does not match the pinned one") {
+	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden || !strings.Contains(re.Reason, "does not match the pinned one") {
 		t.Fatalf("Dial: %v, want *RejectError with Admit's reason", err)
 	}
 	if !IsRejected(err) {
@@ -290,14 +292,22 @@ func TestAdmitRejection(t *testing.T) {
 func TestUnsupportedProtocolVersion(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	cfg := h.clientConfig("c1")
-	for _, v := range []string{"3.0", "1.0", "x"} {
+	for _, v := range []string{"3.0", "1.0"} {
 		cfg.Hello.ProtocolVersion = v
 		_, err := Dial(context.Background(), cfg)
 		var re *RejectError
-		if !errors.As(err, &re) || !strings.Contains(re.Reason, "unsupported protocol version") {
+		if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden || !strings.Contains(re.Reason, "unsupported protocol version") {
 			t.Fatalf("Dial with %s: %v, want rejection for the version", v, err)
 		}
 		t.Logf("%s: %v", v, err)
+	}
+	// A version that is not MAJOR.MINOR never leaves the agent.
+	cfg.Hello.ProtocolVersion = "x"
+	if _, err := Dial(context.Background(), cfg); !errors.Is(err, ErrUnsupportedVersion) || IsRejected(err) {
+		t.Fatalf("Dial with x: %v, want ErrUnsupportedVersion", err)
+	}
+	if st := h.srv.Stats(); st.Rejected != 2 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -472,7 +482,6 @@ func checkAlive(t *testing.T, h *harness, clusterID, name string) {
 }
 
 func TestOversizedInputClosesOnlyThatSession(t *testing.T) {
-	hello := &Hello{ProtocolVersion: ProtocolVersion}
 	for _, tc := range []struct {
 		name  string
 		abuse func(t *testing.T, a *rawAgent)
@@ -511,7 +520,7 @@ func TestOversizedInputClosesOnlyThatSession(t *testing.T) {
 			lineService(t, h.dial("good", nil), "good")
 			checkAlive(t, h, "good", "good")
 
-			a := dialRaw(t, h, "bad", hello)
+			a := dialRaw(t, h, "bad")
 			a.answerPings(t)
 			h.waitEvent(EventConnected, "bad", 5*time.Second)
 			tc.abuse(t, a)
@@ -525,47 +534,51 @@ func TestOversizedInputClosesOnlyThatSession(t *testing.T) {
 	}
 }
 
+// The handshake is the upgrade request: a hello the hub cannot accept is
+// refused with an HTTP status and a reason before any upgrade, and the
+// agent learns it from Dial.
 func TestBadHandshakes(t *testing.T) {
-	h := newHarness(t, harnessOpts{server: func(c *ServerConfig) {
-		c.HandshakeTimeout = 300 * time.Millisecond
-	}})
+	h := newHarness(t, harnessOpts{})
 	lineService(t, h.dial("good", nil), "good")
 
-	t.Run("oversized hello", func(t *testing.T) {
-		a := dialRaw(t, h, "bad", nil)
-		writeRawFrame(a.ctrl, 1<<30)
-		a.ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
-		body, err := readFrame(a.ctrl, DefaultMaxControlMessage)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, _ := decodeMessage(body)
-		if m == nil || m.Type != msgReject || !strings.Contains(m.Reason, "too large") {
-			t.Fatalf("got %+v", m)
-		}
-	})
-	t.Run("no hello", func(t *testing.T) {
-		a := dialRaw(t, h, "silent", nil)
-		select {
-		case <-a.mux.Done():
-		case <-time.After(5 * time.Second):
-			t.Fatal("hub kept a session without hello")
-		}
-	})
-	t.Run("status before hello", func(t *testing.T) {
-		a := dialRaw(t, h, "early", nil)
-		a.send(t, &message{Type: msgStatus, Status: &Status{State: StateReady}})
-		a.ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
-		body, err := readFrame(a.ctrl, DefaultMaxControlMessage)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m, _ := decodeMessage(body); m == nil || m.Type != msgReject {
-			t.Fatalf("got %s", body)
+	for _, tc := range []struct {
+		name   string
+		header func(http.Header)
+		status int
+		reason string
+	}{
+		{"no protocol version", func(h http.Header) { h.Del(HeaderAgentProtocol) }, http.StatusForbidden, "states no X-Eco-Tunnel-Protocol"},
+		{"protocol 1.x (yamux)", func(h http.Header) { h.Set(HeaderAgentProtocol, "1.0") }, http.StatusForbidden, "re-apply"},
+		{"fingerprint too long", func(h http.Header) { h.Set(HeaderFingerprint, strings.Repeat("f", maxFieldLen+1)) }, http.StatusBadRequest, "fingerprint"},
+		{"capabilities repeated", func(h http.Header) { h.Add(HeaderCapabilities, "a"); h.Add(HeaderCapabilities, "b") }, http.StatusBadRequest, "repeated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := http.Header{}
+			hdr.Set("Authorization", "Bearer "+tokenFor("bad"))
+			hdr.Set(HeaderClusterID, "bad")
+			hdr.Set(HeaderAgentProtocol, ProtocolVersion)
+			tc.header(hdr)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, h.url, &websocket.DialOptions{HTTPHeader: hdr})
+			if err == nil || resp == nil || resp.StatusCode != tc.status {
+				t.Fatalf("dial: %v, response %+v; want HTTP %d", err, resp, tc.status)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), tc.reason) {
+				t.Fatalf("reason %q does not say %q", body, tc.reason)
+			}
+		})
+	}
+	t.Run("agent with a hello headers cannot carry", func(t *testing.T) {
+		cfg := h.clientConfig("bad")
+		cfg.Hello.AgentVersion = "v1\nX-Injected: yes"
+		if _, err := Dial(context.Background(), cfg); !errors.Is(err, ErrBadHello) {
+			t.Fatalf("Dial: %v, want ErrBadHello", err)
 		}
 	})
 	t.Run("agent opens a stream", func(t *testing.T) {
-		a := dialRaw(t, h, "opener", &Hello{ProtocolVersion: ProtocolVersion})
+		a := dialRaw(t, h, "opener")
 		a.answerPings(t)
 		if _, err := a.mux.Open(); !errors.Is(err, mux.ErrNotOpener) {
 			t.Fatalf("the agent's mux opened a stream: %v", err)
@@ -581,16 +594,38 @@ func TestBadHandshakes(t *testing.T) {
 		}
 	})
 	checkAlive(t, h, "good", "good")
-	if st := h.srv.Stats(); st.Sessions != 1 || st.SessionsTotal != 2 || st.Rejected != 2 || st.HandshakeErrors != 1 {
+	if st := h.srv.Stats(); st.Sessions != 1 || st.SessionsTotal != 2 || st.Rejected != 2 || st.HandshakeErrors != 2 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// An agent that reaches a WebSocket server which is not an eco hub (no
+// answer in the 101 response) fails with a protocol error instead of
+// waiting for heartbeats that never come.
+func TestDialNotAHub(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.Read(r.Context())
+	}))
+	defer hs.Close()
+	_, err := Dial(context.Background(), ClientConfig{URL: "ws" + strings.TrimPrefix(hs.URL, "http"), ClusterID: "c1",
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil }})
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Dial: %v, want ErrProtocol", err)
+	}
+	t.Log(err)
 }
 
 func TestGarbageHTTPRejected(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	lineService(t, h.dial("good", nil), "good")
 	addr := h.hs.Listener.Addr().String()
-	auth := "Authorization: Bearer " + tokenFor("c1") + "\r\n" + HeaderClusterID + ": c1\r\n"
+	auth := "Authorization: Bearer " + tokenFor("c1") + "\r\n" + HeaderClusterID + ": c1\r\n" +
+		HeaderAgentProtocol + ": " + ProtocolVersion + "\r\n"
 	for _, tc := range []struct {
 		name, req string
 		status    int

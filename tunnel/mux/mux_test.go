@@ -364,17 +364,18 @@ func TestProtocolErrors(t *testing.T) {
 		client bool // the session under test is the opener
 		input  []byte
 	}{
-		{"reserved bytes", false, []byte{0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0}},
+		{"reserved bytes", false, []byte{0, 1, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0}},
 		{"stream ID 0", false, hdr(typeData, flagSYN, 0, 0)},
-		{"unknown type", false, hdr(9, 0, 1, 0)},
-		{"unknown flag", false, hdr(typeData, 0x80, 1, 0)},
-		{"flags on a window frame", false, hdr(typeWindow, flagSYN, 1, 10)},
-		{"frame over MaxFrame", false, hdr(typeData, flagSYN, 1, MaxFrame+1)},
-		{"zero window increment", false, append(hdr(typeData, flagSYN, 1, 0), hdr(typeWindow, 0, 1, 0)...)},
+		{"unknown type", false, hdr(9, 0, 2, 0)},
+		{"unknown flag", false, hdr(typeData, 0x80, 2, 0)},
+		{"flags on a window frame", false, hdr(typeWindow, flagSYN, 2, 10)},
+		{"frame over MaxFrame", false, hdr(typeData, flagSYN, 2, MaxFrame+1)},
+		{"zero window increment", false, append(hdr(typeData, flagSYN, 2, 0), hdr(typeWindow, 0, 2, 0)...)},
 		{"data for a stream never opened", false, hdr(typeData, 0, 7, 0)},
-		{"streams opened out of order", false, append(hdr(typeData, flagSYN, 3, 0), hdr(typeData, flagSYN, 1, 0)...)},
-		{"data after FIN", false, append(append(hdr(typeData, flagSYN|flagFIN, 1, 0), hdr(typeData, 0, 1, 1)...), 'x')},
-		{"window exceeded", false, append(hdr(typeData, flagSYN, 1, 0), bytes.Repeat(append(hdr(typeData, 0, 1, MaxFrame), make([]byte, MaxFrame)...), DefaultWindow/MaxFrame+1)...)},
+		{"streams opened out of order", false, append(hdr(typeData, flagSYN, 3, 0), hdr(typeData, flagSYN, 2, 0)...)},
+		{"data after FIN", false, append(append(hdr(typeData, flagSYN|flagFIN, 2, 0), hdr(typeData, 0, 2, 1)...), 'x')},
+		{"window exceeded", false, append(hdr(typeData, flagSYN, 2, 0), bytes.Repeat(append(hdr(typeData, 0, 2, MaxFrame), make([]byte, MaxFrame)...), DefaultWindow/MaxFrame+1)...)},
+		{"SYN for the control stream", false, hdr(typeData, flagSYN, 1, 0)},
 		{"acceptor opens a stream", true, hdr(typeData, flagSYN, 2, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -405,8 +406,9 @@ func TestProtocolErrors(t *testing.T) {
 // FuzzServerSession feeds arbitrary bytes to an accepting session: it must
 // never panic, and must end with an error or keep running.
 func FuzzServerSession(f *testing.F) {
-	f.Add(appendHeader(nil, header{typ: typeData, flags: flagSYN, id: 1, val: 3}))
-	f.Add([]byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 'h', 'i', 2, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
+	f.Add(appendHeader(nil, header{typ: typeData, flags: flagSYN, id: 2, val: 3}))
+	f.Add([]byte{0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 'h', 'i', 2, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0})
+	f.Add(appendHeader(nil, header{typ: typeData, id: 1, val: 0}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		a, b := net.Pipe()
 		s := Server(a, Config{})
@@ -425,6 +427,41 @@ func FuzzServerSession(f *testing.F) {
 		<-s.Done()
 		s.Close()
 	})
+}
+
+// Stream 1 exists on both sides from the start, with no frame announcing
+// it; it keeps the initial window and credits it back, so more than a
+// window's worth of messages flows through it over time. The first stream
+// the opener opens is 2.
+func TestControlStream(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	cc, sc := c.Control(), s.Control()
+	if cc.ID() != 1 || sc.ID() != 1 {
+		t.Fatalf("control stream IDs %d, %d, want 1", cc.ID(), sc.ID())
+	}
+	const total = 3 * InitialWindow
+	go func() {
+		msg := bytes.Repeat([]byte("ping"), 256)
+		for sent := 0; sent < total; sent += len(msg) {
+			if _, err := sc.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.CopyN(io.Discard, cc, total); err != nil {
+		t.Fatalf("read %d of %d bytes on the control stream: %v", n, total, err)
+	}
+	st, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ID() != 2 {
+		t.Fatalf("first opened stream has ID %d, want 2", st.ID())
+	}
+	if got := accept(t, s).ID(); got != 2 {
+		t.Fatalf("accepted stream %d, want 2", got)
+	}
 }
 
 // A stream served through SetReadNotify needs no goroutine waiting in Read:

@@ -78,8 +78,9 @@ type Session struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	streams  map[uint32]*Stream
-	nextID   uint32 // client: the next stream ID to open
-	lastSeen uint32 // server: the highest stream ID the peer opened
+	nextID   uint32  // client: the next stream ID to open
+	lastSeen uint32  // server: the highest stream ID the peer opened
+	control  *Stream // stream 1, open from the start
 	backlog  []*Stream
 	acceptCh chan struct{} // signalled (cap 1) when backlog grows or the session ends
 	err      error         // why the session ended; nil while live
@@ -127,10 +128,15 @@ func newSession(conn io.ReadWriteCloser, cfg Config, client bool) *Session {
 		cfg:        cfg,
 		log:        log,
 		streams:    make(map[uint32]*Stream),
-		nextID:     1,
+		nextID:     2,
+		lastSeen:   1,
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
+	// Stream 1 is open from the start on both sides, with the initial
+	// window in both directions: no SYN or window frame announces it.
+	s.control = newStream(s, 1, InitialWindow)
+	s.streams[1] = s.control
 	if !client {
 		s.acceptCh = make(chan struct{}, 1)
 	}
@@ -139,8 +145,14 @@ func newSession(conn io.ReadWriteCloser, cfg Config, client bool) *Session {
 	return s
 }
 
+// Control returns stream 1, which both sides have from the start without
+// a SYN (the tunnel's control channel). Its receive window stays at
+// InitialWindow.
+func (s *Session) Control() *Stream { return s.control }
+
 // Open opens a stream to the peer. It does not wait for the peer: the
-// stream is usable at once. Only the Client side opens streams.
+// stream is usable at once. Only the Client side opens streams; the first
+// one it opens is stream 2.
 func (s *Session) Open() (*Stream, error) {
 	if !s.client {
 		return nil, ErrNotOpener
@@ -159,7 +171,7 @@ func (s *Session) Open() (*Stream, error) {
 		return nil, fmt.Errorf("%w: stream IDs exhausted", ErrSessionClosed)
 	}
 	s.nextID++
-	st := newStream(s, id)
+	st := newStream(s, id, s.cfg.Window)
 	s.streams[id] = st
 	s.mu.Unlock()
 
@@ -207,11 +219,16 @@ func (s *Session) Accept(ctx context.Context) (*Stream, error) {
 	}
 }
 
-// NumStreams returns the number of open streams.
+// NumStreams returns the number of open streams, not counting the
+// control stream.
 func (s *Session) NumStreams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.streams)
+	n := len(s.streams)
+	if s.streams[1] != nil {
+		n--
+	}
+	return n
 }
 
 // Done is closed when the session has ended.
@@ -483,7 +500,7 @@ func (s *Session) lookup(h header) (*Stream, error) {
 			return nil, fmt.Errorf("%w: stream %d opened out of order (last %d)", ErrProtocol, h.id, s.lastSeen)
 		}
 		s.lastSeen = h.id
-		st := newStream(s, h.id)
+		st := newStream(s, h.id, s.cfg.Window)
 		if len(s.backlog) >= s.cfg.AcceptBacklog {
 			s.writeAsync(appendHeader(nil, header{typ: typeReset, id: h.id, val: codeRefused}))
 			return nil, nil

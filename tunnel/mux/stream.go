@@ -26,6 +26,7 @@ type Stream struct {
 	chunks     []*[]byte // received and unread, oldest first
 	off        int       // read offset into chunks[0]
 	buffered   int       // unread bytes in chunks
+	window     uint32    // the receive window this side grants
 	recvAvail  uint32    // bytes the peer may still send (window granted minus received)
 	unacked    uint32    // bytes read but not yet credited back to the peer
 	sendWindow uint32    // bytes this side may still send
@@ -55,11 +56,14 @@ func (st *Stream) SetReadNotify(f func()) {
 	st.mu.Unlock()
 }
 
-func newStream(s *Session, id uint32) *Stream {
+// newStream returns stream id, which grants the peer window bytes (the
+// opener announces more than InitialWindow with a window frame).
+func newStream(s *Session, id, window uint32) *Stream {
 	return &Stream{
 		s:          s,
 		id:         id,
-		recvAvail:  s.cfg.Window,
+		window:     window,
+		recvAvail:  window,
 		sendWindow: InitialWindow,
 		rnotify:    make(chan struct{}, 1),
 		wnotify:    make(chan struct{}, 1),
@@ -75,7 +79,8 @@ func (st *Stream) Buffered() int {
 	return st.buffered
 }
 
-// ID returns the stream's ID: 1 for the first stream a session opens.
+// ID returns the stream's ID: 1 for the control stream, 2 for the first
+// stream a session opens.
 func (st *Stream) ID() uint32 { return st.id }
 
 func signal(c chan struct{}) {
@@ -191,7 +196,7 @@ func (st *Stream) copyOut(p []byte) int {
 // peer never waits on a reader that keeps up. st.mu is held.
 func (st *Stream) creditBack(n int) uint32 {
 	st.unacked += uint32(n)
-	if st.finRecv || st.unacked < st.s.cfg.Window/4 {
+	if st.finRecv || st.unacked < st.window/4 {
 		return 0
 	}
 	inc := st.unacked

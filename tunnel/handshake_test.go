@@ -1,0 +1,85 @@
+package tunnel
+
+import (
+	"errors"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHelloHeaders(t *testing.T) {
+	full := Hello{ProtocolVersion: "2.0", AgentVersion: "v0.4.0", KubernetesVersion: "v1.34.4+k3s1",
+		Fingerprint: "7b1f6c1e-0d5e-4f1b-9c39-3d7a0b8e2f11", Capabilities: []string{"exec", "logs"}}
+	for _, tc := range []struct {
+		name  string
+		hello Hello
+		want  error // nil: round-trips
+	}{
+		{"full", full, nil},
+		{"only the version", Hello{ProtocolVersion: "2.0"}, nil},
+		{"no version", Hello{}, ErrUnsupportedVersion},
+		{"version not MAJOR.MINOR", Hello{ProtocolVersion: "two"}, ErrUnsupportedVersion},
+		{"fingerprint too long", Hello{ProtocolVersion: "2.0", Fingerprint: strings.Repeat("f", maxFieldLen+1)}, ErrBadHello},
+		{"newline in a field", Hello{ProtocolVersion: "2.0", AgentVersion: "v1\r\nX-Evil: 1"}, ErrBadHello},
+		{"non-ASCII field", Hello{ProtocolVersion: "2.0", KubernetesVersion: "v1.34–rc"}, ErrBadHello},
+		{"comma in a capability", Hello{ProtocolVersion: "2.0", Capabilities: []string{"a,b"}}, ErrBadHello},
+		{"empty capability", Hello{ProtocolVersion: "2.0", Capabilities: []string{""}}, ErrBadHello},
+		{"too many capabilities", Hello{ProtocolVersion: "2.0", Capabilities: make([]string, maxCapabilities+1)}, ErrBadHello},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validateHello(&tc.hello)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("validateHello: %v, want %v", err, tc.want)
+			}
+			if err != nil {
+				return
+			}
+			hdr := http.Header{}
+			setHelloHeaders(hdr, &tc.hello)
+			got, err := helloFromHeaders(hdr)
+			if err != nil || !reflect.DeepEqual(got, tc.hello) {
+				t.Fatalf("round trip: %+v, %v; want %+v", got, err, tc.hello)
+			}
+		})
+	}
+	t.Run("repeated capabilities header", func(t *testing.T) {
+		hdr := http.Header{}
+		setHelloHeaders(hdr, &full)
+		hdr.Add(HeaderCapabilities, "more")
+		if _, err := helloFromHeaders(hdr); !errors.Is(err, ErrBadHello) {
+			t.Fatalf("helloFromHeaders: %v, want ErrBadHello", err)
+		}
+	})
+}
+
+func TestAcceptHeaders(t *testing.T) {
+	want := acceptInfo{protocolVersion: "2.3", sessionID: 17, heartbeatInterval: 10 * time.Second, heartbeatTimeout: 30 * time.Second}
+	hdr := http.Header{}
+	want.setHeaders(hdr)
+	if got, err := acceptFromHeaders(hdr); err != nil || got != want {
+		t.Fatalf("round trip: %+v, %v; want %+v", got, err, want)
+	}
+	for _, tc := range []struct {
+		name       string
+		key, value string
+		want       error
+	}{
+		{"not an eco hub", HeaderAgentProtocol, "", ErrProtocol},
+		{"another major", HeaderAgentProtocol, "3.0", ErrUnsupportedVersion},
+		{"no session ID", HeaderSessionID, "", ErrProtocol},
+		{"negative session ID", HeaderSessionID, "-1", ErrProtocol},
+		{"zero heartbeat", HeaderHeartbeatInterval, "0", ErrProtocol},
+		{"heartbeat not a number", HeaderHeartbeatTimeout, "30s", ErrProtocol},
+		{"heartbeat over a day", HeaderHeartbeatTimeout, "86400001", ErrProtocol},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hdr.Clone()
+			h.Set(tc.key, tc.value)
+			if _, err := acceptFromHeaders(h); !errors.Is(err, tc.want) {
+				t.Fatalf("acceptFromHeaders: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
