@@ -237,9 +237,12 @@ func runRevproxy(ctx context.Context, f childFlags) error {
 		return err
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
-		Transport:     proxyTransport((&net.Dialer{}).DialContext),
-		FlushInterval: -1,
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: proxyTransport((&net.Dialer{}).DialContext),
+		// Flushing as hub/proxy.go does (FlushInterval 0: streaming
+		// responses are flushed on every write anyway), so this stays
+		// the floor.
+		FlushInterval: 0,
 	}
 	ln, err := listen("127.0.0.1:0")
 	if err != nil {

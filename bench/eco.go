@@ -319,8 +319,9 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 			pr.Out.Header.Set("Impersonate-User", "admin")
 			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
 		},
-		Transport:     proxyTransport(srv.DialAddr),
-		FlushInterval: -1,
+		Transport: proxyTransport(srv.DialAddr),
+		// Flushing as hub/proxy.go does.
+		FlushInterval: 0,
 		ErrorLog:      quietLog(),
 	}
 	return front{

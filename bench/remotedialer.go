@@ -43,8 +43,12 @@ func runRDHub(ctx context.Context, f childFlags) error {
 			pr.Out.Header.Set("Impersonate-User", "admin")
 			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
 		},
-		Transport:     proxyTransport(srv.Dialer(f.cluster)),
-		FlushInterval: -1,
+		Transport: proxyTransport(srv.Dialer(f.cluster)),
+		// Rancher proxies through apimachinery's UpgradeAwareHandler
+		// (FlushInterval 200 ms): a response of known length leaves in
+		// one write at its end, as with 0 here; streaming ones are
+		// flushed on every write either way.
+		FlushInterval: 0,
 		ErrorLog:      quietLog(),
 	}
 	return front{

@@ -1,10 +1,13 @@
 package hub_test
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -480,6 +483,52 @@ func TestProxyReplacesIdentity(t *testing.T) {
 	}
 	if rid := got.Header.Get("Impersonate-Extra-Eco.dev%2frequest-Id"); rid == "" || rid != resp.Header.Get("X-Request-Id") {
 		t.Errorf("request ID extra = %q, response X-Request-Id = %q", rid, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// A streamed response (a watch: no Content-Length) reaches the client line
+// by line while the cluster is still writing it; the proxy does not wait to
+// fill a buffer.
+func TestProxyStreamsWatches(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("watch")
+	next := make(chan struct{})
+	watch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		for i := range 3 {
+			fmt.Fprintf(w, "{\"type\":\"ADDED\",\"n\":%d}\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-next: // the client read this line
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	if _, err := e.agent(c.ID, e.credential(c.ID), "fp", watch); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/clusters/"+c.ID+"/k8s/api/v1/pods?watch=true", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		line, err := br.ReadString('\n')
+		if want := fmt.Sprintf("{\"type\":\"ADDED\",\"n\":%d}\n", i); err != nil || line != want {
+			t.Fatalf("line %d: %q, %v; want %q", i, line, err, want)
+		}
+		select { // only now does the cluster write the next line
+		case next <- struct{}{}:
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
 	}
 }
 

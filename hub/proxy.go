@@ -57,9 +57,14 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		ForceAttemptHTTP2:     false,
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     p.transport,
-		FlushInterval: -1,
+		Rewrite:   p.rewrite,
+		Transport: p.transport,
+		// Streaming responses (no Content-Length: watches, chunked lists,
+		// logs -f) are flushed after every write regardless. A response
+		// of known length is not: with -1 the proxy flushed its head from
+		// a timer goroutine and then the body, two writes to the client
+		// for every small GET instead of one.
+		FlushInterval: 0,
 		ErrorHandler:  p.errorHandler,
 	}
 	return p
