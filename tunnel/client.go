@@ -179,13 +179,15 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *ht
 		proxy = http.ProxyFromEnvironment
 	}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
-	// Direct wss:// connections use TLS over a combiningConn; through an
-	// HTTP proxy the Transport does the TLS itself. Both get tlsCfg, so
-	// both keep and resume sessions in its ClientSessionCache, under the
-	// same key (the hub's host name).
+	// Direct wss:// connections use TLS over a combiningConn; through a
+	// proxy the Transport does the hub's TLS itself, inside the CONNECT
+	// tunnel. Both get tlsCfg, so both keep and resume sessions in its
+	// ClientSessionCache, under the same key (the hub's host name). The
+	// TLS to an https:// proxy is dialed by cd too, with a configuration
+	// of the proxy's own (see proxyTLSConfig).
 	cd := &combiningDialer{dialer: dialer, tls: tlsCfg}
 	tr := &http.Transport{
-		Proxy:               proxy,
+		Proxy:               cd.recordProxy(proxy),
 		TLSClientConfig:     tlsCfg,
 		DialContext:         dialer.DialContext,
 		DialTLSContext:      cd.dialTLS,

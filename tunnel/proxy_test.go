@@ -1,18 +1,51 @@
 package tunnel
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/eco-project/eco/pki"
 )
 
-// connectProxy is a minimal HTTPS (CONNECT) proxy on loopback.
+// connectProxy is a minimal CONNECT proxy on loopback, reached over plain
+// TCP (an http:// proxy URL).
 func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
-	var connects atomic.Int64
+	p := newConnectProxy(t, nil)
+	return p.url, &p.connects
+}
+
+// testProxy is a minimal CONNECT proxy on loopback. With a TLS config it is
+// an https:// proxy: the client speaks TLS to it, then CONNECT.
+type testProxy struct {
+	url      *url.URL
+	connects atomic.Int64
+
+	mu      sync.Mutex // guards targets
+	targets []string   // the CONNECT targets, in order
+}
+
+// connectTargets returns the addresses the proxy was asked to CONNECT to.
+func (p *testProxy) connectTargets() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.targets)
+}
+
+func newConnectProxy(t *testing.T, tlsCfg *tls.Config) *testProxy {
+	p := &testProxy{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -21,7 +54,10 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
 			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
 			return
 		}
-		connects.Add(1)
+		p.connects.Add(1)
+		p.mu.Lock()
+		p.targets = append(p.targets, r.Host)
+		p.mu.Unlock()
 		up, err := net.Dial("tcp", r.Host)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
@@ -47,9 +83,18 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
 		go func() { defer wg.Done(); io.Copy(up, brw.Reader); up.Close() }()
 		go func() { defer wg.Done(); io.Copy(down, up); down.Close() }()
 	})}
+	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	p.url = &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		p.url.Scheme = "https"
+		// Failed handshakes are what some tests are about; the client
+		// reports them. The server's log may be written after the test.
+		srv.ErrorLog = log.New(io.Discard, "", 0)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ln) }()
@@ -63,7 +108,29 @@ func connectProxy(t *testing.T) (*url.URL, *atomic.Int64) {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, &connects
+	return p
+}
+
+// recordingCache is a ClientSessionCache that remembers the keys it was
+// given tickets for.
+type recordingCache struct {
+	tls.ClientSessionCache
+
+	mu   sync.Mutex // guards puts
+	puts []string
+}
+
+func (c *recordingCache) Put(key string, cs *tls.ClientSessionState) {
+	c.mu.Lock()
+	c.puts = append(c.puts, key)
+	c.mu.Unlock()
+	c.ClientSessionCache.Put(key, cs)
+}
+
+func (c *recordingCache) keys() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.puts)
 }
 
 func TestDialThroughProxy(t *testing.T) {
@@ -87,4 +154,129 @@ func TestDialThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs2.Close()
+}
+
+// proxyCert issues a serving certificate for 127.0.0.1 (and no other name)
+// from a new CA called caName, and returns both.
+func proxyCert(t *testing.T, caName string) (*x509.Certificate, tls.Certificate) {
+	t.Helper()
+	now := time.Now()
+	ca, err := pki.NewCA(caName, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(pki.LeafRequest{CommonName: "proxy", Hosts: []string{"127.0.0.1"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.Cert, cert
+}
+
+// TestDialThroughHTTPSProxy: with an https:// proxy the agent's TLS to the
+// proxy verifies the proxy's own name against the agent's roots (not the
+// hub's ServerName) and keeps no ticket in the agent's session cache; the
+// hub's TLS runs inside the CONNECT tunnel, still verifies the hub and
+// still resumes.
+func TestDialThroughHTTPSProxy(t *testing.T) {
+	// httptest's certificate is valid for example.com and 127.0.0.1, the
+	// proxy's only for 127.0.0.1: a proxy handshake made with the hub's
+	// ServerName fails. Without a ServerName, the hub's name is 127.0.0.1
+	// too, which only the cache keeping the proxy's tickets apart from
+	// the hub's lets resume.
+	const hubName = "example.com"
+	trustedCA, trustedCert := proxyCert(t, "trusted proxy CA")
+	_, untrustedCert := proxyCert(t, "untrusted proxy CA")
+	for _, tc := range []struct {
+		name       string
+		proxyCert  tls.Certificate
+		serverName string // the hub's, in the agent's TLSConfig
+		wantName   string // the hub's name: its tickets' key in the cache
+		// wantErr is the verification error Dial must fail with, nil for
+		// success.
+		wantErr any
+		// wantConnect: the proxy must have been asked to CONNECT.
+		wantConnect bool
+	}{
+		{"trusted proxy", trustedCert, hubName, hubName, nil, true},
+		{"trusted proxy/no ServerName", trustedCert, "", "127.0.0.1", nil, true},
+		{"untrusted proxy", untrustedCert, hubName, "", new(x509.UnknownAuthorityError), false},
+		{"wrong hub name", trustedCert, "other.example.net", "", new(x509.HostnameError), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{tls: true})
+			hubAddr := h.hs.Listener.Addr().String()
+			p := newConnectProxy(t, &tls.Config{Certificates: []tls.Certificate{tc.proxyCert}})
+			roots := h.tls.RootCAs.Clone()
+			roots.AddCert(trustedCA)
+			cache := &recordingCache{ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+			cfg := h.clientConfig("c1")
+			cfg.TLSConfig = &tls.Config{RootCAs: roots, ServerName: tc.serverName}
+			cfg.SessionCache = cache
+			cfg.Proxy = http.ProxyURL(p.url)
+
+			if tc.wantErr != nil {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				cs, err := Dial(ctx, cfg)
+				if err == nil {
+					cs.Close()
+					t.Fatal("Dial succeeded")
+				}
+				t.Logf("Dial: %v", err)
+				if !errors.As(err, tc.wantErr) {
+					t.Errorf("Dial error %v, want a %T", err, tc.wantErr)
+				}
+				if d := time.Since(start); d > 3*time.Second {
+					t.Errorf("Dial took %v to fail", d)
+				}
+				if !tc.wantConnect && !strings.Contains(err.Error(), "proxy "+p.url.Host) {
+					t.Errorf("Dial error %q does not name the proxy", err)
+				}
+				if got := p.connectTargets(); tc.wantConnect != (len(got) > 0) {
+					t.Errorf("CONNECTs to %q, want some: %v", got, tc.wantConnect)
+				}
+				return
+			}
+
+			for i, wantResume := range []bool{false, true} {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				cs, err := Dial(ctx, cfg)
+				cancel()
+				if err != nil {
+					t.Fatalf("dial %d: %v", i+1, err)
+				}
+				lineService(t, cs, "via-https-proxy")
+				checkAlive(t, h, "c1", "via-https-proxy")
+				st := cs.TLS()
+				if st == nil {
+					t.Fatal("TLS() = nil on a wss:// session")
+				}
+				// No SNI is sent for an IP address.
+				if tc.serverName != "" && st.ServerName != tc.serverName {
+					t.Errorf("dial %d: SNI %q, want the hub's %q", i+1, st.ServerName, tc.serverName)
+				}
+				if !st.DidResume && !st.PeerCertificates[0].Equal(h.hs.Certificate()) {
+					t.Errorf("dial %d: TLS peer %q is not the hub", i+1, st.PeerCertificates[0].Subject)
+				}
+				if st.DidResume != wantResume {
+					t.Errorf("dial %d: DidResume = %v, want %v", i+1, st.DidResume, wantResume)
+				}
+				cs.Close()
+				waitDone(t, cs, 5*time.Second)
+			}
+			if got, want := p.connectTargets(), []string{hubAddr, hubAddr}; !slices.Equal(got, want) {
+				t.Errorf("CONNECTs to %q, want %q", got, want)
+			}
+			for _, k := range cache.keys() {
+				if k != tc.wantName {
+					t.Errorf("session cache got a ticket for %q, want only the hub's (%q)", k, tc.wantName)
+				}
+			}
+		})
+	}
 }
