@@ -38,7 +38,10 @@ type ClientConfig struct {
 	Hello Hello
 
 	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to the hub's
-	// CA. If nil, the system roots are used. ALPN is always http/1.1.
+	// CA. If nil, the system roots are used. ALPN is always http/1.1. The
+	// TLS to an https:// proxy uses it too (as net/http does), with the
+	// proxy's host as ServerName and no session cache: its RootCAs must
+	// then also trust the proxy.
 	TLSConfig *tls.Config
 	// SessionCache keeps the TLS session tickets the hub sends, so that the
 	// next Dial to the same hub resumes the session (TLS 1.3 PSK with
