@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -511,5 +512,183 @@ func TestReadNotify(t *testing.T) {
 	case <-woken:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no notification for the session's end")
+	}
+}
+
+// gatedConn is a connection whose reads can be paused: while paused, Read
+// waits, so the peer's writes block (net.Pipe buffers nothing) and the
+// peer's session fills its pending bytes.
+type gatedConn struct {
+	net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	mu   sync.Mutex
+	open chan struct{} // closed while reads may proceed
+}
+
+func newGatedConn(c net.Conn) *gatedConn {
+	open := make(chan struct{})
+	close(open)
+	return &gatedConn{Conn: c, closed: make(chan struct{}), open: open}
+}
+
+func (g *gatedConn) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+	case <-g.closed:
+		return 0, net.ErrClosed
+	}
+	return g.Conn.Read(p)
+}
+
+func (g *gatedConn) Close() error {
+	g.closeOnce.Do(func() { close(g.closed) })
+	return g.Conn.Close()
+}
+
+func (g *gatedConn) pause() {
+	g.mu.Lock()
+	g.open = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatedConn) resume() {
+	g.mu.Lock()
+	close(g.open)
+	g.mu.Unlock()
+}
+
+// A Write that has window but finds the session's pending bytes full (the
+// connection is not draining) still honours its write deadline, a deadline
+// moved while it waits, and Close of its stream or session; after a
+// timeout the stream and the session go on working.
+func TestWriteDeadlineWhilePendingFull(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // before writing; 0 for none
+		// whileWaiting acts once the writer waits on pending bytes;
+		// returned reports whether Write has returned.
+		whileWaiting func(t *testing.T, st *Stream, c *Session, returned func() bool)
+		want         error
+	}{
+		{"deadline passes", 200 * time.Millisecond, nil, os.ErrDeadlineExceeded},
+		{"deadline set while waiting", 0, func(t *testing.T, st *Stream, _ *Session, _ func() bool) {
+			st.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		}, os.ErrDeadlineExceeded},
+		{"deadline moved later, then earlier", 100 * time.Millisecond, func(t *testing.T, st *Stream, _ *Session, returned func() bool) {
+			st.SetWriteDeadline(time.Now().Add(time.Hour))
+			time.Sleep(300 * time.Millisecond) // past the first deadline
+			if returned() {
+				t.Error("write returned at a deadline that had been moved later")
+			}
+			st.SetDeadline(time.Now())
+		}, os.ErrDeadlineExceeded},
+		{"stream closed", 0, func(t *testing.T, st *Stream, _ *Session, _ func() bool) {
+			go st.Close() // waits for the writer to return
+		}, net.ErrClosed},
+		{"session closed", 0, func(t *testing.T, _ *Stream, c *Session, _ func() bool) {
+			go c.Close()
+		}, ErrSessionClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			gate := newGatedConn(b)
+			c, s := Client(a, Config{}), Server(gate, Config{})
+			t.Cleanup(func() { c.Close(); s.Close() })
+			st, err := c.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer := accept(t, s)
+			// The peer's window frame arrived: the stream may send 4 MiB.
+			waitFor(t, func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.sendWindow == DefaultWindow })
+
+			gate.pause()
+			data := make([]byte, DefaultWindow)
+			rand.Read(data)
+			if tc.deadline > 0 {
+				st.SetWriteDeadline(time.Now().Add(tc.deadline))
+			}
+			type result struct {
+				n   int
+				err error
+			}
+			done := make(chan result, 1)
+			var returned atomic.Bool
+			go func() {
+				n, err := st.Write(data)
+				returned.Store(true)
+				done <- result{n, err}
+			}()
+			if tc.whileWaiting != nil {
+				// The connection takes no more than a frame header, and
+				// maxPending holds two batches: the third waits for
+				// pending bytes to leave.
+				waitFor(t, func() bool {
+					st.mu.Lock()
+					defer st.mu.Unlock()
+					return st.sendWindow <= DefaultWindow-3*maxSendBatch
+				})
+				tc.whileWaiting(t, st, c, returned.Load)
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a write waiting for the session's pending bytes ignored its deadline or Close")
+			}
+			if !errors.Is(r.err, tc.want) {
+				t.Fatalf("write: %d bytes, %v; want %v", r.n, r.err, tc.want)
+			}
+			if tc.want == os.ErrDeadlineExceeded {
+				var ne net.Error
+				if !errors.As(r.err, &ne) || !ne.Timeout() {
+					t.Fatalf("write error %v is not a net.Error timeout", r.err)
+				}
+			}
+			if r.n == 0 || r.n >= len(data) {
+				t.Fatalf("write returned %d bytes; want some of %d queued before it waited", r.n, len(data))
+			}
+			gate.resume()
+
+			if tc.want == ErrSessionClosed {
+				if _, err := c.Open(); !errors.Is(err, ErrSessionClosed) {
+					t.Fatalf("open after the session closed: %v", err)
+				}
+				return
+			}
+			if tc.want == os.ErrDeadlineExceeded {
+				// Nothing was lost or sent twice: with the deadline lifted
+				// the rest goes through, using the window the failed
+				// batch did not.
+				st.SetWriteDeadline(time.Time{})
+				got := make(chan []byte, 1)
+				go func() { b, _ := io.ReadAll(peer); got <- b }()
+				if _, err := st.Write(data[r.n:]); err != nil {
+					t.Fatalf("write after the timeout: %v", err)
+				}
+				st.CloseWrite()
+				if !bytes.Equal(<-got, data) {
+					t.Fatal("the peer read other data than was written")
+				}
+			}
+			// Other streams work on the session.
+			st2, err := c.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st2.Close()
+			peer2 := accept(t, s)
+			st2.Write([]byte("still here"))
+			st2.CloseWrite()
+			peer2.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if got, err := io.ReadAll(peer2); err != nil || string(got) != "still here" {
+				t.Fatalf("another stream read %q, %v", got, err)
+			}
+		})
 	}
 }

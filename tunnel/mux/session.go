@@ -85,10 +85,13 @@ type Session struct {
 	acceptCh chan struct{} // signalled (cap 1) when backlog grows or the session ends
 	err      error         // why the session ended; nil while live
 
-	// wmu guards the write state below; wcond (on wmu) signals that
-	// pending bytes left or writing failed.
-	wmu      sync.Mutex
-	wcond    sync.Cond
+	// wmu guards the write state below.
+	wmu sync.Mutex
+	// drained, made by the first data writer that waits for pending space
+	// (nil while none does), is closed when pending bytes leave or
+	// writing fails. A channel rather than a sync.Cond, so a waiter also
+	// honours its stream's write deadline and Close.
+	drained  chan struct{}
 	pending  []byte
 	spare    []byte
 	flushing bool
@@ -140,7 +143,6 @@ func newSession(conn io.ReadWriteCloser, cfg Config, client bool) *Session {
 	if !client {
 		s.acceptCh = make(chan struct{}, 1)
 	}
-	s.wcond.L = &s.wmu
 	go s.readLoop() // owned: Close waits for readerDone
 	return s
 }
@@ -265,7 +267,7 @@ func (s *Session) fail(err error) {
 		if s.werr == nil {
 			s.werr = err
 		}
-		s.wcond.Broadcast()
+		s.wakeLocked()
 		s.wmu.Unlock()
 		_ = s.conn.Close()
 		for _, st := range streams {
@@ -291,17 +293,26 @@ func (s *Session) forget(st *Stream) {
 // unless another writer is doing so. Errors of writes made on other
 // writers' behalf surface as the session's failure.
 func (s *Session) write(frame []byte) error {
-	return s.writeData(frame, 0, nil, false)
+	return s.writeData(frame, nil, nil)
 }
 
 // writeData is write followed by payload cut into data frames of stream
-// id, each preceded by its header. Data writers (wait true) first wait
-// while maxPending bytes are queued.
-func (s *Session) writeData(frame []byte, id uint32, payload []byte, wait bool) error {
+// st, each preceded by its header. Data writers (st set) first wait while
+// maxPending bytes are queued, until st's write deadline or Close (see
+// Stream.waitPending).
+func (s *Session) writeData(frame []byte, st *Stream, payload []byte) error {
 	size := len(frame) + len(payload) + (len(payload)/maxSendFrame+1)*HeaderLen
 	s.wmu.Lock()
-	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
-		s.wcond.Wait()
+	for st != nil && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
+		if s.drained == nil {
+			s.drained = make(chan struct{})
+		}
+		drained := s.drained
+		s.wmu.Unlock()
+		if err := st.waitPending(drained); err != nil {
+			return err
+		}
+		s.wmu.Lock()
 	}
 	if s.werr != nil {
 		err := s.werr
@@ -314,7 +325,7 @@ func (s *Session) writeData(frame []byte, id uint32, payload []byte, wait bool) 
 	s.pending = append(s.pending, frame...)
 	for p := payload; len(p) > 0; {
 		n := min(len(p), maxSendFrame)
-		s.pending = appendHeader(s.pending, header{typ: typeData, id: id, val: uint32(n)})
+		s.pending = appendHeader(s.pending, header{typ: typeData, id: st.id, val: uint32(n)})
 		s.pending = append(s.pending, p[:n]...)
 		p = p[n:]
 	}
@@ -381,10 +392,9 @@ func (s *Session) flushLocked() (ours bool, failed error) {
 		if first {
 			first, ours = false, err == nil
 		}
-		s.wcond.Broadcast()
+		s.wakeLocked()
 	}
 	s.flushing = false
-	s.wcond.Broadcast()
 	// An idle session keeps no write buffers.
 	if len(s.pending) == 0 {
 		putWriteBuf(s.pending)
@@ -392,6 +402,15 @@ func (s *Session) flushLocked() (ours bool, failed error) {
 		s.pending, s.spare = nil, nil
 	}
 	return ours, failed
+}
+
+// wakeLocked wakes the data writers waiting for pending space; s.wmu is
+// held.
+func (s *Session) wakeLocked() {
+	if s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 // writeAsync queues a frame from the reader goroutine, which must never

@@ -90,12 +90,14 @@ func signal(c chan struct{}) {
 	}
 }
 
-// wait blocks until c is signalled, the deadline passes (false) or the
-// session ends. It is called without st.mu held.
-func (st *Stream) wait(c chan struct{}, deadline time.Time) bool {
+// wait blocks until c is signalled, also (if not nil) is closed, the
+// deadline passes (false) or the session ends. It is called without st.mu
+// held.
+func (st *Stream) wait(c chan struct{}, also <-chan struct{}, deadline time.Time) bool {
 	if deadline.IsZero() {
 		select {
 		case <-c:
+		case <-also:
 		case <-st.s.done:
 			st.sessionEnded()
 		}
@@ -109,6 +111,7 @@ func (st *Stream) wait(c chan struct{}, deadline time.Time) bool {
 	defer t.Stop()
 	select {
 	case <-c:
+	case <-also:
 	case <-st.s.done:
 		st.sessionEnded()
 	case <-t.C:
@@ -162,7 +165,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		st.mu.Unlock()
-		if !st.wait(st.rnotify, dl) {
+		if !st.wait(st.rnotify, nil, dl) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		st.mu.Lock()
@@ -226,7 +229,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 				return total, os.ErrDeadlineExceeded
 			}
 			st.mu.Unlock()
-			if !st.wait(st.wnotify, dl) {
+			if !st.wait(st.wnotify, nil, dl) {
 				return total, os.ErrDeadlineExceeded
 			}
 			st.mu.Lock()
@@ -234,13 +237,39 @@ func (st *Stream) Write(p []byte) (int, error) {
 		n := min(len(p), int(st.sendWindow), maxSendBatch)
 		st.sendWindow -= uint32(n)
 		st.mu.Unlock()
-		if err := st.s.writeData(nil, st.id, p[:n], true); err != nil {
+		if err := st.s.writeData(nil, st, p[:n]); err != nil {
+			// Not sent (or the session failed): a later Write, after
+			// a timeout, may use the window again.
+			st.mu.Lock()
+			st.sendWindow += uint32(n)
+			st.mu.Unlock()
 			return total, err
 		}
 		total += n
 		p = p[n:]
 	}
 	return total, nil
+}
+
+// waitPending waits, for Write (st.wmu held), until the session's pending
+// bytes may have left (drained is closed), the write deadline passes, the
+// deadline moves (st.wnotify), or the stream or session ends: the same
+// bounds as a wait for window.
+func (st *Stream) waitPending(drained <-chan struct{}) error {
+	st.mu.Lock()
+	err := st.writeErr()
+	dl := st.wdl
+	st.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !dl.IsZero() && !time.Now().Before(dl) {
+		return os.ErrDeadlineExceeded
+	}
+	if !st.wait(st.wnotify, drained, dl) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
 }
 
 // writeErr says why writing is no longer possible; st.mu is held.
@@ -470,7 +499,9 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline sets the deadline for Write waiting on flow control.
+// SetWriteDeadline sets the deadline for Write waiting on flow control or
+// on the session's pending bytes (a connection that does not drain); a
+// zero time means none.
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.mu.Lock()
 	st.wdl = t
