@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -206,7 +206,7 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// net/http wrote nothing, as WriteHeader never reached it: the
 		// response head goes out on release or with the first write.
 		var head bytes.Buffer
-		fmt.Fprintf(&head, "HTTP/1.1 %d %s\r\n", w.code, http.StatusText(w.code))
+		head.WriteString("HTTP/1.1 " + strconv.Itoa(w.code) + " " + http.StatusText(w.code) + "\r\n")
 		w.Header().Write(&head)
 		head.WriteString("\r\n")
 		bc.head = head.Bytes()

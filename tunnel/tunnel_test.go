@@ -311,6 +311,23 @@ func TestUnsupportedProtocolVersion(t *testing.T) {
 	}
 }
 
+// The hub registers a session before its 101 leaves, so the moment Dial
+// returns the hub can dial the agent: no window in which the agent thinks
+// it is connected and the hub does not.
+func TestReachableWhenDialReturns(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for i := range 50 {
+		id := fmt.Sprintf("c%d", i)
+		cs := h.dial(id, nil)
+		c, err := h.srv.DialContext(context.Background(), id)
+		if err != nil {
+			t.Fatalf("dial %d: the hub cannot reach an agent whose Dial returned: %v", i, err)
+		}
+		c.Close()
+		cs.Close()
+	}
+}
+
 func TestReplacedSession(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	old := h.dial("c1", nil)
