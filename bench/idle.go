@@ -22,9 +22,13 @@ func hubRole(system string) (hub, agents string) {
 
 // idleResult is one idle-tunnels measurement.
 type idleResult struct {
-	System      string  `json:"system"`
-	Tunnels     int     `json:"tunnels"`
-	BringUpMS   float64 `json:"bringUpMs"`
+	System    string  `json:"system"`
+	Tunnels   int     `json:"tunnels"`
+	BringUpMS float64 `json:"bringUpMs"`
+	// HubCPUPer is the hub process's CPU per tunnel brought up, in µs:
+	// what a hub pays when its agents (re)connect, without the agents'
+	// share, which this bench runs in one process beside it.
+	HubCPUPer   float64 `json:"hubCpuUsPerTunnel"`
 	RSSPer      float64 `json:"rssKiBPerTunnel"`
 	HeapPer     float64 `json:"heapStackKiBPerTunnel"`
 	GoroutinesP float64 `json:"goroutinesPerTunnel"`
@@ -49,6 +53,7 @@ func idleTunnels(ctx context.Context, e env, system string, n int) (idleResult, 
 		return r, err
 	}
 	baseRSS := procRSS(hub.pid())
+	cpu0 := procCPU(hub.pid())
 	ag, err := startChild(ctx, agentsR, append([]string{"-tunnel", hub.info.Tunnel, "-n", strconv.Itoa(n), "-c", "64"}, tlsArgs...)...)
 	if err != nil {
 		return r, err
@@ -65,6 +70,7 @@ func idleTunnels(ctx context.Context, e env, system string, n int) (idleResult, 
 	for {
 		st, err := fetchStats(ctx, hub.info.Stats, false)
 		if err == nil && st.Sessions >= n {
+			r.HubCPUPer = float64((procCPU(hub.pid()) - cpu0).Microseconds()) / float64(n)
 			break
 		}
 		if time.Now().After(deadline) {

@@ -65,11 +65,11 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 		r.writeTargets(w)
 	}
 	if len(r.Idle) > 0 {
-		fmt.Fprintln(w, "\n| idle tunnels (hub process) | tunnels | bring-up ms | RSS KiB/tunnel | heap+stack KiB/tunnel | goroutines/tunnel |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "\n| idle tunnels (hub process) | tunnels | bring-up ms | hub CPU µs/tunnel up | RSS KiB/tunnel | heap+stack KiB/tunnel | goroutines/tunnel |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range r.Idle {
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", x.System, x.Tunnels, fmtVal(x.BringUpMS),
-				fmtVal(x.RSSPer), fmtVal(x.HeapPer), fmtVal(x.GoroutinesP))
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", x.System, x.Tunnels, fmtVal(x.BringUpMS),
+				fmtVal(x.HubCPUPer), fmtVal(x.RSSPer), fmtVal(x.HeapPer), fmtVal(x.GoroutinesP))
 		}
 	}
 	if len(r.Reconnect) > 0 {
