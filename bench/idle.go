@@ -27,7 +27,9 @@ type idleResult struct {
 	BringUpMS float64 `json:"bringUpMs"`
 	// HubCPUPer is the hub process's CPU per tunnel brought up, in µs:
 	// what a hub pays when its agents (re)connect, without the agents'
-	// share, which this bench runs in one process beside it.
+	// share, which this bench runs in one process beside it. 0 (shown
+	// "–") below 100 tunnels, where the 10 ms clock tick of
+	// /proc/PID/stat is coarser than the figure.
 	HubCPUPer   float64 `json:"hubCpuUsPerTunnel"`
 	RSSPer      float64 `json:"rssKiBPerTunnel"`
 	HeapPer     float64 `json:"heapStackKiBPerTunnel"`
@@ -70,7 +72,9 @@ func idleTunnels(ctx context.Context, e env, system string, n int) (idleResult, 
 	for {
 		st, err := fetchStats(ctx, hub.info.Stats, false)
 		if err == nil && st.Sessions >= n {
-			r.HubCPUPer = float64((procCPU(hub.pid()) - cpu0).Microseconds()) / float64(n)
+			if n >= 100 {
+				r.HubCPUPer = float64((procCPU(hub.pid()) - cpu0).Microseconds()) / float64(n)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

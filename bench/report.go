@@ -68,8 +68,12 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 		fmt.Fprintln(w, "\n| idle tunnels (hub process) | tunnels | bring-up ms | hub CPU µs/tunnel up | RSS KiB/tunnel | heap+stack KiB/tunnel | goroutines/tunnel |")
 		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, x := range r.Idle {
+			hubCPU := "–"
+			if x.HubCPUPer > 0 {
+				hubCPU = fmtVal(x.HubCPUPer)
+			}
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", x.System, x.Tunnels, fmtVal(x.BringUpMS),
-				fmtVal(x.HubCPUPer), fmtVal(x.RSSPer), fmtVal(x.HeapPer), fmtVal(x.GoroutinesP))
+				hubCPU, fmtVal(x.RSSPer), fmtVal(x.HeapPer), fmtVal(x.GoroutinesP))
 		}
 	}
 	if len(r.Reconnect) > 0 {
