@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Protocol version spoken by this package, "MAJOR.MINOR" (spec.md,
@@ -183,5 +182,3 @@ func checkVersion(v string) error {
 	}
 	return nil
 }
-
-func millis(d time.Duration) int64 { return d.Milliseconds() }

@@ -303,17 +303,6 @@ func dialRaw(t testing.TB, h *harness, clusterID string) *rawAgent {
 	return &rawAgent{ws: ws, mux: ms, ctrl: ms.Control()}
 }
 
-func (a *rawAgent) send(t testing.TB, m *message) {
-	t.Helper()
-	b, err := appendFrame(nil, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.ctrl.Write(b); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // answerPings keeps a raw agent alive until its session ends.
 func (a *rawAgent) answerPings(t testing.TB) {
 	var wg sync.WaitGroup
