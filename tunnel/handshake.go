@@ -104,8 +104,11 @@ func helloFromHeaders(hdr http.Header) (Hello, error) {
 	if caps := hdr.Get(HeaderCapabilities); caps != "" {
 		h.Capabilities = strings.Split(caps, ",")
 	}
-	if len(hdr.Values(HeaderCapabilities)) > 1 {
-		return h, fmt.Errorf("%w: %s repeated", ErrBadHello, HeaderCapabilities)
+	// Each header of the hello may appear once.
+	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities} {
+		if len(hdr[k]) > 1 {
+			return h, fmt.Errorf("%w: %s repeated", ErrBadHello, k)
+		}
 	}
 	return h, validateHello(&h)
 }

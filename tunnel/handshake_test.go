@@ -44,14 +44,16 @@ func TestHelloHeaders(t *testing.T) {
 			}
 		})
 	}
-	t.Run("repeated capabilities header", func(t *testing.T) {
-		hdr := http.Header{}
-		setHelloHeaders(hdr, &full)
-		hdr.Add(HeaderCapabilities, "more")
-		if _, err := helloFromHeaders(hdr); !errors.Is(err, ErrBadHello) {
-			t.Fatalf("helloFromHeaders: %v, want ErrBadHello", err)
-		}
-	})
+	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities} {
+		t.Run("repeated "+k, func(t *testing.T) {
+			hdr := http.Header{}
+			setHelloHeaders(hdr, &full)
+			hdr.Add(k, "2.0")
+			if _, err := helloFromHeaders(hdr); !errors.Is(err, ErrBadHello) {
+				t.Fatalf("helloFromHeaders: %v, want ErrBadHello", err)
+			}
+		})
+	}
 }
 
 func TestAcceptHeaders(t *testing.T) {
