@@ -237,10 +237,14 @@ func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return bc, bufio.NewReadWriter(br, bufio.NewWriterSize(&frameWriter{w: bc}, 512)), nil
 }
 
-// release sends the response head held back, if it was not sent yet.
+// release sends the response head held back, if it was not sent yet
+// (with the first bytes written, say a stream opened at once).
 func (w *upgradeResponse) release() error {
 	if w.conn == nil {
 		return errors.New("tunnel: the upgrade did not hijack the connection")
+	}
+	if w.conn.headSent.Load() {
+		return nil
 	}
 	_, err := w.conn.Write(nil)
 	return err
@@ -267,6 +271,9 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.headSent.Load() {
+		if len(p) == 0 {
+			return 0, nil // a release that lost the race to a write
+		}
 		return b.Conn.Write(p)
 	}
 	bufs := net.Buffers{b.head, p}

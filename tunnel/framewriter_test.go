@@ -3,8 +3,12 @@ package tunnel
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
+	"time"
 )
 
 // wsFrame builds one RFC 6455 frame header plus payload.
@@ -79,5 +83,63 @@ func TestFrameWriter(t *testing.T) {
 				t.Fatalf("round %d: bytes changed", round)
 			}
 		}
+	}
+}
+
+// The 101 held back by upgradeResponse leaves exactly once and before any
+// byte written on the connection, whether release or a write (a stream the
+// hub opened at once) comes first, or both at the same time.
+func TestHeldBackHeadLeavesFirst(t *testing.T) {
+	const head, data = "HTTP/1.1 101 Switching Protocols\r\n\r\n", "mux frames"
+	for _, tc := range []struct {
+		name string
+		run  func(u *upgradeResponse) error
+	}{
+		{"release, then write", func(u *upgradeResponse) error {
+			if err := u.release(); err != nil {
+				return err
+			}
+			_, err := u.conn.Write([]byte(data))
+			return err
+		}},
+		{"write, then release", func(u *upgradeResponse) error {
+			if _, err := u.conn.Write([]byte(data)); err != nil {
+				return err
+			}
+			return u.release()
+		}},
+		{"both at once", func(u *upgradeResponse) error {
+			errc := make(chan error, 1)
+			go func() { _, err := u.conn.Write([]byte(data)); errc <- err }()
+			err := u.release()
+			return errors.Join(err, <-errc)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			server, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &upgradeResponse{conn: &bufferedConn{Conn: server, head: []byte(head)}}
+			if err := tc.run(u); err != nil {
+				t.Fatal(err)
+			}
+			server.Close()
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(client)
+			if err != nil || string(got) != head+data {
+				t.Fatalf("peer read %q, %v; want %q", got, err, head+data)
+			}
+		})
 	}
 }
