@@ -167,6 +167,29 @@ func TestFullCluster(t *testing.T) {
 		t.Fatalf("pod %s phase=%s node=%q, want Running on %s", pod.Name, pod.Status.Phase, pod.Spec.NodeName, c.NodeName)
 	}
 
+	// Like a kubelet, kwok keeps the node's Lease fresh; without it the
+	// controller manager marks the node NotReady after ~50 s, and kwok's
+	// re-initialisation drops the node's addresses, which exec, logs and
+	// port-forward need.
+	t.Run("node lease renewed", func(t *testing.T) {
+		deadline := time.Now().Add(30 * time.Second)
+		var first *metav1.MicroTime
+		for {
+			l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, c.NodeName, metav1.GetOptions{})
+			if err == nil && l.Spec.RenewTime != nil {
+				if first == nil {
+					first = l.Spec.RenewTime
+				} else if l.Spec.RenewTime.After(first.Time) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node lease of %s not renewed within 30 s (lease: %v, err: %v)", c.NodeName, first, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		out, err := c.Kubectl(ctx, "-n", "apps", "exec", pod.Name, "--", "echo", "exec-works").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "exec-works" {

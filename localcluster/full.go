@@ -49,6 +49,12 @@ func (c *Cluster) startFull(ctx context.Context, kubeletPort int) error {
 		"--kubeconfig="+c.path("kwok.kubeconfig"),
 		"--config="+kwokConfig,
 		"--manage-all-nodes=true",
+		// kwok renews the node's Lease, as a kubelet does; without it
+		// the controller manager marks the node NotReady after its
+		// grace period (~50 s), kwok's node-initialize stage runs again
+		// and its patch drops the node's addresses, and exec, logs and
+		// port-forward fail from then on ("no preferred addresses").
+		"--node-lease-duration-seconds=40",
 		"--node-ip=127.0.0.1",
 		"--node-port="+strconv.Itoa(kubeletPort),
 		"--server-address=127.0.0.1:"+strconv.Itoa(kubeletPort),
