@@ -303,6 +303,31 @@ func RunReal(ctx context.Context, o RealOptions) (*RealResults, error) {
 		if len(res.Samples["kubectl logs/direct"]) > 0 && len(res.Samples["kubectl logs/eco"]) > 0 {
 			res.row("kubectl logs", "MiB/s")
 		}
+
+		// Exec: kwok runs the command on this host (ClusterExec, see
+		// localcluster) and kubectl streams its output back over the
+		// exec protocol upgrade, through the agent's upgrade path.
+		logf("exec throughput")
+		const execBytes = 32 << 20
+		for i := range reps {
+			for _, p := range []string{"direct", "eco"} {
+				if i%2 == 1 {
+					p = map[string]string{"direct": "eco", "eco": "direct"}[p]
+				}
+				d, n, err := kubectl(paths[p], "exec", "-n", realNamespace, "logger", "--", "head", "-c", strconv.Itoa(execBytes), "/dev/zero")
+				if err == nil && n != execBytes {
+					err = fmt.Errorf("got %d bytes, want %d", n, execBytes)
+				}
+				if err != nil {
+					logf("exec via %s: %v", p, err)
+					continue
+				}
+				add("kubectl exec (32 MiB stdout)", p, float64(n)/(1<<20)/d.Seconds())
+			}
+		}
+		if len(res.Samples["kubectl exec (32 MiB stdout)/direct"]) > 0 && len(res.Samples["kubectl exec (32 MiB stdout)/eco"]) > 0 {
+			res.row("kubectl exec (32 MiB stdout)", "MiB/s")
+		}
 	}
 	return res, nil
 }
