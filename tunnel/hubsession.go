@@ -174,8 +174,9 @@ func (h *hubSession) handleAvailable() (goodbye string, cause error) {
 	}
 }
 
-// end ends an established session with cause (the first cause wins),
-// sending goodbye first if it is not empty. It does not wait.
+// end ends the session with cause (the first cause wins), sending goodbye
+// first if it is not empty. It does not wait: finish sends the goodbye,
+// lingers briefly and closes (once start has run, if it has not yet).
 func (h *hubSession) end(cause error, goodbye string) {
 	h.mu.Lock()
 	if h.finishing {
@@ -261,11 +262,6 @@ func (h *hubSession) heartbeat() {
 	}
 	h.mu.Unlock()
 }
-
-// shutdown ends the session with cause. If reason is not empty the agent is
-// sent a goodbye with it first. It does not wait: finish sends the goodbye,
-// lingers briefly and closes.
-func (h *hubSession) shutdown(cause error, reason string) { h.end(cause, reason) }
 
 // connErr wraps err, a failed read or write, as ErrConnectionLost with the
 // WebSocket-level cause if there was one.

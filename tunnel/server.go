@@ -182,31 +182,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnel: "+err.Error(), code)
 		return
 	}
-	hello, err := helloFromHeaders(r.Header)
-	if err != nil {
-		code := http.StatusBadRequest
-		msg := err.Error()
-		if errors.Is(err, ErrUnsupportedVersion) || r.Header.Get(HeaderAgentProtocol) == "" {
-			// The wire format below the handshake differs between
-			// majors (1.x framed yamux): turn the agent away with a
-			// reason it can show.
-			code = http.StatusForbidden
-			if r.Header.Get(HeaderAgentProtocol) == "" {
-				msg = fmt.Sprintf("%v: the agent states no %s", ErrUnsupportedVersion, HeaderAgentProtocol)
-			}
-			msg += "; re-apply the cluster's install YAML to update the agent"
-			s.stats.rejected.Add(1)
-		} else {
-			s.stats.handshakeErrors.Add(1)
+	// The wire format below the handshake differs between majors (1.x
+	// framed yamux): an agent of another one is turned away with a reason
+	// it can show.
+	version := r.Header.Get(HeaderAgentProtocol)
+	if err := checkVersion(version); err != nil {
+		if version == "" {
+			err = fmt.Errorf("%w: the agent states no %s", ErrUnsupportedVersion, HeaderAgentProtocol)
 		}
-		s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "status", code, "err", err)
-		http.Error(w, msg, code)
-		return
-	}
-	if err := checkVersion(hello.ProtocolVersion); err != nil {
 		s.stats.rejected.Add(1)
 		s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, err.Error()+"; re-apply the cluster's install YAML to update the agent", http.StatusForbidden)
+		return
+	}
+	hello, err := helloFromHeaders(r.Header)
+	if err != nil {
+		s.stats.handshakeErrors.Add(1)
+		s.log.Info("tunnel: agent refused", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if s.cfg.Admit != nil {
@@ -289,7 +282,7 @@ func (s *Server) register(h *hubSession) bool {
 	s.sessions[h.clusterID] = h
 	s.mu.Unlock()
 	if old != nil {
-		old.shutdown(ErrReplaced, "replaced by a newer session for this cluster")
+		old.end(ErrReplaced, "replaced by a newer session for this cluster")
 	}
 	return true
 }
@@ -376,7 +369,7 @@ func (s *Server) Disconnect(clusterID, reason string) bool {
 	if reason == "" {
 		reason = "disconnected by the hub"
 	}
-	h.shutdown(fmt.Errorf("%w: %s", ErrDisconnected, reason), reason)
+	h.end(fmt.Errorf("%w: %s", ErrDisconnected, reason), reason)
 	return true
 }
 
@@ -439,7 +432,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	for _, h := range hs {
-		h.shutdown(fmt.Errorf("%w: hub shutting down", ErrDisconnected), "hub shutting down")
+		h.end(fmt.Errorf("%w: hub shutting down", ErrDisconnected), "hub shutting down")
 	}
 	s.wg.Wait()
 	return nil
