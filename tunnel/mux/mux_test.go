@@ -692,3 +692,37 @@ func TestWriteDeadlineWhilePendingFull(t *testing.T) {
 		})
 	}
 }
+
+// The control stream never waits for the session's pending bytes: when a
+// bulk transfer has filled them and the connection does not drain, a
+// control message (a heartbeat) is still queued at once, while a data
+// stream's write waits and times out at its deadline.
+func TestControlWritesSkipPendingWait(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(t, s)
+	// As if a flush of a full queue were under way on a stalled
+	// connection.
+	c.wmu.Lock()
+	c.pending = append(getWriteBuf(), make([]byte, maxPending)...)
+	c.flushing = true
+	c.wmu.Unlock()
+
+	ctrl := c.Control()
+	ctrl.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := ctrl.Write([]byte("ping")); err != nil {
+		t.Fatalf("control write behind a full pending queue: %v", err)
+	}
+	st.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := st.Write([]byte("data")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("data write behind a full pending queue: %v, want a timeout", err)
+	}
+	c.wmu.Lock()
+	if !bytes.HasSuffix(c.pending, []byte("ping")) {
+		t.Error("the control message is not queued")
+	}
+	c.wmu.Unlock()
+}

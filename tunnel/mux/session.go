@@ -62,7 +62,9 @@ const DefaultWindow = 4 << 20
 
 // maxPending bounds the bytes writers queue for the connection before data
 // writers wait; frames the reader sends (resets) are never held back, so the
-// reader never blocks on a write.
+// reader never blocks on a write, and neither is the control stream (its
+// messages are small, bounded by its window, and carry the heartbeats that
+// must not queue behind a bulk transfer's turn).
 const maxPending = 512 << 10
 
 // Session is one multiplexed connection.
@@ -297,13 +299,14 @@ func (s *Session) write(frame []byte) error {
 }
 
 // writeData is write followed by payload cut into data frames of stream
-// st, each preceded by its header. Data writers (st set) first wait while
-// maxPending bytes are queued, until st's write deadline or Close (see
-// Stream.waitPending).
+// st, each preceded by its header. Data writers (st set, other than the
+// control stream) first wait while maxPending bytes are queued, until st's
+// write deadline or Close (see Stream.waitPending).
 func (s *Session) writeData(frame []byte, st *Stream, payload []byte) error {
 	size := len(frame) + len(payload) + (len(payload)/maxSendFrame+1)*HeaderLen
+	wait := st != nil && st != s.control
 	s.wmu.Lock()
-	for st != nil && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
+	for wait && s.werr == nil && len(s.pending) > 0 && len(s.pending)+size > maxPending {
 		if s.drained == nil {
 			s.drained = make(chan struct{})
 		}
