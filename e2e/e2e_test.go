@@ -70,7 +70,12 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: 500 * time.Millisecond, Logger: logger(t)})
+	// Heartbeats every second (3 s to declare a peer dead) keep loss
+	// detection quick without tripping on the stalls of a 2-core CI
+	// machine under -race: hub and agent share this process, and with
+	// 500 ms (1.5 s) a stall during the 50 MB LIST once ended the
+	// session on both sides at the same moment.
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
