@@ -178,7 +178,8 @@ func TestRejectDelayIsCapped(t *testing.T) {
 }
 
 // TestAuthorization: the Authorization header the agent's credentials put
-// on a forwarded request, whatever the kind of credential.
+// on a forwarded request, whatever the kind of credential; where a bearer
+// token takes the shortcut, the wrappers client-go runs agree with it.
 func TestAuthorization(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("from-file\n"), 0o600); err != nil {
@@ -194,6 +195,13 @@ func TestAuthorization(t *testing.T) {
 		{"basic auth", rest.Config{Username: "u", Password: "p"}, "Basic dTpw"},
 		{"none (a client certificate, or nothing)", rest.Config{}, ""},
 		{"impersonation ignored", rest.Config{BearerToken: "static", Impersonate: rest.ImpersonationConfig{UserName: "x"}}, "Bearer static"},
+		{"wrapped transport", rest.Config{BearerToken: "static", WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				r = r.Clone(r.Context())
+				r.Header.Set("Authorization", "Bearer wrapped")
+				return rt.RoundTrip(r)
+			})
+		}}, "Bearer wrapped"},
 	} {
 		cfg := tc.cfg
 		cfg.Host = "https://127.0.0.1:6443"
@@ -204,8 +212,18 @@ func TestAuthorization(t *testing.T) {
 		if got, err := k.authorization(); err != nil || got != tc.want {
 			t.Errorf("%s: authorization() = %q, %v; want %q", tc.name, got, err, tc.want)
 		}
+		if k.bearer != nil {
+			k.bearer = nil // the wrappers, as for any other credential
+			if got, err := k.authorization(); err != nil || got != tc.want {
+				t.Errorf("%s: through the wrappers, authorization() = %q, %v; want %q", tc.name, got, err, tc.want)
+			}
+		}
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestKubeTransportAddress(t *testing.T) {
 	for _, tc := range []struct{ host, addr, err string }{

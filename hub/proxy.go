@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,8 +67,34 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		// for every small GET instead of one.
 		FlushInterval: 0,
 		ErrorHandler:  p.errorHandler,
+		BufferPool:    &copyBuffers{},
 	}
 	return p
+}
+
+// proxyCopyBuf is the size of the buffer a proxied response body is copied
+// through, ReverseProxy's own default.
+const proxyCopyBuf = 32 << 10
+
+// copyBuffers lends the proxy its response copy buffers. Without a pool,
+// ReverseProxy allocates and zeroes 32 KiB for every response: a small GET
+// then paid more for the buffer and the garbage collections it caused than
+// for its own bytes.
+type copyBuffers struct{ pool sync.Pool }
+
+func (b *copyBuffers) Get() []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return *p
+	}
+	return make([]byte, proxyCopyBuf)
+}
+
+func (b *copyBuffers) Put(buf []byte) {
+	if cap(buf) != proxyCopyBuf {
+		return
+	}
+	buf = buf[:proxyCopyBuf]
+	b.pool.Put(&buf)
 }
 
 func (p *kubeProxy) close() { p.transport.CloseIdleConnections() }
