@@ -43,8 +43,8 @@ type kubeTransport struct {
 	// (static or from a file) is the only credential: it is computed
 	// without running the wrappers on a request of its own.
 	bearer func() (string, error)
-	h2   *http.Transport   // the agent's own calls, kept to close idle connections
-	rt2  http.RoundTripper // h2 with authentication
+	h2     *http.Transport   // the agent's own calls, kept to close idle connections
+	rt2    http.RoundTripper // h2 with authentication
 }
 
 // Timeouts of a connection to the API server.
