@@ -223,9 +223,32 @@ func proxyTransport(dial func(ctx context.Context, network, addr string) (net.Co
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		WriteBufferSize:       64 << 10,
-		ReadBufferSize:        64 << 10,
+		WriteBufferSize:       4 << 10,
+		ReadBufferSize:        4 << 10,
 		DisableCompression:    true,
+	}
+}
+
+// hubCopyBuffers are the response copy buffers of the hub's proxy
+// (hub/proxy.go) for responses that end: pooled, 256 KiB, so a download
+// reaches the client in writes of up to 256 KiB rather than
+// ReverseProxy's 32 KiB. revproxy and eco-bare use them too, so the floor
+// stays a floor; remotedialer keeps Rancher's wiring.
+type hubCopyBuffers struct{ pool sync.Pool }
+
+const hubCopyBuf = 256 << 10
+
+func (b *hubCopyBuffers) Get() []byte {
+	if p, ok := b.pool.Get().(*[]byte); ok {
+		return *p
+	}
+	return make([]byte, hubCopyBuf)
+}
+
+func (b *hubCopyBuffers) Put(buf []byte) {
+	if cap(buf) == hubCopyBuf {
+		buf = buf[:hubCopyBuf]
+		b.pool.Put(&buf)
 	}
 }
 
@@ -243,6 +266,7 @@ func runRevproxy(ctx context.Context, f childFlags) error {
 		// responses are flushed on every write anyway), so this stays
 		// the floor.
 		FlushInterval: 0,
+		BufferPool:    &hubCopyBuffers{},
 	}
 	ln, err := listen("127.0.0.1:0")
 	if err != nil {

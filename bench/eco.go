@@ -320,8 +320,9 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
 		},
 		Transport: proxyTransport(srv.DialAddr),
-		// Flushing as hub/proxy.go does.
+		// Flushing and copy buffers as hub/proxy.go has them.
 		FlushInterval: 0,
+		BufferPool:    &hubCopyBuffers{},
 		ErrorLog:      quietLog(),
 	}
 	return front{

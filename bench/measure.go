@@ -247,7 +247,7 @@ func watch(ctx context.Context, t *target, streams int, d time.Duration) (p50, p
 	wg.Add(streams)
 	for i := range streams {
 		phase := int64(watchPeriod/time.Microsecond) * int64(i) / int64(streams)
-		path := "/watch?until=" + strconv.FormatInt(until, 10) + "&phase=" + strconv.FormatInt(phase, 10)
+		path := "/watch?watch=true&until=" + strconv.FormatInt(until, 10) + "&phase=" + strconv.FormatInt(phase, 10)
 		go func() {
 			defer wg.Done()
 			resp, err := t.client.Do(t.request(ctx, path))
