@@ -88,6 +88,13 @@ func RunChild(args []string) error {
 		if err == nil && pprof.StartCPUProfile(pf) == nil {
 			defer func() { pprof.StopCPUProfile(); pf.Close() }()
 		}
+		// And what the process allocated, for `go tool pprof -sample_index=alloc_space`.
+		defer func() {
+			if af, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.allocs", role, os.Getpid()))); err == nil {
+				pprof.Lookup("allocs").WriteTo(af, 0)
+				af.Close()
+			}
+		}()
 	}
 	switch role {
 	case roleRevproxy:

@@ -522,6 +522,11 @@ func TestOversizedInputClosesOnlyThatSession(t *testing.T) {
 			msg := bytes.Repeat(frame, DefaultMaxMessageSize/len(frame)+1)
 			a.ws.Write(ctx, websocket.MessageBinary, msg)
 		}, ErrConnectionLost},
+		{"text message", func(t *testing.T, a *rawAgent) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			a.ws.Write(ctx, websocket.MessageText, []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0})
+		}, ErrConnectionLost},
 		{"garbage after upgrade", func(t *testing.T, a *rawAgent) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -28,15 +29,18 @@ type byteCounters struct {
 
 // wsConn adapts a WebSocket to the byte stream the multiplexer runs on.
 //
-// It is websocket.NetConn (binary messages) with three changes. Each Write
-// is sent as one WebSocket message (split at writeChunk): the multiplexer
-// already gathers every frame queued during a write into the next one, so
-// frames of many streams leave together. Reads go through an
-// adaptiveReader. Close is immediate (no WebSocket close handshake, which
-// waits up to 10 s for a dead peer); writes already returned have reached
-// the connection.
+// It reads and writes binary messages as websocket.NetConn does, with four
+// changes, and is the multiplexer's io.ReadWriteCloser, not a net.Conn. Each Write is sent as one WebSocket message (split at
+// writeChunk): the multiplexer already gathers every frame queued during a
+// write into the next one, so frames of many streams leave together. Reads
+// go through an adaptiveReader. Close is immediate (no WebSocket close
+// handshake, which waits up to 10 s for a dead peer); writes already
+// returned have reached the connection. And it has no deadlines (the
+// multiplexer's streams have them, and heartbeats notice a dead peer), so
+// it reads and writes with a context that never ends: NetConn's
+// cancellable ones made the library register and drop a context callback
+// for every message read and written.
 type wsConn struct {
-	net.Conn // websocket.NetConn
 	ws       *websocket.Conn
 	counters []*byteCounters
 
@@ -45,8 +49,12 @@ type wsConn struct {
 	wmu  sync.Mutex
 	werr error
 
-	// rd reads through read; only the multiplexer's reader uses it.
-	rd adaptiveReader
+	// rd reads through read; only the multiplexer's reader uses it, and
+	// it alone uses msg, the message being read, and eof, set once the
+	// peer closed the WebSocket normally.
+	rd  adaptiveReader
+	msg io.Reader
+	eof bool
 
 	// readErr holds the first read error other than io.EOF, so the session
 	// can report why the connection ended (e.g. message too big).
@@ -54,9 +62,8 @@ type wsConn struct {
 }
 
 func newWSConn(ws *websocket.Conn, readLimit int64, counters ...*byteCounters) *wsConn {
-	nc := websocket.NetConn(context.Background(), ws, websocket.MessageBinary)
-	ws.SetReadLimit(readLimit) // NetConn disables the limit; restore it.
-	c := &wsConn{Conn: nc, ws: ws, counters: counters}
+	ws.SetReadLimit(readLimit)
+	c := &wsConn{ws: ws, counters: counters}
 	c.rd.r = readerFunc(c.read)
 	return c
 }
@@ -68,7 +75,7 @@ func newWSConn(ws *websocket.Conn, readLimit int64, counters ...*byteCounters) *
 func (c *wsConn) Read(p []byte) (int, error) { return c.rd.Read(p) }
 
 func (c *wsConn) read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.readMsgs(p)
 	for _, k := range c.counters {
 		k.in.Add(uint64(n))
 	}
@@ -80,6 +87,37 @@ func (c *wsConn) read(p []byte) (int, error) {
 		c.readErr.CompareAndSwap(nil, &err)
 	}
 	return n, err
+}
+
+// readMsgs reads the binary messages' bytes as one stream.
+func (c *wsConn) readMsgs(p []byte) (int, error) {
+	for {
+		if c.eof {
+			return 0, io.EOF
+		}
+		if c.msg == nil {
+			typ, r, err := c.ws.Reader(context.Background())
+			if err != nil {
+				switch websocket.CloseStatus(err) {
+				case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+					c.eof = true
+					return 0, io.EOF
+				}
+				return 0, err
+			}
+			if typ != websocket.MessageBinary {
+				return 0, fmt.Errorf("tunnel: received a WebSocket message of type %v; the tunnel carries binary messages only", typ)
+			}
+			c.msg = r
+		}
+		n, err := c.msg.Read(p)
+		if err == io.EOF {
+			c.msg, err = nil, nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
 }
 
 // Write sends p as one WebSocket message (more if p exceeds writeChunk).
@@ -104,7 +142,7 @@ func (c *wsConn) writeMsgs(p []byte) error {
 		for _, kc := range c.counters {
 			kc.out.Add(uint64(k))
 		}
-		if _, err := c.Conn.Write(p[:k]); err != nil {
+		if err := c.ws.Write(context.Background(), websocket.MessageBinary, p[:k]); err != nil {
 			return err
 		}
 		p = p[k:]
