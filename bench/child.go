@@ -225,13 +225,18 @@ func clientTLS(f childFlags) (*tls.Config, error) {
 // proxyTransport has the settings of the hub's Kubernetes proxy transport
 // (hub/proxy.go), for the proxies this package builds itself.
 func proxyTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	return proxyTransportBuf(dial, 4<<10)
+}
+
+// proxyTransportBuf is proxyTransport with buf-byte bufio buffers.
+func proxyTransportBuf(dial func(ctx context.Context, network, addr string) (net.Conn, error), buf int) *http.Transport {
 	return &http.Transport{
 		DialContext:           dial,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		WriteBufferSize:       4 << 10,
-		ReadBufferSize:        4 << 10,
+		WriteBufferSize:       buf,
+		ReadBufferSize:        buf,
 		DisableCompression:    true,
 	}
 }

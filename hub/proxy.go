@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -39,10 +40,13 @@ type kubeProxy struct {
 	// exec): the same proxy with a smaller copy buffer, since it is held
 	// for the stream's whole life.
 	rp, rpStream *httputil.ReverseProxy
+	// requestIDHeader is the impersonation header carrying the
+	// RequestIDExtra, in canonical form.
+	requestIDHeader string
 }
 
 func newKubeProxy(h *Hub) *kubeProxy {
-	p := &kubeProxy{h: h}
+	p := &kubeProxy{h: h, requestIDHeader: http.CanonicalHeaderKey("Impersonate-Extra-" + url.PathEscape(RequestIDExtra))}
 	p.transport = &http.Transport{
 		// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
 		// host. The stream itself is inside the agent's TLS WebSocket.
@@ -124,8 +128,6 @@ type proxyTarget struct {
 	cluster   string
 	path      string
 	requestID string
-	// upstream receives the tunnel stream the request goes out on.
-	upstream *atomic.Pointer[mux.Stream]
 }
 
 type proxyTargetKey struct{}
@@ -151,8 +153,18 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	verb := kubeVerb(r)
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	target.upstream = &rec.upstream
-	r = r.WithContext(context.WithValue(r.Context(), proxyTargetKey{}, target))
+	// One request copy carries both the target, for rewrite, and the
+	// trace that tells rec which tunnel stream the response comes from;
+	// the outgoing request inherits the context.
+	ctx := context.WithValue(r.Context(), proxyTargetKey{}, target)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if st, ok := info.Conn.(*mux.Stream); ok {
+				rec.upstream.Store(st)
+			}
+		},
+	})
+	r = r.WithContext(ctx)
 	rp := p.rp
 	if streams(r, verb) {
 		rp = p.rpStream
@@ -161,7 +173,9 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(rec, r)
 	p.h.metrics.proxyInFlight.Dec()
 	p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
-	p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "duration", time.Since(start))
+	if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
+		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "duration", time.Since(start))
+	}
 }
 
 // rewrite builds the outgoing request: the hub user's identity replaces
@@ -172,8 +186,8 @@ func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL = &url.URL{Scheme: "http", Host: t.cluster, Path: t.path, RawQuery: pr.In.URL.RawQuery}
 	pr.Out.Host = t.cluster
 	for k := range pr.Out.Header {
-		if strings.HasPrefix(strings.ToLower(k), "impersonate-") {
-			pr.Out.Header.Del(k)
+		if len(k) >= len(impersonatePrefix) && strings.EqualFold(k[:len(impersonatePrefix)], impersonatePrefix) {
+			delete(pr.Out.Header, k)
 		}
 	}
 	pr.Out.Header.Del("Authorization")
@@ -182,17 +196,11 @@ func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
 	for _, g := range ident.Groups() {
 		pr.Out.Header.Add("Impersonate-Group", g)
 	}
-	pr.Out.Header.Set("Impersonate-Extra-"+url.PathEscape(RequestIDExtra), t.requestID)
-	if t.upstream != nil {
-		pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
-			GotConn: func(info httptrace.GotConnInfo) {
-				if st, ok := info.Conn.(*mux.Stream); ok {
-					t.upstream.Store(st)
-				}
-			},
-		}))
-	}
+	pr.Out.Header[p.requestIDHeader] = []string{t.requestID}
 }
+
+// impersonatePrefix starts every impersonation header.
+const impersonatePrefix = "Impersonate-"
 
 func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	t, _ := r.Context().Value(proxyTargetKey{}).(proxyTarget)
