@@ -64,10 +64,10 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		// a watch, holds one of each, and bodies larger than them bypass
 		// them (a response body is read straight into the proxy's copy
 		// buffer).
-		WriteBufferSize: 4 << 10,
-		ReadBufferSize:  4 << 10,
-		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
-		ForceAttemptHTTP2:     false,
+		WriteBufferSize:    4 << 10,
+		ReadBufferSize:     4 << 10,
+		DisableCompression: true, // pass Accept-Encoding and bodies through untouched
+		ForceAttemptHTTP2:  false,
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
