@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,9 +41,17 @@ type ClientConfig struct {
 	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to the hub's
 	// CA. If nil, the system roots are used. ALPN is always http/1.1. The
 	// TLS to an https:// proxy uses it too (as net/http does), with the
-	// proxy's host as ServerName and no session cache: its RootCAs must
-	// then also trust the proxy.
+	// proxy's host as ServerName and no session cache: unless
+	// ProxyRootCAs is set, its RootCAs must then also trust the proxy.
 	TLSConfig *tls.Config
+	// ProxyRootCAs, if not nil, verifies the certificate of an https://
+	// proxy in place of TLSConfig's RootCAs: e.g. the system roots plus a
+	// corporate CA, while TLSConfig trusts only the hub's private CA. It
+	// never verifies the hub, and changes nothing else of the proxy's TLS
+	// (see TLSConfig). If nil, the proxy is verified with TLSConfig's
+	// RootCAs, as net/http does (the system roots if those are nil too).
+	// http:// proxies and direct connections do not use it.
+	ProxyRootCAs *x509.CertPool
 	// SessionCache keeps the TLS session tickets the hub sends, so that the
 	// next Dial to the same hub resumes the session (TLS 1.3 PSK with
 	// ECDHE: no certificate signature or chain verification) instead of a
@@ -188,7 +197,7 @@ func dialWebSocket(ctx context.Context, cfg *ClientConfig) (*websocket.Conn, *ht
 	// ClientSessionCache, under the same key (the hub's host name). The
 	// TLS to an https:// proxy is dialed by cd too, with a configuration
 	// of the proxy's own (see proxyTLSConfig).
-	cd := &combiningDialer{dialer: dialer, tls: tlsCfg}
+	cd := &combiningDialer{dialer: dialer, tls: tlsCfg, proxyRoots: cfg.ProxyRootCAs}
 	tr := &http.Transport{
 		Proxy:               cd.recordProxy(proxy),
 		TLSClientConfig:     tlsCfg,

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -100,10 +101,12 @@ func (c *combiningConn) flushLocked() error {
 //
 // tls is the hub's configuration. It carries the ClientConfig's session
 // cache (see dialWebSocket), so the handshake with the hub resumes a
-// session when the cache holds a ticket for it.
+// session when the cache holds a ticket for it. proxyRoots is the
+// ClientConfig's ProxyRootCAs, for an https:// proxy only.
 type combiningDialer struct {
-	dialer *net.Dialer
-	tls    *tls.Config
+	dialer     *net.Dialer
+	tls        *tls.Config
+	proxyRoots *x509.CertPool
 
 	mu      sync.Mutex     // guards proxied and conn
 	proxied bool           // the request being dialed goes through a proxy
@@ -133,7 +136,7 @@ func (d *combiningDialer) dialTLS(ctx context.Context, network, addr string) (ne
 	}
 	var cfg *tls.Config
 	if proxied {
-		cfg = proxyTLSConfig(d.tls, host)
+		cfg = proxyTLSConfig(d.tls, d.proxyRoots, host)
 	} else {
 		cfg = d.tls.Clone()
 		if cfg.ServerName == "" {
@@ -181,9 +184,14 @@ func (d *combiningDialer) dialTLS(ctx context.Context, network, addr string) (ne
 // against the hub's name), the proxy's tickets stay out of the hub's
 // session cache (under the hub's ServerName they would take the hub's
 // place; a cache for the proxy would outlive no Dial, so there is none),
-// and the hub's ECH configuration is not offered to the proxy.
-func proxyTLSConfig(hub *tls.Config, host string) *tls.Config {
+// and the hub's ECH configuration is not offered to the proxy. If roots
+// is not nil (ClientConfig.ProxyRootCAs), it replaces the hub's RootCAs:
+// the hub's private CA rarely signs a corporate proxy's certificate.
+func proxyTLSConfig(hub *tls.Config, roots *x509.CertPool, host string) *tls.Config {
 	cfg := hub.Clone()
+	if roots != nil {
+		cfg.RootCAs = roots
+	}
 	cfg.ServerName = host
 	cfg.ClientSessionCache = nil
 	cfg.EncryptedClientHelloConfigList = nil

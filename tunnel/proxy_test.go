@@ -280,3 +280,113 @@ func TestDialThroughHTTPSProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestDialThroughHTTPSProxyRootCAs: ProxyRootCAs verifies an https://
+// proxy whose certificate comes from a CA the hub's TLSConfig does not
+// trust (the agent trusts only the hub's private CA), in place of
+// TLSConfig's roots; it never verifies the hub.
+func TestDialThroughHTTPSProxyRootCAs(t *testing.T) {
+	proxyCA, proxyCertificate := proxyCert(t, "corporate proxy CA")
+	otherCA, _ := proxyCert(t, "unrelated CA")
+	pool := func(certs ...*x509.Certificate) *x509.CertPool {
+		p := x509.NewCertPool()
+		for _, c := range certs {
+			p.AddCert(c)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		// hubRoots and proxyRoots build TLSConfig.RootCAs and
+		// ProxyRootCAs from the hub's CA (which signed the hub's
+		// certificate) and the other CAs; proxyRoots may return nil.
+		hubRoots, proxyRoots func(hubCA *x509.CertPool) *x509.CertPool
+		// wantErr is the verification error Dial must fail with, nil
+		// for success.
+		wantErr any
+		// wantConnect: the proxy must have been asked to CONNECT (the
+		// proxy's TLS succeeded).
+		wantConnect bool
+	}{
+		{
+			name:        "proxy CA in ProxyRootCAs",
+			hubRoots:    func(hubCA *x509.CertPool) *x509.CertPool { return hubCA },
+			proxyRoots:  func(*x509.CertPool) *x509.CertPool { return pool(proxyCA) },
+			wantConnect: true,
+		},
+		{
+			name:     "no ProxyRootCAs",
+			hubRoots: func(hubCA *x509.CertPool) *x509.CertPool { return hubCA },
+			// The hub's roots verify the proxy, as before.
+			proxyRoots: func(*x509.CertPool) *x509.CertPool { return nil },
+			wantErr:    new(x509.UnknownAuthorityError),
+		},
+		{
+			name: "ProxyRootCAs replaces the hub's roots",
+			hubRoots: func(hubCA *x509.CertPool) *x509.CertPool {
+				p := hubCA.Clone()
+				p.AddCert(proxyCA)
+				return p
+			},
+			proxyRoots: func(*x509.CertPool) *x509.CertPool { return pool(otherCA) },
+			wantErr:    new(x509.UnknownAuthorityError),
+		},
+		{
+			name:     "hub CA only in ProxyRootCAs",
+			hubRoots: func(*x509.CertPool) *x509.CertPool { return pool(otherCA) },
+			proxyRoots: func(hubCA *x509.CertPool) *x509.CertPool {
+				p := hubCA.Clone()
+				p.AddCert(proxyCA)
+				return p
+			},
+			wantErr:     new(x509.UnknownAuthorityError),
+			wantConnect: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The hub's certificate comes from a CA of its own, like the
+			// real hub's; h.tls trusts only that CA.
+			h := newHarness(t, harnessOpts{ecdsa: true})
+			hubAddr := h.hs.Listener.Addr().String()
+			p := newConnectProxy(t, &tls.Config{Certificates: []tls.Certificate{proxyCertificate}})
+			cfg := h.clientConfig("c1")
+			cfg.TLSConfig = &tls.Config{RootCAs: tc.hubRoots(h.tls.RootCAs.Clone())}
+			cfg.ProxyRootCAs = tc.proxyRoots(h.tls.RootCAs.Clone())
+			cfg.Proxy = http.ProxyURL(p.url)
+
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			cs, err := Dial(ctx, cfg)
+			if tc.wantErr != nil {
+				if err == nil {
+					cs.Close()
+					t.Fatal("Dial succeeded")
+				}
+				t.Logf("Dial: %v", err)
+				if !errors.As(err, tc.wantErr) {
+					t.Errorf("Dial error %v, want a %T", err, tc.wantErr)
+				}
+				// The proxy's TLS failing is reported as the proxy's.
+				if proxyFailed := strings.Contains(err.Error(), "proxy "+p.url.Host); proxyFailed == tc.wantConnect {
+					t.Errorf("Dial error %q names the proxy: %v, want %v", err, proxyFailed, !tc.wantConnect)
+				}
+				if got := p.connectTargets(); tc.wantConnect != (len(got) > 0) {
+					t.Errorf("CONNECTs to %q, want some: %v", got, tc.wantConnect)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer cs.Close()
+			lineService(t, cs, "via-corporate-proxy")
+			checkAlive(t, h, "c1", "via-corporate-proxy")
+			if st := cs.TLS(); st == nil || !st.PeerCertificates[0].Equal(h.hs.Certificate()) {
+				t.Errorf("the session's TLS peer is not the hub: %+v", st)
+			}
+			if got, want := p.connectTargets(), []string{hubAddr}; !slices.Equal(got, want) {
+				t.Errorf("CONNECTs to %q, want %q", got, want)
+			}
+		})
+	}
+}
