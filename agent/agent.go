@@ -110,6 +110,13 @@ type Config struct {
 	// the environment (HTTPS_PROXY, NO_PROXY) decides. It never applies to
 	// the API server, which the agent always dials directly.
 	Proxy func(*http.Request) (*url.URL, error)
+	// ProxyRootCAs verifies the certificate of an https:// proxy
+	// (HTTPS_PROXY=https://…), e.g. the system roots plus a corporate
+	// CA. It never verifies the hub, which HubCAPEM alone does. If nil,
+	// the proxy's certificate is verified as the hub's is (HubCAPEM, else
+	// the system roots), as net/http does: a proxy whose certificate the
+	// hub's CA did not sign then fails. See tunnel.ClientConfig.ProxyRootCAs.
+	ProxyRootCAs *x509.CertPool
 
 	// Namespace is the namespace the agent runs in and watches: deleting
 	// it removes the agent. Required.

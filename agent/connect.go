@@ -134,6 +134,7 @@ func (a *Agent) clientConfig(hello tunnel.Hello) tunnel.ClientConfig {
 		TLSConfig:    a.tlsConfig,
 		SessionCache: a.sessions,
 		Proxy:        a.cfg.Proxy,
+		ProxyRootCAs: a.cfg.ProxyRootCAs,
 		Logger:       a.log.With("component", "tunnel"),
 	}
 }

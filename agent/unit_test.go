@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"os"
@@ -60,6 +61,24 @@ func TestNewValidates(t *testing.T) {
 		a.cfg.BackoffInitial != tunnel.DefaultBackoffInitial || a.cfg.BackoffMax != tunnel.DefaultBackoffMax ||
 		a.tlsConfig != nil || a.tunnelURL != "wss://hub/api/v1/tunnel" {
 		t.Errorf("defaults not applied: %+v", a.cfg)
+	}
+}
+
+// TestClientConfigProxyRootCAs: the proxy's roots reach the tunnel's
+// configuration, apart from the hub's.
+func TestClientConfigProxyRootCAs(t *testing.T) {
+	roots := x509.NewCertPool()
+	a, err := New(Config{HubURL: "https://hub", ClusterID: "c", Token: "t", Namespace: "ns",
+		RESTConfig: &rest.Config{Host: "https://127.0.0.1:6443"}, ProxyRootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := a.clientConfig(tunnel.Hello{})
+	if cc.ProxyRootCAs != roots {
+		t.Errorf("tunnel ProxyRootCAs = %p, want the Config's %p", cc.ProxyRootCAs, roots)
+	}
+	if cc.TLSConfig != nil {
+		t.Errorf("tunnel TLSConfig = %+v, want nil (the system roots for the hub)", cc.TLSConfig)
 	}
 }
 
