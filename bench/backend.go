@@ -45,7 +45,8 @@ var bulkChunk = func() []byte {
 //	/watch?ms=D       one line "UNIXNANO\n" every 10 ms, flushed (like a
 //	                  Kubernetes watch), until unix time T (ns) or for D ms;
 //	                  lines at the wall-clock instants P µs past each 10 ms
-//	                  (see serveWatch)
+//	                  (see serveWatch); &every=E makes it one line every E ms
+//	                  (a quiet watch)
 func Backend() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /small", func(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +101,9 @@ func serveWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	phaseUS, _ := strconv.ParseInt(q.Get("phase"), 10, 64)
 	period := int64(watchPeriod)
+	if every, err := strconv.ParseInt(q.Get("every"), 10, 64); err == nil && every > 0 {
+		period = every * int64(time.Millisecond)
+	}
 	phase := (phaseUS*int64(time.Microsecond)%period + period) % period
 	w.Header().Set("Content-Type", "application/json")
 	rc := http.NewResponseController(w)

@@ -242,26 +242,43 @@ func proxyTransportBuf(dial func(ctx context.Context, network, addr string) (net
 }
 
 // hubCopyBuffers are the response copy buffers of the hub's proxy
-// (hub/proxy.go) for responses that end: pooled, 256 KiB, so a download
+// (hub/proxy.go): pooled, 256 KiB for responses that end, so a download
 // reaches the client in writes of up to 256 KiB rather than
-// ReverseProxy's 32 KiB. revproxy and eco-bare use them too, so the floor
-// stays a floor; remotedialer keeps Rancher's wiring.
-type hubCopyBuffers struct{ pool sync.Pool }
-
-const hubCopyBuf = 256 << 10
+// ReverseProxy's 32 KiB, and 16 KiB for watches, which hold theirs for
+// as long as they last. revproxy and eco-bare use them too (hubProxy), so
+// the floor stays a floor; remotedialer keeps Rancher's wiring.
+type hubCopyBuffers struct {
+	size int
+	pool sync.Pool
+}
 
 func (b *hubCopyBuffers) Get() []byte {
 	if p, ok := b.pool.Get().(*[]byte); ok {
 		return *p
 	}
-	return make([]byte, hubCopyBuf)
+	return make([]byte, b.size)
 }
 
 func (b *hubCopyBuffers) Put(buf []byte) {
-	if cap(buf) == hubCopyBuf {
-		buf = buf[:hubCopyBuf]
+	if cap(buf) == b.size {
+		buf = buf[:b.size]
 		b.pool.Put(&buf)
 	}
+}
+
+// hubProxy serves rp with the hub's copy buffers: a watch (watch=true)
+// through the small ones, everything else through the big ones.
+func hubProxy(rp *httputil.ReverseProxy) http.Handler {
+	rp.BufferPool = &hubCopyBuffers{size: 256 << 10}
+	watch := *rp
+	watch.BufferPool = &hubCopyBuffers{size: 16 << 10}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "true" {
+			watch.ServeHTTP(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 }
 
 // runRevproxy is one plain httputil.ReverseProxy hop: the floor for any
@@ -278,14 +295,13 @@ func runRevproxy(ctx context.Context, f childFlags) error {
 		// responses are flushed on every write anyway), so this stays
 		// the floor.
 		FlushInterval: 0,
-		BufferPool:    &hubCopyBuffers{},
 	}
 	ln, err := listen("127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", rp)
+	mux.Handle("/", hubProxy(rp))
 	mux.Handle("/bench/stats", statsHandler(nil))
 	var wg sync.WaitGroup
 	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, ln)

@@ -319,14 +319,16 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 			pr.Out.Header.Set("Impersonate-User", "admin")
 			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
 		},
-		Transport: proxyTransport(srv.DialAddr),
-		// Flushing and copy buffers as hub/proxy.go has them.
+		Transport: tunnel.RetryRefused(proxyTransport(srv.DialAddr)),
+		// Flushing as hub/proxy.go does, and its copy buffers (hubProxy).
 		FlushInterval: 0,
-		BufferPool:    &hubCopyBuffers{},
 		ErrorLog:      quietLog(),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, "eco-bare: "+err.Error(), http.StatusBadGateway)
+		},
 	}
 	return front{
-		Proxy:      rp,
+		Proxy:      hubProxy(rp),
 		TunnelPath: tunnel.DefaultPath,
 		Tunnel:     srv,
 		Sessions:   func() int { return srv.Stats().Sessions },

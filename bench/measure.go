@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ const (
 	mHoLRatio  = "HoL: fast stream with stalled / alone"
 	mHoLStall  = "HoL: fast stream MiB/s beside a stalled one"
 	mHoLAlone  = "HoL: fast stream MiB/s alone"
+	mWatchMem  = "hub heap+stack KiB per open watch"
+	mWatchG    = "hub goroutines per open watch"
 	mIdleRSS   = "idle RSS KiB/tunnel"
 	mIdleHeap  = "idle heap+stack KiB/tunnel"
 	mIdleG     = "idle goroutines/tunnel"
@@ -364,4 +367,68 @@ func headOfLine(ctx context.Context, t *target, n int64) (alone, stalled float64
 	// The stalled stream's connection is broken now; drop pooled ones.
 	t.tr.CloseIdleConnections()
 	return alone, stalled, nil
+}
+
+// watchMemory opens n quiet watches (a line a second, as most Kubernetes
+// watches are quiet most of the time), waits until every one has delivered
+// its first line, and returns what the hub process holds per open watch:
+// Go heap and stacks after a collection, and goroutines, against the same
+// before they opened. A hub serving Argo CD holds a watch per resource
+// type per cluster, thousands at once, so this is its memory per watch.
+func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64, err error) {
+	before, err := t.hubStats(ctx, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg, first sync.WaitGroup
+	errs := make([]error, n)
+	wg.Add(n)
+	first.Add(n)
+	for i := range n {
+		path := "/watch?watch=true&every=1000&ms=600000&phase=" + strconv.Itoa(i*1000)
+		go func() {
+			defer wg.Done()
+			got := false
+			defer func() {
+				if !got {
+					first.Done()
+				}
+			}()
+			resp, err := t.client.Do(t.request(ctx, path))
+			if err == nil && resp.StatusCode != http.StatusOK {
+				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				resp.Body.Close()
+				err = fmt.Errorf("%s: watch: %s: %s", t.name, resp.Status, bytes.TrimSpace(msg))
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReaderSize(resp.Body, 64)
+			if _, err := br.ReadSlice('\n'); err != nil {
+				errs[i] = fmt.Errorf("%s: watch: %w", t.name, err)
+				return
+			}
+			got = true
+			first.Done()
+			io.Copy(io.Discard, br) // until cancelled
+		}()
+	}
+	first.Wait()
+	if err := firstCause(errs); err != nil {
+		cancel()
+		wg.Wait()
+		return 0, 0, err
+	}
+	during, err := t.hubStats(ctx, true)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return 0, 0, err
+	}
+	held := float64(during.HeapInuse+during.StackInuse) - float64(before.HeapInuse+before.StackInuse)
+	return held / 1024 / float64(n), float64(during.Goroutines-before.Goroutines) / float64(n), nil
 }

@@ -21,7 +21,7 @@ func cutField(line, name string) (string, bool) {
 var tableMetrics = []string{
 	mRPS1, mP50c1, mP99c1, mRPS64, mP50c64, mP99c64, mCPUReq,
 	mBulk, mBulkCPU, mPar, mParCPU, mWatch50, mWatch99,
-	mHoLAlone, mHoLStall, mHoLRatio,
+	mHoLAlone, mHoLStall, mHoLRatio, mWatchMem, mWatchG,
 }
 
 func fmtVal(v float64) string {

@@ -127,10 +127,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	e := env{backend: "http://" + ln.Addr().String(), tlsArgs: tlsArgs, dir: dir}
 
 	// Sizes and durations.
-	smallDur, watchDur := 2*time.Second, 2*time.Second
+	smallDur, watchDur, openWatches := 2*time.Second, 2*time.Second, 1000
 	bulkSize, parSize, holSize := int64(512<<20), int64(64<<20), int64(256<<20)
 	if o.Quick {
-		smallDur, watchDur = 700*time.Millisecond, time.Second
+		smallDur, watchDur, openWatches = 700*time.Millisecond, time.Second, 200
 		bulkSize, parSize, holSize = 128<<20, 16<<20, 64<<20
 	}
 
@@ -194,6 +194,15 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			p50, p99, err := watch(ctx, t, 100, watchDur)
 			add(t, r, mWatch50, p50)
 			add(t, r, mWatch99, p99)
+			return err
+		}},
+		{"watchmem", "open watches", func(t *target, r int) error {
+			if t.hub == nil {
+				return nil // direct: no hub
+			}
+			kib, g, err := watchMemory(ctx, t, openWatches)
+			add(t, r, mWatchMem, kib)
+			add(t, r, mWatchG, g)
 			return err
 		}},
 		{"hol", "head-of-line", func(t *target, r int) error {

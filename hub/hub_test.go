@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -530,6 +532,60 @@ func TestProxyStreamsWatches(t *testing.T) {
 			t.Fatal(ctx.Err())
 		}
 	}
+}
+
+// A burst of requests larger than the agent's accept backlog gets through:
+// the agent refuses the streams it has no room for, unread, and the hub
+// sends those requests again.
+func TestProxyBurstBeyondAcceptBacklog(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("burst")
+	sess, err := tunnel.Dial(t.Context(), tunnel.ClientConfig{
+		URL:       "wss" + strings.TrimPrefix(e.srv.URL, "https") + hub.TunnelPath,
+		ClusterID: c.ID,
+		Token:     e.credential(c.ID),
+		TLSConfig: &tls.Config{RootCAs: e.roots},
+		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: "fp"},
+		Mux:       tunnel.MuxConfig{AcceptBacklog: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, `{"kind":"Pod"}`)
+	})}
+	go srv.Serve(slowListener{sess}) // an agent that accepts a stream every 2 ms
+	t.Cleanup(func() { srv.Close() })
+	e.waitState(c.ID, store.StateConnected)
+
+	const burst = 24
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", e.srv.URL+"/clusters/"+c.ID+"/k8s/api/v1/namespaces/a/pods/p", nil)
+			req.Header.Set("Authorization", "Bearer "+e.admin)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("request %d: %d %s", i, resp.StatusCode, body)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// slowListener accepts a connection every 2 ms at most.
+type slowListener struct{ net.Listener }
+
+func (l slowListener) Accept() (net.Conn, error) {
+	time.Sleep(2 * time.Millisecond)
+	return l.Listener.Accept()
 }
 
 func TestProxyWhenNotConnected(t *testing.T) {

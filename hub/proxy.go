@@ -70,8 +70,10 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		ForceAttemptHTTP2:  false,
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:   p.rewrite,
-		Transport: p.transport,
+		Rewrite: p.rewrite,
+		// A burst of new streams beyond the agent's accept backlog is
+		// refused unread; such requests are sent again.
+		Transport: tunnel.RetryRefused(p.transport),
 		// Streaming responses (no Content-Length: watches, chunked lists,
 		// logs -f) are flushed after every write regardless. A response
 		// of known length is not: with -1 the proxy flushed its head from
@@ -95,7 +97,7 @@ func newKubeProxy(h *Hub) *kubeProxy {
 // at once, so it keeps ReverseProxy's own 32 KiB.
 const (
 	copyBuf       = 256 << 10
-	streamCopyBuf = 32 << 10
+	streamCopyBuf = 16 << 10
 )
 
 // copyBuffers lends the proxy its response copy buffers of one size.

@@ -32,7 +32,7 @@ func main() {
 	flag.StringVar(&targets, "targets", "", "comma-separated targets (default all: "+strings.Join(bench.AllTargets, ",")+")")
 	flag.StringVar(&idle, "idle", "", "comma-separated idle tunnel counts (default 1,1000,10000; 1,1000 with -quick)")
 	var figures string
-	flag.StringVar(&figures, "figures", "", "comma-separated load figures (default all: small1,small64,bulk,parallel,watch,hol)")
+	flag.StringVar(&figures, "figures", "", "comma-separated load figures (default all: small1,small64,bulk,parallel,watch,watchmem,hol)")
 	flag.BoolVar(&o.SkipIdle, "skip-idle", false, "skip the idle-tunnel figures")
 	flag.BoolVar(&o.SkipReconnect, "skip-reconnect", false, "skip the hub-restart figures")
 	flag.BoolVar(&real, "real", false, "also run the real-path table against a local Kubernetes (localcluster)")
