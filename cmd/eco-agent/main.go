@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,24 +46,31 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// envProxyCAFile is the environment variable that gives --proxy-ca-file
+// its default.
+const envProxyCAFile = "ECO_PROXY_CA_FILE"
+
 // options are eco-agent's flags.
 type options struct {
-	configDir  string
-	kubeconfig string
-	namespace  string
-	healthAddr string
-	logFormat  string
-	logLevel   string
-	version    bool
+	configDir   string
+	kubeconfig  string
+	namespace   string
+	proxyCAFile string
+	healthAddr  string
+	logFormat   string
+	logLevel    string
+	version     bool
 }
 
-// defaultOptions returns the flags' defaults.
-func defaultOptions() options {
+// defaultOptions returns the flags' defaults, those of them that come
+// from the environment read with getenv.
+func defaultOptions(getenv func(string) string) options {
 	return options{
-		configDir:  install.ConfigDir,
-		healthAddr: agent.DefaultHealthAddr,
-		logFormat:  "json",
-		logLevel:   "info",
+		configDir:   install.ConfigDir,
+		proxyCAFile: getenv(envProxyCAFile),
+		healthAddr:  agent.DefaultHealthAddr,
+		logFormat:   "json",
+		logLevel:    "info",
 	}
 }
 
@@ -76,6 +84,8 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 		"kubeconfig `file` for the API server, for running outside the cluster; empty means the in-cluster ServiceAccount")
 	fs.StringVar(&o.namespace, "namespace", o.namespace,
 		"the agent's `namespace` (deleting it removes the agent); empty means the pod's namespace, else the namespace file in the config directory, else "+install.DefaultNamespace)
+	fs.StringVar(&o.proxyCAFile, "proxy-ca-file", o.proxyCAFile,
+		"PEM `file` of CA certificates that, with the system roots, verify an https:// proxy's certificate (HTTPS_PROXY=https://...), never the hub's; empty means the proxy is verified like the hub (ca.crt, or the system roots if that is empty); $"+envProxyCAFile+" sets the default")
 	fs.StringVar(&o.healthAddr, "health-addr", o.healthAddr,
 		"`address` of the plain-HTTP health server ("+install.HealthzPath+", "+install.ReadyzPath+", "+agent.MetricsPath+")")
 	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log `format`: json or text")
@@ -89,6 +99,9 @@ eco-agent runs in a managed Kubernetes cluster. It dials out to the eco hub
 API server as the users the hub names, reports whether it can reach and is
 allowed by its API server, and, when its namespace is deleted, tells the
 hub and deletes its cluster-scoped RBAC objects.
+
+Environment: HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply to the connection
+to the hub only; `+envProxyCAFile+` is the default of --proxy-ca-file.
 
 Flags:
 `)
@@ -135,7 +148,7 @@ func (o *options) logger(w io.Writer) *slog.Logger {
 // run is main without the exit: 0 on a clean stop or removal, 1 on a
 // failure, 2 on bad flags.
 func run(args []string, stdout, stderr io.Writer) int {
-	o := defaultOptions()
+	o := defaultOptions(os.Getenv)
 	fs := o.flagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -181,6 +194,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // agentConfig builds the agent's Config from the flags and the
 // configuration directory.
 func (o *options) agentConfig(log *slog.Logger) (agent.Config, error) {
+	proxyRoots, err := loadProxyRoots(o.proxyCAFile, log)
+	if err != nil {
+		return agent.Config{}, err
+	}
 	ac, err := install.LoadConfigDir(o.configDir)
 	if err != nil {
 		return agent.Config{}, fmt.Errorf("reading the agent configuration: %w", err)
@@ -202,14 +219,39 @@ func (o *options) agentConfig(log *slog.Logger) (agent.Config, error) {
 	// builds its API transports without a proxy anyway.
 	rc.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
 	return agent.Config{
-		HubURL:     ac.HubURL,
-		ClusterID:  ac.ClusterID,
-		Token:      ac.Token,
-		HubCAPEM:   ac.CAPEM,
-		Namespace:  ac.Namespace,
-		RESTConfig: rc,
-		Version:    version,
-		HealthAddr: o.healthAddr,
-		Logger:     log,
+		HubURL:       ac.HubURL,
+		ClusterID:    ac.ClusterID,
+		Token:        ac.Token,
+		HubCAPEM:     ac.CAPEM,
+		ProxyRootCAs: proxyRoots,
+		Namespace:    ac.Namespace,
+		RESTConfig:   rc,
+		Version:      version,
+		HealthAddr:   o.healthAddr,
+		Logger:       log,
 	}, nil
+}
+
+// loadProxyRoots returns the roots for an https:// proxy: the system
+// roots plus the PEM certificates in file (--proxy-ca-file), since a
+// corporate proxy's CA is often added to the system's. An empty file name
+// returns nil: the proxy is verified like the hub. A file that cannot be
+// read or holds no certificate is an error naming it.
+func loadProxyRoots(file string, log *slog.Logger) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pemBytes, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the proxy CA (--proxy-ca-file or $%s): %w", envProxyCAFile, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		log.Warn("no system roots: only --proxy-ca-file verifies an https:// proxy", "err", err)
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("the proxy CA file %s (--proxy-ca-file or $%s) holds no PEM certificate", file, envProxyCAFile)
+	}
+	return pool, nil
 }

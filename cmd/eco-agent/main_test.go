@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +30,7 @@ import (
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
+	"github.com/eco-project/eco/pki"
 	"github.com/eco-project/eco/tunnel"
 )
 
@@ -58,9 +61,12 @@ func TestDependencies(t *testing.T) {
 	t.Logf("eco-agent has %d dependencies (packages, standard library included)", len(deps))
 }
 
+// noEnv is a getenv for an empty environment.
+func noEnv(string) string { return "" }
+
 // TestDefaultOptions pins every flag's default.
 func TestDefaultOptions(t *testing.T) {
-	o := defaultOptions()
+	o := defaultOptions(noEnv)
 	fs := o.flagSet(io.Discard)
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
@@ -77,14 +83,183 @@ func TestDefaultOptions(t *testing.T) {
 	if o.configDir != install.ConfigDir || o.healthAddr != fmt.Sprintf(":%d", install.HealthPort) {
 		t.Errorf("defaults disagree with the install YAML: %+v", o)
 	}
-	for _, name := range []string{install.ConfigDirFlag, "kubeconfig", "namespace", "health-addr", "log-format", "log-level", "version"} {
+	for _, name := range []string{install.ConfigDirFlag, "kubeconfig", "namespace", "proxy-ca-file", "health-addr", "log-format", "log-level", "version"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no --%s flag", name)
+		}
+	}
+	// ECO_PROXY_CA_FILE is --proxy-ca-file's default; the flag wins.
+	env := func(k string) string {
+		if k == "ECO_PROXY_CA_FILE" {
+			return "/env/proxy-ca.crt"
+		}
+		return ""
+	}
+	o = defaultOptions(env)
+	if err := o.flagSet(io.Discard).Parse(nil); err != nil || o.proxyCAFile != "/env/proxy-ca.crt" {
+		t.Errorf("with ECO_PROXY_CA_FILE set, --proxy-ca-file = %q (%v), want the variable's value", o.proxyCAFile, err)
+	}
+	o = defaultOptions(env)
+	if err := o.flagSet(io.Discard).Parse([]string{"--proxy-ca-file=/flag/ca.crt"}); err != nil || o.proxyCAFile != "/flag/ca.crt" {
+		t.Errorf("--proxy-ca-file = %q (%v) with the flag and ECO_PROXY_CA_FILE given, want the flag's", o.proxyCAFile, err)
+	}
+}
+
+// TestProxyCAFile: --proxy-ca-file and ECO_PROXY_CA_FILE name a PEM file
+// of CA certificates added to the system roots for an https:// proxy; a
+// file that is missing or holds no certificate stops the agent at start
+// with an error naming it, before anything else is read.
+func TestProxyCAFile(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.NewCA("corporate proxy CA", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.NewCA("another CA", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"ca.crt":    ca.CertPEM,
+		"two.crt":   append(append([]byte("# corporate CAs\n"), ca.CertPEM...), other.CertPEM...),
+		"key.pem":   ca.KeyPEM, // PEM, but no certificate
+		"empty.crt": nil,
+		"text.crt":  []byte("not a certificate\n"),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(name string) string { return filepath.Join(dir, name) }
+	missing := file("missing.crt")
+
+	// loadProxyRoots itself.
+	for _, tc := range []struct {
+		name, file string
+		trusts     []*x509.Certificate // nil with err: the error
+		err        string
+	}{
+		{"unset", "", nil, ""},
+		{"one CA", file("ca.crt"), []*x509.Certificate{ca.Cert}, ""},
+		{"two CAs", file("two.crt"), []*x509.Certificate{ca.Cert, other.Cert}, ""},
+		{"missing file", missing, nil, missing + ": no such file"},
+		{"directory", dir, nil, dir},
+		{"key, no certificate", file("key.pem"), nil, file("key.pem") + " (--proxy-ca-file or $ECO_PROXY_CA_FILE) holds no PEM certificate"},
+		{"empty file", file("empty.crt"), nil, file("empty.crt") + " (--proxy-ca-file or $ECO_PROXY_CA_FILE) holds no PEM certificate"},
+		{"not PEM", file("text.crt"), nil, file("text.crt") + " (--proxy-ca-file or $ECO_PROXY_CA_FILE) holds no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := loadProxyRoots(tc.file, slog.New(slog.DiscardHandler))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("loadProxyRoots(%q) = %v, want an error containing %q", tc.file, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.file == "" {
+				if pool != nil {
+					t.Error("no file, but roots: the proxy would not be verified like the hub")
+				}
+				return
+			}
+			for _, c := range tc.trusts {
+				if _, err := c.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+					t.Errorf("%s not trusted: %v", c.Subject.CommonName, err)
+				}
+			}
+			// The system roots are kept.
+			want, err := x509.SystemCertPool()
+			if err != nil {
+				t.Skipf("no system roots to compare with: %v", err)
+			}
+			for _, c := range tc.trusts {
+				want.AddCert(c)
+			}
+			if !pool.Equal(want) {
+				t.Error("the roots are not the system roots plus the file's certificates")
+			}
+		})
+	}
+
+	// Through the command line, from the flag and from the environment:
+	// exit 1 at start, the file named in the log.
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+		err  string
+	}{
+		{"flag, missing file", []string{"--proxy-ca-file", missing}, "", missing},
+		{"flag, no certificate", []string{"--proxy-ca-file=" + file("key.pem")}, "", file("key.pem") + " (--proxy-ca-file or $ECO_PROXY_CA_FILE) holds no PEM certificate"},
+		{"env, missing file", nil, missing, missing},
+		{"env, no certificate", nil, file("text.crt"), file("text.crt") + " (--proxy-ca-file or $ECO_PROXY_CA_FILE) holds no PEM certificate"},
+		{"flag over env", []string{"--proxy-ca-file", missing}, file("text.crt"), missing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("ECO_PROXY_CA_FILE", tc.env)
+			args := append([]string{"--config-dir", "/nonexistent", "--log-format=text"}, tc.args...)
+			var stderr bytes.Buffer
+			code := run(args, io.Discard, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tc.err) || !strings.Contains(stderr.String(), "proxy CA") {
+				t.Errorf("run(%q) with ECO_PROXY_CA_FILE=%q = %d, stderr %q; want 1 and an error about the proxy CA containing %q",
+					args, tc.env, code, stderr.String(), tc.err)
+			}
+		})
+	}
+	// The roots reach the agent's Config, and only with a file.
+	cfgDir := filepath.Join(dir, "config")
+	if err := os.Mkdir(cfgDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	token, err := install.NewAgentToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{install.KeyHubURL: "https://hub.example.com", install.KeyClusterID: "c1",
+		install.KeyToken: token, install.KeyCACert: string(other.CertPEM)} {
+		if err := os.WriteFile(filepath.Join(cfgDir, k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubeconfig := file("agent.kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, proxyCAFile := range []string{"", file("ca.crt")} {
+		o := defaultOptions(noEnv)
+		o.configDir, o.kubeconfig, o.proxyCAFile = cfgDir, kubeconfig, proxyCAFile
+		cfg, err := o.agentConfig(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("agentConfig with --proxy-ca-file=%q: %v", proxyCAFile, err)
+		}
+		switch {
+		case proxyCAFile == "" && cfg.ProxyRootCAs != nil:
+			t.Error("ProxyRootCAs set without --proxy-ca-file")
+		case proxyCAFile != "" && cfg.ProxyRootCAs == nil:
+			t.Error("ProxyRootCAs not set with --proxy-ca-file")
+		case proxyCAFile != "":
+			if _, err := ca.Cert.Verify(x509.VerifyOptions{Roots: cfg.ProxyRootCAs}); err != nil {
+				t.Errorf("the agent's ProxyRootCAs do not trust the file's CA: %v", err)
+			}
+		}
+		if string(cfg.HubCAPEM) != strings.TrimSpace(string(other.CertPEM)) {
+			t.Errorf("HubCAPEM = %q, want ca.crt from the config directory", cfg.HubCAPEM)
 		}
 	}
 }
 
 func TestCommandLine(t *testing.T) {
+	t.Setenv("ECO_PROXY_CA_FILE", "") // as if unset
 	for _, tc := range []struct {
 		name     string
 		args     []string
@@ -110,7 +285,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	run([]string{"--help"}, io.Discard, &stderr)
-	for _, name := range []string{"--config-dir", "--kubeconfig", "--namespace", "--health-addr", "--log-format", "--log-level", "--version", "HTTPS_PROXY"} {
+	for _, name := range []string{"--config-dir", "--kubeconfig", "--namespace", "--proxy-ca-file", "--health-addr", "--log-format", "--log-level", "--version", "HTTPS_PROXY", "ECO_PROXY_CA_FILE"} {
 		if !strings.Contains(stderr.String(), strings.TrimLeft(name, "-")) {
 			t.Errorf("--help does not mention %s", name)
 		}
