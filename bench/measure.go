@@ -369,31 +369,57 @@ func headOfLine(ctx context.Context, t *target, n int64) (alone, stalled float64
 	return alone, stalled, nil
 }
 
-// watchMemory opens n quiet watches (a line a second, as most Kubernetes
-// watches are quiet most of the time), waits until every one has delivered
-// its first line, and returns what the hub process holds per open watch:
-// Go heap and stacks after a collection, and goroutines, against the same
-// before they opened. A hub serving Argo CD holds a watch per resource
-// type per cluster, thousands at once, so this is its memory per watch.
+// watchMemory returns what the hub process holds per open quiet watch (a
+// line a second, as most Kubernetes watches are quiet most of the time):
+// Go heap and stacks after a collection, and goroutines. A hub serving
+// Argo CD holds a watch per resource type per cluster, thousands at once,
+// so this is its memory per watch. It is the slope between two levels:
+// first warmWatches are opened, which also take up the connections and
+// tunnel streams earlier figures left idle in the pools, then n more;
+// what the n added, divided by n, is the figure.
 func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: the watches end first
+	if err := openWatches(ctx, t, &wg, 0, warmWatches); err != nil {
+		return 0, 0, err
+	}
 	before, err := t.hubStats(ctx, true)
 	if err != nil {
 		return 0, 0, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg, first sync.WaitGroup
+	if err := openWatches(ctx, t, &wg, warmWatches, n); err != nil {
+		return 0, 0, err
+	}
+	after, err := t.hubStats(ctx, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	held := float64(after.HeapInuse+after.StackInuse) - float64(before.HeapInuse+before.StackInuse)
+	return held / 1024 / float64(n), float64(after.Goroutines-before.Goroutines) / float64(n), nil
+}
+
+// warmWatches is how many watches watchMemory opens before it measures:
+// more than the hub's proxy keeps idle streams per cluster (256).
+const warmWatches = 300
+
+// openWatches opens n quiet watches, numbered from first (their phases
+// spread them over the second), and returns once every one has delivered
+// its first line. They stay open, read by goroutines wg counts, until ctx
+// ends.
+func openWatches(ctx context.Context, t *target, wg *sync.WaitGroup, first, n int) error {
 	errs := make([]error, n)
-	wg.Add(n)
-	first.Add(n)
+	var got sync.WaitGroup
+	got.Add(n)
 	for i := range n {
-		path := "/watch?watch=true&every=1000&ms=600000&phase=" + strconv.Itoa(i*1000)
-		go func() {
-			defer wg.Done()
-			got := false
+		path := "/watch?watch=true&every=1000&ms=600000&phase=" + strconv.Itoa((first+i)%1000*1000)
+		wg.Go(func() {
+			delivered := false
 			defer func() {
-				if !got {
-					first.Done()
+				if !delivered {
+					got.Done()
 				}
 			}()
 			resp, err := t.client.Do(t.request(ctx, path))
@@ -412,23 +438,11 @@ func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64
 				errs[i] = fmt.Errorf("%s: watch: %w", t.name, err)
 				return
 			}
-			got = true
-			first.Done()
-			io.Copy(io.Discard, br) // until cancelled
-		}()
+			delivered = true
+			got.Done()
+			io.Copy(io.Discard, br) // until ctx ends
+		})
 	}
-	first.Wait()
-	if err := firstCause(errs); err != nil {
-		cancel()
-		wg.Wait()
-		return 0, 0, err
-	}
-	during, err := t.hubStats(ctx, true)
-	cancel()
-	wg.Wait()
-	if err != nil {
-		return 0, 0, err
-	}
-	held := float64(during.HeapInuse+during.StackInuse) - float64(before.HeapInuse+before.StackInuse)
-	return held / 1024 / float64(n), float64(during.Goroutines-before.Goroutines) / float64(n), nil
+	got.Wait()
+	return firstCause(errs)
 }
