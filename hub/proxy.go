@@ -94,7 +94,8 @@ func newKubeProxy(h *Hub) *kubeProxy {
 // buffer cost a write system call per 32 KiB, and moved 20–25 % fewer
 // bytes per second than through a 256 KiB one (docs/benchmarks.md). A
 // stream holds its buffer for as long as it lasts, thousands of watches
-// at once, so it keeps ReverseProxy's own 32 KiB.
+// at once, so it gets 16 KiB: more than most watch events, and a larger
+// one is written in pieces (decision 0007).
 const (
 	copyBuf       = 256 << 10
 	streamCopyBuf = 16 << 10

@@ -30,16 +30,17 @@ type byteCounters struct {
 // wsConn adapts a WebSocket to the byte stream the multiplexer runs on.
 //
 // It reads and writes binary messages as websocket.NetConn does, with four
-// changes, and is the multiplexer's io.ReadWriteCloser, not a net.Conn. Each Write is sent as one WebSocket message (split at
-// writeChunk): the multiplexer already gathers every frame queued during a
-// write into the next one, so frames of many streams leave together. Reads
-// go through an adaptiveReader. Close is immediate (no WebSocket close
-// handshake, which waits up to 10 s for a dead peer); writes already
-// returned have reached the connection. And it has no deadlines (the
-// multiplexer's streams have them, and heartbeats notice a dead peer), so
-// it reads and writes with a context that never ends: NetConn's
-// cancellable ones made the library register and drop a context callback
-// for every message read and written.
+// changes, and is the multiplexer's io.ReadWriteCloser, not a net.Conn.
+// Each Write is sent as one WebSocket message (split at writeChunk): the
+// multiplexer already gathers every frame queued during a write into the
+// next one, so frames of many streams leave together. Reads go through an
+// adaptiveReader. Close is immediate (no WebSocket close handshake, which
+// waits up to 10 s for a dead peer); writes already returned have reached
+// the connection. And it has no deadlines (the multiplexer's streams have
+// them, and heartbeats notice a dead peer), so it reads and writes with a
+// context that never ends: NetConn's cancellable ones made the library
+// register and drop a context callback for every message read and
+// written.
 type wsConn struct {
 	ws       *websocket.Conn
 	counters []*byteCounters
