@@ -222,15 +222,7 @@ func TestDialThroughHTTPSProxy(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 				defer cancel()
 				start := time.Now()
-				cs, err := Dial(ctx, cfg)
-				if err == nil {
-					cs.Close()
-					t.Fatal("Dial succeeded")
-				}
-				t.Logf("Dial: %v", err)
-				if !errors.As(err, tc.wantErr) {
-					t.Errorf("Dial error %v, want a %T", err, tc.wantErr)
-				}
+				err := dialFails(t, ctx, cfg, tc.wantErr)
 				if d := time.Since(start); d > 3*time.Second {
 					t.Errorf("Dial took %v to fail", d)
 				}
@@ -356,16 +348,8 @@ func TestDialThroughHTTPSProxyRootCAs(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
-			cs, err := Dial(ctx, cfg)
 			if tc.wantErr != nil {
-				if err == nil {
-					cs.Close()
-					t.Fatal("Dial succeeded")
-				}
-				t.Logf("Dial: %v", err)
-				if !errors.As(err, tc.wantErr) {
-					t.Errorf("Dial error %v, want a %T", err, tc.wantErr)
-				}
+				err := dialFails(t, ctx, cfg, tc.wantErr)
 				// The proxy's TLS failing is reported as the proxy's.
 				if proxyFailed := strings.Contains(err.Error(), "proxy "+p.url.Host); proxyFailed == tc.wantConnect {
 					t.Errorf("Dial error %q names the proxy: %v, want %v", err, proxyFailed, !tc.wantConnect)
@@ -375,6 +359,7 @@ func TestDialThroughHTTPSProxyRootCAs(t *testing.T) {
 				}
 				return
 			}
+			cs, err := Dial(ctx, cfg)
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
 			}
@@ -389,4 +374,20 @@ func TestDialThroughHTTPSProxyRootCAs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialFails dials cfg, which must fail with an error that errors.As
+// finds in want (a pointer to the error type), and returns the error.
+func dialFails(t *testing.T, ctx context.Context, cfg ClientConfig, want any) error {
+	t.Helper()
+	cs, err := Dial(ctx, cfg)
+	if err == nil {
+		cs.Close()
+		t.Fatal("Dial succeeded")
+	}
+	t.Logf("Dial: %v", err)
+	if !errors.As(err, want) {
+		t.Errorf("Dial error %v, want a %T", err, want)
+	}
+	return err
 }
