@@ -243,20 +243,18 @@ func (authCapture) RoundTrip(r *http.Request) (*http.Response, error) {
 type fileToken struct {
 	path string
 
-	mu     sync.Mutex // guards the fields below
-	token  string
-	bearer string      // "Bearer " + token
-	info   os.FileInfo // of the file token was read from
+	mu    sync.Mutex // guards the fields below
+	token string
+	info  os.FileInfo // of the file token was read from
 }
 
 // header returns the Authorization header of the current token.
 func (f *fileToken) header() (string, error) {
-	if _, err := f.get(); err != nil {
+	tok, err := f.get()
+	if err != nil {
 		return "", err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.bearer, nil
+	return "Bearer " + tok, nil
 }
 
 func (f *fileToken) get() (string, error) {
@@ -287,7 +285,7 @@ func (f *fileToken) get() (string, error) {
 		}
 		return "", fmt.Errorf("reading API server token: %s is empty", f.path)
 	}
-	f.token, f.bearer, f.info = tok, "Bearer "+tok, fi
+	f.token, f.info = tok, fi
 	return tok, nil
 }
 

@@ -102,25 +102,13 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	mux.Handle("/tunnel", srv)
 	switch {
 	case o.ecdsa:
-		now := time.Now()
-		ca, err := pki.NewCA("test hub CA", now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := ca.Issue(pki.LeafRequest{CommonName: "eco-hub", Hosts: []string{"127.0.0.1"}}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := kp.TLSCertificate()
-		if err != nil {
-			t.Fatal(err)
-		}
+		caCert, cert := testCert(t, "test hub CA", "eco-hub")
 		h.hs = httptest.NewUnstartedServer(mux)
 		h.hs.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 		h.hs.StartTLS()
 		h.url = "wss" + strings.TrimPrefix(h.hs.URL, "https") + "/tunnel"
 		roots := x509.NewCertPool()
-		roots.AddCert(ca.Cert)
+		roots.AddCert(caCert)
 		h.tls = &tls.Config{RootCAs: roots}
 	case o.tls:
 		h.hs = httptest.NewTLSServer(mux)
@@ -409,4 +397,24 @@ func writeRawFrame(w io.Writer, n uint32) error {
 // goleakVerify reports goroutines still running other than the test's own.
 func goleakVerify() error {
 	return goleak.Find()
+}
+
+// testCert issues a certificate for 127.0.0.1 named commonName from a new
+// CA called caName, and returns the CA's certificate and the leaf.
+func testCert(t testing.TB, caName, commonName string) (*x509.Certificate, tls.Certificate) {
+	t.Helper()
+	now := time.Now()
+	ca, err := pki.NewCA(caName, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(pki.LeafRequest{CommonName: commonName, Hosts: []string{"127.0.0.1"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := kp.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca.Cert, cert
 }

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/eco-project/eco/pki"
 )
 
 // connectProxy is a minimal CONNECT proxy on loopback, reached over plain
@@ -156,26 +154,6 @@ func TestDialThroughProxy(t *testing.T) {
 	cs2.Close()
 }
 
-// proxyCert issues a serving certificate for 127.0.0.1 (and no other name)
-// from a new CA called caName, and returns both.
-func proxyCert(t *testing.T, caName string) (*x509.Certificate, tls.Certificate) {
-	t.Helper()
-	now := time.Now()
-	ca, err := pki.NewCA(caName, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.Issue(pki.LeafRequest{CommonName: "proxy", Hosts: []string{"127.0.0.1"}}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := kp.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca.Cert, cert
-}
-
 // TestDialThroughHTTPSProxy: with an https:// proxy the agent's TLS to the
 // proxy verifies the proxy's own name against the agent's roots (not the
 // hub's ServerName) and keeps no ticket in the agent's session cache; the
@@ -188,8 +166,8 @@ func TestDialThroughHTTPSProxy(t *testing.T) {
 	// too, which only the cache keeping the proxy's tickets apart from
 	// the hub's lets resume.
 	const hubName = "example.com"
-	trustedCA, trustedCert := proxyCert(t, "trusted proxy CA")
-	_, untrustedCert := proxyCert(t, "untrusted proxy CA")
+	trustedCA, trustedCert := testCert(t, "trusted proxy CA", "proxy")
+	_, untrustedCert := testCert(t, "untrusted proxy CA", "proxy")
 	for _, tc := range []struct {
 		name       string
 		proxyCert  tls.Certificate
@@ -278,8 +256,8 @@ func TestDialThroughHTTPSProxy(t *testing.T) {
 // trust (the agent trusts only the hub's private CA), in place of
 // TLSConfig's roots; it never verifies the hub.
 func TestDialThroughHTTPSProxyRootCAs(t *testing.T) {
-	proxyCA, proxyCertificate := proxyCert(t, "corporate proxy CA")
-	otherCA, _ := proxyCert(t, "unrelated CA")
+	proxyCA, proxyCertificate := testCert(t, "corporate proxy CA", "proxy")
+	otherCA, _ := testCert(t, "unrelated CA", "proxy")
 	pool := func(certs ...*x509.Certificate) *x509.CertPool {
 		p := x509.NewCertPool()
 		for _, c := range certs {
