@@ -53,13 +53,14 @@ func (h *Hub) Mount(pattern string, handler http.Handler) { h.mux.Handle(pattern
 // API server through its tunnel, impersonating ident exactly as the proxy
 // does, so the cluster's RBAC applies to whatever it is used for. A request
 // to a cluster without a tunnel fails with an error wrapping
-// tunnel.ErrNoSession. Because the config sets Dial, client-go gives each
-// client built from it a transport of its own: close its idle connections
-// (k8s.io/apimachinery/pkg/util/net.CloseIdleConnectionsFor) when done.
+// tunnel.ErrNoSession. Every client built from it shares the proxy's
+// transport and its pool of idle tunnel streams, so a dashboard page reuses
+// streams (and the agent's API-server connections behind them) instead of
+// opening new ones; there is nothing to close when done.
 func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
 	return &rest.Config{
-		Host: "http://" + id,
-		Dial: h.tunnels.DialAddr,
+		Host:      "http://" + id,
+		Transport: h.proxy.transport,
 		Impersonate: rest.ImpersonationConfig{
 			UserName: ident.Name,
 			Groups:   ident.Groups(),

@@ -34,7 +34,7 @@ const RequestIDExtra = "eco.dev/request-id"
 // cluster's tunnel to its agent, which forwards it to the API server.
 type kubeProxy struct {
 	h         *Hub
-	transport *http.Transport
+	transport *tunnel.Transport
 	// rp proxies requests that end (get, list, create, …); rpStream
 	// those that stream for as long as the client stays (watch, logs -f,
 	// exec): the same proxy with a smaller copy buffer, since it is held
@@ -47,28 +47,17 @@ type kubeProxy struct {
 
 func newKubeProxy(h *Hub) *kubeProxy {
 	p := &kubeProxy{h: h, requestIDHeader: http.CanonicalHeaderKey("Impersonate-Extra-" + url.PathEscape(RequestIDExtra))}
-	p.transport = &http.Transport{
-		// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
-		// host. The stream itself is inside the agent's TLS WebSocket.
-		DialContext:         h.tunnels.DialAddr,
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: 256,
+	// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
+	// host. The stream itself is inside the agent's TLS WebSocket.
+	p.transport, _ = tunnel.NewTransport(tunnel.TransportConfig{
+		Dial:           h.tunnels.DialAddr,
+		MaxIdlePerHost: 256,
 		// Below kube-apiserver's own 90 s idle timeout for HTTP/1.1
 		// connections: the agent gives every stream its own connection to
 		// the API server, and a stream reused just as that connection
-		// closed would fail a non-repeatable request.
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 0, // watches and long lists decide their own time
-		ExpectContinueTimeout: time.Second,
-		// net/http's 4 KiB buffers: every tunnel stream, idle or carrying
-		// a watch, holds one of each, and bodies larger than them bypass
-		// them (a response body is read straight into the proxy's copy
-		// buffer).
-		WriteBufferSize:    4 << 10,
-		ReadBufferSize:     4 << 10,
-		DisableCompression: true, // pass Accept-Encoding and bodies through untouched
-		ForceAttemptHTTP2:  false,
-	}
+		// closed would fail a request with a body.
+		IdleTimeout: 60 * time.Second,
+	})
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: p.rewrite,
 		// A burst of new streams beyond the agent's accept backlog is

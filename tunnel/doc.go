@@ -10,7 +10,10 @@
 //
 // The hub side is [Server], an [net/http.Handler] that authenticates and
 // upgrades agents and hands out connections with [Server.DialContext] (or
-// [Server.Dialer] for an [net/http.Transport]). The agent side is [Dial],
+// [Server.Dialer] for an [net/http.Transport]); [Transport] carries HTTP/1.1
+// on those streams without net/http's per-connection goroutines, and
+// [RetryRefused] sends again what an agent's full backlog refused. The
+// agent side is [Dial],
 // which returns a [ClientSession]: a [net.Listener] on which the agent serves
 // an [net/http.Server]. [Backoff] paces the agent's reconnect loop.
 //

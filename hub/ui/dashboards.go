@@ -21,9 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/eco-project/eco/store"
 )
@@ -110,13 +108,12 @@ func (u *UI) dashboard(name string, fill func(ctx context.Context, cs kubernetes
 			u.render(w, r, http.StatusOK, name, v)
 			return
 		}
-		cs, done, err := u.kube(c.ID, rq)
+		cs, err := u.kube(c.ID, rq)
 		if err != nil {
 			u.logger.Error("cluster client", "cluster", c.ID, "err", err)
 			u.fail(w, r, rq, http.StatusInternalServerError, "A client for this cluster could not be made.")
 			return
 		}
-		defer done()
 		ctx, cancel := context.WithTimeout(r.Context(), kubeTimeout)
 		defer cancel()
 		parallel(func() {
@@ -151,20 +148,12 @@ func (u *UI) dashboard(name string, fill func(ctx context.Context, cs kubernetes
 	}
 }
 
-// kube returns a clientset for cluster id acting as rq's user, and a
-// function that releases its connections.
-func (u *UI) kube(id string, rq *request) (kubernetes.Interface, func(), error) {
+// kube returns a clientset for cluster id acting as rq's user. Its tunnel
+// streams come from the hub's shared pool, so there is nothing to release.
+func (u *UI) kube(id string, rq *request) (kubernetes.Interface, error) {
 	cfg := u.hub.ClusterConfig(id, rq.ident)
 	cfg.Timeout = kubeTimeout
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cs, func() { utilnet.CloseIdleConnectionsFor(hc.Transport) }, nil
+	return kubernetes.NewForConfig(cfg)
 }
 
 type workloadsData struct {
@@ -429,12 +418,11 @@ func (u *UI) bind(w http.ResponseWriter, r *http.Request, rq *request) {
 		u.fail(w, r, rq, http.StatusServiceUnavailable, "ECO is not connected to "+c.Name+", so the hub cannot reach its API server.")
 		return
 	}
-	cs, done, err := u.kube(c.ID, rq)
+	cs, err := u.kube(c.ID, rq)
 	if err != nil {
 		u.fail(w, r, rq, http.StatusInternalServerError, "A client for this cluster could not be made.")
 		return
 	}
-	defer done()
 	ctx, cancel := context.WithTimeout(r.Context(), kubeTimeout)
 	defer cancel()
 	meta := metav1.ObjectMeta{

@@ -726,3 +726,50 @@ func TestControlWritesSkipPendingWait(t *testing.T) {
 	}
 	c.wmu.Unlock()
 }
+
+// TestLive: a stream is live, fit to carry another exchange from a pool of
+// idle streams, only while neither side ended it and nothing is unread.
+func TestLive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(t *testing.T, st, peer *Stream)
+		want bool
+	}{
+		{"fresh", func(*testing.T, *Stream, *Stream) {}, true},
+		{"after an exchange", func(t *testing.T, st, peer *Stream) {
+			st.Write([]byte("ping"))
+			io.ReadFull(peer, make([]byte, 4))
+			peer.Write([]byte("pong"))
+			io.ReadFull(st, make([]byte, 4))
+		}, true},
+		{"unread data", func(t *testing.T, st, peer *Stream) {
+			peer.Write([]byte("pong"))
+			waitFor(t, func() bool { return st.Buffered() == 4 })
+		}, false},
+		{"peer closed", func(t *testing.T, st, peer *Stream) {
+			peer.Close()
+			waitFor(t, func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.finRecv })
+		}, false},
+		{"peer reset", func(t *testing.T, st, peer *Stream) {
+			peer.reset(codeClosed, ErrStreamReset)
+			waitFor(t, func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.err != nil })
+		}, false},
+		{"closed", func(t *testing.T, st, _ *Stream) { st.Close() }, false},
+		{"half-closed", func(t *testing.T, st, _ *Stream) { st.CloseWrite() }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := pair(t, Config{}, Config{})
+			st, err := c.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Write([]byte("x"))
+			peer := accept(t, s)
+			io.ReadFull(peer, make([]byte, 1))
+			tc.do(t, st, peer)
+			if got := st.Live(); got != tc.want {
+				t.Errorf("Live() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -79,6 +79,16 @@ func (st *Stream) Buffered() int {
 	return st.buffered
 }
 
+// Live reports whether the stream can carry another exchange: it was not
+// reset, closed or half-closed by either side, and nothing unread waits on
+// it. A pool of idle streams uses it to skip one the peer closed while it
+// sat idle.
+func (st *Stream) Live() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.err == nil && !st.closed && !st.finRecv && !st.finSent && st.buffered == 0
+}
+
 // ID returns the stream's ID: 1 for the control stream, 2 for the first
 // stream a session opens.
 func (st *Stream) ID() uint32 { return st.id }

@@ -1,0 +1,508 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// TransportConfig configures a [Transport]. The zero value of each field
+// but Dial means the default given on it.
+type TransportConfig struct {
+	// Dial opens a new stream to the host of addr ("CLUSTER-ID:80"), such
+	// as [Server.DialAddr]. Required.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxIdlePerHost bounds the idle streams kept per host for reuse. If
+	// zero, 256.
+	MaxIdlePerHost int
+	// IdleTimeout is how long an idle stream is kept. It should be below
+	// the idle timeout of what the agent connects the stream to
+	// (kube-apiserver closes idle HTTP/1.1 connections after 90 s), so a
+	// reused stream is rarely one the far end is closing. If zero, 60 s.
+	IdleTimeout time.Duration
+}
+
+// Transport is an HTTP/1.1 [http.RoundTripper] for requests carried on
+// tunnel streams, for the hub's proxy in place of [http.Transport].
+//
+// It does per request what http.Transport does with three goroutines per
+// connection (the caller's, a read loop and a write loop) and four
+// hand-offs between them: the caller writes the request on the stream,
+// reads the response head, and reads the body itself, so a small GET costs
+// no goroutine switch in the hub besides the stream's own wake-up, and an
+// open watch holds no goroutine of the transport. A request with a body is
+// written by one goroutine of its own while the response is read, as a
+// server may answer before it has read the body.
+//
+// Streams whose exchange ended cleanly go back to a per-host pool, most
+// recently used first; a request without a body that fails on a reused
+// stream before any byte of a response arrived (the far end closed it
+// while idle) is sent once more on a new stream. A 101 Switching Protocols
+// response's Body is the stream itself (an [io.ReadWriteCloser], as
+// [net/http/httputil.ReverseProxy] needs for exec, attach and
+// port-forward). Responses are passed through as they are: no
+// decompression, no proxy, no HTTP/2. Interim 1xx responses other than 101
+// are given to [httptrace.ClientTrace.Got1xxResponse] and skipped; a body
+// is sent without waiting for 100 Continue.
+type Transport struct {
+	cfg TransportConfig
+
+	mu    sync.Mutex
+	idle  map[string][]*tconn // most recently used last
+	prune *time.Timer         // closes expired idle streams; nil if none is due
+}
+
+// NewTransport returns a Transport; cfg.Dial is required.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	if cfg.Dial == nil {
+		return nil, errors.New("tunnel: TransportConfig.Dial is required")
+	}
+	if cfg.MaxIdlePerHost <= 0 {
+		cfg.MaxIdlePerHost = 256
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	return &Transport{cfg: cfg, idle: make(map[string][]*tconn)}, nil
+}
+
+// tconn is one stream carrying HTTP/1.1 exchanges, one at a time.
+type tconn struct {
+	t    *Transport
+	key  string
+	conn net.Conn
+	// br reads responses; it is returned to readers when the stream goes
+	// idle, so an idle stream holds no buffer.
+	br *bufio.Reader
+	// got reports whether the current exchange received any byte.
+	got    bool
+	idleAt time.Time
+	// pending counts the halves of the current exchange still running
+	// (writing the request, reading the response); reuse and wrote say
+	// how each ended. The second to end pools or closes the stream.
+	pending atomic.Int32
+	reuse   bool
+	wrote   bool
+}
+
+// Read reads from the stream, noting that something arrived.
+func (c *tconn) Read(p []byte) (int, error) {
+	n, err := c.conn.Read(p)
+	if n > 0 {
+		c.got = true
+	}
+	return n, err
+}
+
+var (
+	readers sync.Pool // *bufio.Reader, 4 KiB
+	writers sync.Pool // *bufio.Writer, 4 KiB
+)
+
+const ioBuf = 4 << 10
+
+func getReader(r io.Reader) *bufio.Reader {
+	if br, ok := readers.Get().(*bufio.Reader); ok {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, ioBuf)
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	if bw, ok := writers.Get().(*bufio.Writer); ok {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriterSize(w, ioBuf)
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
+}
+
+// RoundTrip sends req on a tunnel stream and returns the response. The
+// caller must close the response body; a body closed before its end
+// closes the stream.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" {
+		closeBody(req, hasBody)
+		return nil, fmt.Errorf("tunnel: unsupported request URL %v: want http://CLUSTER-ID/PATH", req.URL)
+	}
+	ctx := req.Context()
+	key := req.URL.Host
+	if req.URL.Port() == "" {
+		key += ":80"
+	}
+	trace := httptrace.ContextClientTrace(ctx)
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.get(ctx, key)
+		if err != nil {
+			closeBody(req, hasBody)
+			return nil, err
+		}
+		if trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
+		}
+		resp, err := c.roundTrip(ctx, req, hasBody, trace)
+		if err == nil {
+			return resp, nil
+		}
+		// A stream that sat idle may have been closed by the far end
+		// just as it was taken: nothing of the request was seen, so
+		// sending it again is safe if there is no body to replay.
+		if reused && !hasBody && !c.got && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
+		return nil, err
+	}
+}
+
+func closeBody(req *http.Request, hasBody bool) {
+	if hasBody {
+		_ = req.Body.Close()
+	}
+}
+
+// roundTrip runs one exchange on c. On error the stream is closed.
+func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, trace *httptrace.ClientTrace) (*http.Response, error) {
+	c.got = false
+	// Cancelling the request closes the stream, which ends a blocked
+	// read or write; the exchange then reports the context's error.
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.Close() })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = c.conn.Close()
+		if c.br != nil {
+			putReader(c.br)
+			c.br = nil
+		}
+		c.reuse = false
+		c.release()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("tunnel: %w", cerr)
+		}
+		return nil, err
+	}
+
+	if !hasBody {
+		c.pending.Store(1)
+		c.wrote = true
+		bw := getWriter(c.conn)
+		err := req.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		putWriter(bw)
+		if err != nil {
+			c.wrote = false
+			return fail(fmt.Errorf("tunnel: writing request: %w", err))
+		}
+	} else {
+		// The writer ends with the body, or when a failed or finished
+		// exchange closes the stream under it.
+		c.pending.Store(2)
+		go func() {
+			bw := getWriter(c.conn)
+			err := req.Write(bw)
+			if err == nil {
+				err = bw.Flush()
+			}
+			putWriter(bw)
+			c.wrote = err == nil
+			c.release()
+		}()
+	}
+
+	if c.br == nil {
+		c.br = getReader(c)
+	}
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(fmt.Errorf("tunnel: reading response: %w", err))
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The stream now belongs to the upgraded protocol; the response
+		// head's reader may hold its first bytes.
+		resp.Body = &upgraded{c: c, stop: stop}
+		return resp, nil
+	}
+	reuse := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		c.done(stop, reuse)
+		return resp, nil
+	}
+	resp.Body = &body{c: c, rc: resp.Body, ctx: ctx, stop: stop, reuse: reuse}
+	return resp, nil
+}
+
+// done ends the reading half of an exchange whose response was read to
+// its end: the stream can carry another exchange if reuse, the context did
+// not end, and nothing follows the response.
+func (c *tconn) done(stop func() bool, reuse bool) {
+	if !stop() {
+		reuse = false // the context ended and closed the stream
+	}
+	if c.br.Buffered() > 0 {
+		reuse = false // bytes beyond the response: the stream is out of step
+	}
+	putReader(c.br)
+	c.br = nil
+	if !reuse {
+		_ = c.conn.Close() // also stops a writer still sending a body
+	}
+	c.reuse = reuse
+	c.release()
+}
+
+// release ends one half of an exchange (reading the response, writing
+// the request); the second to end pools the stream if both went well, or
+// closes it.
+func (c *tconn) release() {
+	if c.pending.Add(-1) > 0 {
+		return
+	}
+	if c.reuse && c.wrote {
+		c.t.put(c)
+		return
+	}
+	_ = c.conn.Close()
+}
+
+// body is a response body; at its end the stream is reused.
+type body struct {
+	c     *tconn
+	rc    io.ReadCloser
+	ctx   context.Context
+	stop  func() bool
+	reuse bool
+
+	// state moves from bodyReading to bodyFinished (read to its end) or
+	// bodyClosed (closed before), once.
+	state atomic.Int32
+	// mu serializes Read with the end of the exchange; ended says the
+	// exchange was ended (the stream pooled or closed).
+	mu    sync.Mutex
+	ended bool
+}
+
+const (
+	bodyReading = iota
+	bodyFinished
+	bodyClosed
+)
+
+// errBodyClosed is returned by Read after Close.
+var errBodyClosed = errors.New("tunnel: read on closed response body")
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		if b.state.Load() == bodyFinished {
+			return 0, io.EOF
+		}
+		return 0, errBodyClosed
+	}
+	n, err := b.rc.Read(p)
+	if err == nil && b.state.Load() == bodyReading {
+		return n, nil
+	}
+	b.ended = true
+	reuse := false
+	switch {
+	case err == io.EOF && b.state.CompareAndSwap(bodyReading, bodyFinished):
+		reuse = b.reuse
+	case err == nil || err == io.EOF: // closed meanwhile
+		err = errBodyClosed
+	case b.ctx.Err() != nil:
+		err = fmt.Errorf("tunnel: reading response body: %w", b.ctx.Err())
+	}
+	b.c.done(b.stop, reuse)
+	return n, err
+}
+
+// Close closes the body; one not read to its end closes its stream (the
+// rest of a response cannot be skipped without reading it, and a watch's
+// never ends). A Read blocked in another goroutine returns an error.
+func (b *body) Close() error {
+	if !b.state.CompareAndSwap(bodyReading, bodyClosed) {
+		return nil // read to its end, or closed already
+	}
+	// The exchange has not ended, so the stream is still this body's.
+	_ = b.c.conn.Close()
+	if b.mu.TryLock() {
+		if !b.ended {
+			b.ended = true
+			b.c.done(b.stop, false)
+		}
+		b.mu.Unlock()
+	}
+	// Else a Read is running: it fails on the closed stream and ends
+	// the exchange.
+	return nil
+}
+
+// upgraded is the stream after 101 Switching Protocols.
+type upgraded struct {
+	c    *tconn
+	stop func() bool
+	once sync.Once
+}
+
+func (u *upgraded) Read(p []byte) (int, error) {
+	if br := u.c.br; br != nil && br.Buffered() > 0 {
+		return br.Read(p)
+	}
+	return u.c.conn.Read(p)
+}
+
+func (u *upgraded) Write(p []byte) (int, error) { return u.c.conn.Write(p) }
+
+func (u *upgraded) Close() error {
+	u.once.Do(func() {
+		u.stop()
+		_ = u.c.conn.Close()
+	})
+	return nil
+}
+
+// get returns an idle stream to key, or dials one.
+func (t *Transport) get(ctx context.Context, key string) (*tconn, bool, error) {
+	now := time.Now()
+	var stale []*tconn
+	t.mu.Lock()
+	list := t.idle[key]
+	var found *tconn
+	for len(list) > 0 {
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if now.Sub(c.idleAt) < t.cfg.IdleTimeout && live(c.conn) {
+			found = c
+			break
+		}
+		stale = append(stale, c)
+	}
+	if len(list) == 0 {
+		delete(t.idle, key)
+	} else {
+		t.idle[key] = list
+	}
+	t.mu.Unlock()
+	for _, c := range stale {
+		_ = c.conn.Close()
+	}
+	if found != nil {
+		return found, true, nil
+	}
+	conn, err := t.cfg.Dial(ctx, "tcp", key)
+	if err != nil {
+		return nil, false, err
+	}
+	return &tconn{t: t, key: key, conn: conn}, false, nil
+}
+
+// live reports whether an idle stream can still carry a request: it was
+// not reset or closed by the far end while idle.
+func live(conn net.Conn) bool {
+	if l, ok := conn.(interface{ Live() bool }); ok {
+		return l.Live()
+	}
+	return true
+}
+
+// put returns an idle stream to the pool.
+func (t *Transport) put(c *tconn) {
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	list := t.idle[c.key]
+	if len(list) >= t.cfg.MaxIdlePerHost {
+		t.mu.Unlock()
+		_ = c.conn.Close()
+		return
+	}
+	t.idle[c.key] = append(list, c)
+	if t.prune == nil {
+		t.prune = time.AfterFunc(t.cfg.IdleTimeout, t.pruneIdle)
+	}
+	t.mu.Unlock()
+}
+
+// pruneIdle closes streams idle for IdleTimeout, and schedules itself
+// again while any stream is idle.
+func (t *Transport) pruneIdle() {
+	now := time.Now()
+	var stale []*tconn
+	t.mu.Lock()
+	for key, list := range t.idle {
+		keep := list[:0]
+		for _, c := range list {
+			if now.Sub(c.idleAt) >= t.cfg.IdleTimeout {
+				stale = append(stale, c)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(t.idle, key)
+		} else {
+			t.idle[key] = keep
+		}
+	}
+	t.prune = nil
+	if len(t.idle) > 0 {
+		t.prune = time.AfterFunc(t.cfg.IdleTimeout/2, t.pruneIdle)
+	}
+	t.mu.Unlock()
+	for _, c := range stale {
+		_ = c.conn.Close()
+	}
+}
+
+// CloseIdleConnections closes every idle stream.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = make(map[string][]*tconn)
+	if t.prune != nil {
+		t.prune.Stop()
+		t.prune = nil
+	}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			_ = c.conn.Close()
+		}
+	}
+}
