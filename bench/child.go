@@ -222,8 +222,9 @@ func clientTLS(f childFlags) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool}, nil
 }
 
-// proxyTransport has the settings of the hub's Kubernetes proxy transport
-// (hub/proxy.go), for the proxies this package builds itself.
+// proxyTransport is net/http's Transport as the hub's proxy had it before
+// tunnel.Transport (4 KiB buffers, no compression), for revproxy's plain
+// TCP hop.
 func proxyTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	return proxyTransportBuf(dial, 4<<10)
 }

@@ -300,7 +300,7 @@ func runTunnelAgents(ctx context.Context, f childFlags) error {
 }
 
 // runEcoBareHub is a diagnostic target: the eco tunnel and a hub-like
-// proxy (same transport settings as hub/proxy.go, impersonation headers, a
+// proxy (the hub's tunnel.Transport as hub/proxy.go sets it up, impersonation headers, a
 // constant user token) without the hub's per-request store lookups, API
 // token and cluster, and metrics. The difference to "eco" is what the
 // hub's own per-request work costs.
@@ -310,6 +310,11 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 		return err
 	}
 	defer srv.Close()
+	tr, err := tunnel.NewTransport(tunnel.TransportConfig{Dial: srv.DialAddr, MaxIdlePerHost: 256, IdleTimeout: 60 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer tr.CloseIdleConnections()
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = &url.URL{Scheme: "http", Host: f.cluster,
@@ -319,7 +324,7 @@ func runEcoBareHub(ctx context.Context, f childFlags) error {
 			pr.Out.Header.Set("Impersonate-User", "admin")
 			pr.Out.Header.Add("Impersonate-Group", "eco:admins")
 		},
-		Transport: tunnel.RetryRefused(proxyTransport(srv.DialAddr)),
+		Transport: tunnel.RetryRefused(tr),
 		// Flushing as hub/proxy.go does, and its copy buffers (hubProxy).
 		FlushInterval: 0,
 		ErrorLog:      quietLog(),

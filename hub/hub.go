@@ -153,8 +153,8 @@ func New(cfg Config) (*Hub, error) {
 		h.status.close()
 		return nil, fmt.Errorf("hub: tunnel server: %w", err)
 	}
-	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels)
 	h.proxy = newKubeProxy(h)
+	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
 	h.routes()
 	close(h.ready)
 	return h, nil

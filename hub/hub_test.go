@@ -623,7 +623,7 @@ func TestMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"eco_hub_tunnels 0", `eco_hub_clusters{state="NotInstalled"} 1`, "eco_hub_api_requests_total"} {
+	for _, want := range []string{"eco_hub_tunnels 0", `eco_hub_clusters{state="NotInstalled"} 1`, "eco_hub_api_requests_total", "eco_hub_proxy_idle_streams 0", "eco_hub_proxy_streams_reused_total 0"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -56,9 +56,9 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	return m, nil
 }
 
-// registerTunnelStats exports the tunnel server's counters and the number
-// of clusters in each state.
-func (m *metrics) registerTunnelStats(reg *prometheus.Registry, s *tunnel.Server) {
+// registerTunnelStats exports the tunnel server's counters and those of
+// the proxy's transport.
+func (m *metrics) registerTunnelStats(reg *prometheus.Registry, s *tunnel.Server, tr *tunnel.Transport) {
 	counter := func(name, help string, f func(tunnel.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(s.Stats())) })
 	}
@@ -71,6 +71,12 @@ func (m *metrics) registerTunnelStats(reg *prometheus.Registry, s *tunnel.Server
 		counter("eco_hub_tunnel_heartbeat_timeouts_total", "Tunnels closed as dead.", func(st tunnel.Stats) uint64 { return st.HeartbeatTimeout }),
 		counter("eco_hub_tunnel_received_bytes_total", "Bytes received from agents.", func(st tunnel.Stats) uint64 { return st.BytesIn }),
 		counter("eco_hub_tunnel_sent_bytes_total", "Bytes sent to agents.", func(st tunnel.Stats) uint64 { return st.BytesOut }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eco_hub_proxy_idle_streams", Help: "Tunnel streams idle in the proxy's pool, kept for reuse."},
+			func() float64 { return float64(tr.Stats().Idle) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eco_hub_proxy_streams_reused_total", Help: "Proxied requests sent on a pooled tunnel stream."},
+			func() float64 { return float64(tr.Stats().Reused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eco_hub_proxy_stale_retries_total", Help: "Proxied requests sent again because their pooled stream had been closed by the agent."},
+			func() float64 { return float64(tr.Stats().Retried) }),
 	)
 }
 

@@ -70,7 +70,10 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		// for every small GET instead of one.
 		FlushInterval: 0,
 		ErrorHandler:  p.errorHandler,
-		BufferPool:    &copyBuffers{size: copyBuf},
+		// What the proxy reports itself (a response body that failed
+		// mid-copy) goes to the hub's structured log.
+		ErrorLog:   slog.NewLogLogger(h.logger.With("component", "proxy").Handler(), slog.LevelWarn),
+		BufferPool: &copyBuffers{size: copyBuf},
 	}
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}

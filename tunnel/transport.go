@@ -56,9 +56,31 @@ type TransportConfig struct {
 type Transport struct {
 	cfg TransportConfig
 
+	reused, retried atomic.Uint64
+
 	mu    sync.Mutex
 	idle  map[string][]*tconn // most recently used last
-	prune *time.Timer         // closes expired idle streams; nil if none is due
+	nidle int
+	prune *time.Timer // closes expired idle streams; nil if none is due
+}
+
+// TransportStats are a Transport's counters, for metrics.
+type TransportStats struct {
+	// Idle is the number of idle streams in the pool now.
+	Idle int
+	// Reused counts requests sent on a pooled stream.
+	Reused uint64
+	// Retried counts requests sent again because the pooled stream they
+	// took had been closed by the far end.
+	Retried uint64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() TransportStats {
+	t.mu.Lock()
+	idle := t.nidle
+	t.mu.Unlock()
+	return TransportStats{Idle: idle, Reused: t.reused.Load(), Retried: t.retried.Load()}
 }
 
 // NewTransport returns a Transport; cfg.Dial is required.
@@ -157,6 +179,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req, hasBody)
 			return nil, err
 		}
+		if reused {
+			t.reused.Add(1)
+		}
 		if trace != nil && trace.GotConn != nil {
 			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
 		}
@@ -168,6 +193,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// just as it was taken: nothing of the request was seen, so
 		// sending it again is safe if there is no body to replay.
 		if reused && !hasBody && !c.got && attempt == 0 && ctx.Err() == nil {
+			t.retried.Add(1)
 			continue
 		}
 		return nil, err
@@ -345,7 +371,10 @@ func (b *body) Read(p []byte) (int, error) {
 	case err == nil || err == io.EOF: // closed meanwhile
 		err = errBodyClosed
 	case b.ctx.Err() != nil:
-		err = fmt.Errorf("tunnel: reading response body: %w", b.ctx.Err())
+		// Unwrapped, as net/http's transport returns it:
+		// httputil.ReverseProxy compares with context.Canceled to tell
+		// a client that went away from a failure worth logging.
+		err = b.ctx.Err()
 	}
 	b.c.done(b.stop, reuse)
 	return n, err
@@ -418,6 +447,10 @@ func (t *Transport) get(ctx context.Context, key string) (*tconn, bool, error) {
 	} else {
 		t.idle[key] = list
 	}
+	t.nidle -= len(stale)
+	if found != nil {
+		t.nidle--
+	}
 	t.mu.Unlock()
 	for _, c := range stale {
 		_ = c.conn.Close()
@@ -452,6 +485,7 @@ func (t *Transport) put(c *tconn) {
 		return
 	}
 	t.idle[c.key] = append(list, c)
+	t.nidle++
 	if t.prune == nil {
 		t.prune = time.AfterFunc(t.cfg.IdleTimeout, t.pruneIdle)
 	}
@@ -474,6 +508,7 @@ func (t *Transport) pruneIdle() {
 			}
 		}
 		clear(list[len(keep):])
+		t.nidle -= len(list) - len(keep)
 		if len(keep) == 0 {
 			delete(t.idle, key)
 		} else {
@@ -495,6 +530,7 @@ func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = make(map[string][]*tconn)
+	t.nidle = 0
 	if t.prune != nil {
 		t.prune.Stop()
 		t.prune = nil
