@@ -91,6 +91,13 @@ func (rig *transportRig) do(t *testing.T, method, path string, body io.Reader, h
 	return resp, b, reused
 }
 
+// quiet waits until every stream the agent's server has open is idle in
+// the pool: no exchange is still ending.
+func (rig *transportRig) quiet(t *testing.T) {
+	t.Helper()
+	waitFor(t, func() bool { return rig.conns.Load()-rig.closed.Load() == int64(rig.tr.idleCount()) }, "every open stream to be idle")
+}
+
 // exchangeHandler serves the shapes of response the proxy carries.
 func exchangeHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -195,6 +202,9 @@ func TestTransportExchanges(t *testing.T) {
 			if tc.path == "/trailer" && resp.Trailer.Get("X-Sum") != "42" {
 				t.Errorf("trailer X-Sum = %q, want 42", resp.Trailer.Get("X-Sum"))
 			}
+			// A body's writer may end after the response was read;
+			// the stream is pooled (or closed) when both have.
+			rig.quiet(t)
 			_, _, reused := rig.do(t, "GET", "/small", nil, nil)
 			if reused != tc.wantReuse {
 				t.Errorf("next request reused a stream: %v, want %v", reused, tc.wantReuse)
