@@ -405,6 +405,9 @@ func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64
 // more than the hub's proxy keeps idle streams per cluster (256).
 const warmWatches = 300
 
+// watchOpenAttempts bounds how often openWatches tries to open one watch.
+const watchOpenAttempts = 3
+
 // openWatches opens n quiet watches, numbered from first (their phases
 // spread them over the second), and returns once every one has delivered
 // its first line. They stay open, read by goroutines wg counts, until ctx
@@ -422,11 +425,26 @@ func openWatches(ctx context.Context, t *target, wg *sync.WaitGroup, first, n in
 					got.Done()
 				}
 			}()
-			resp, err := t.client.Do(t.request(ctx, path))
-			if err == nil && resp.StatusCode != http.StatusOK {
-				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-				resp.Body.Close()
-				err = fmt.Errorf("%s: watch: %s: %s", t.name, resp.Status, bytes.TrimSpace(msg))
+			var (
+				resp *http.Response
+				err  error
+			)
+			// A burst of 1,000 opens may be turned away; a client
+			// (Argo CD, client-go's reflector) tries again, and so
+			// does this, the same for every target.
+			for attempt := 0; attempt < watchOpenAttempts; attempt++ {
+				if attempt > 0 {
+					time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+				}
+				resp, err = t.client.Do(t.request(ctx, path))
+				if err == nil && resp.StatusCode != http.StatusOK {
+					msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+					resp.Body.Close()
+					err = fmt.Errorf("%s: watch: %s: %s", t.name, resp.Status, bytes.TrimSpace(msg))
+				}
+				if err == nil || ctx.Err() != nil {
+					break
+				}
 			}
 			if err != nil {
 				errs[i] = err

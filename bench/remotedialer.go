@@ -54,6 +54,9 @@ func runRDHub(ctx context.Context, f childFlags) error {
 		// flushed on every write either way.
 		FlushInterval: 0,
 		ErrorLog:      quietLog(),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, "remotedialer: "+err.Error(), http.StatusBadGateway)
+		},
 	}
 	return front{
 		Proxy:      rp,
