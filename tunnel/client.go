@@ -155,7 +155,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 	if timeout <= 0 {
 		timeout = acc.heartbeatTimeout
 	}
-	conn := newWSConn(ws, cfg.MaxMessageSize)
+	conn := newWSConn(ws, cfg.MaxMessageSize, false)
 	m := mux.Server(conn, cfg.Mux.mux(log))
 	c := &ClientSession{
 		clusterID:  cfg.ClusterID,

@@ -251,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("tunnel: upgrade failed", "cluster", clusterID, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	h.conn = newWSConn(ws, s.cfg.MaxMessageSize, &s.counters)
+	h.conn = newWSConn(ws, s.cfg.MaxMessageSize, uw.conn != nil, &s.counters)
 	h.mux = mux.Client(h.conn, s.muxCfg)
 	h.ctrl = newControlStream(h.mux.Control(), s.cfg.MaxControlMessage)
 	h.connectedAt = time.Now()
