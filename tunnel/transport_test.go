@@ -592,3 +592,44 @@ type closeRecorder struct {
 }
 
 func (c *closeRecorder) Close() error { c.closed = true; return nil }
+
+// TestTransportMalformedResponse: an agent that answers something other
+// than HTTP/1.1 fails that request with a clear error, and its stream is
+// not reused.
+func TestTransportMalformedResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name, reply, want string
+	}{
+		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", "malformed HTTP response"},
+		{"cut short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "unexpected EOF"},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid byte in chunk length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rig := newTransportRig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/small" {
+					fmt.Fprint(w, "ok")
+					return
+				}
+				conn, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				brw.WriteString(tc.reply)
+				brw.Flush()
+				conn.Close()
+			}), nil)
+			resp, err := rig.tr.RoundTrip(mustRequest(t, "GET", rig.url+"/bad"))
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+			if _, _, reused := rig.do(t, "GET", "/small", nil, nil); reused {
+				t.Error("the stream of a malformed response was reused")
+			}
+		})
+	}
+}
