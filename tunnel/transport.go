@@ -29,7 +29,15 @@ type TransportConfig struct {
 	// (kube-apiserver closes idle HTTP/1.1 connections after 90 s), so a
 	// reused stream is rarely one the far end is closing. If zero, 60 s.
 	IdleTimeout time.Duration
+	// MaxResponseHeaderBytes bounds a response head (with any 1xx heads
+	// before it): an agent cannot make the hub buffer an endless header.
+	// If zero, 1 MiB.
+	MaxResponseHeaderBytes int64
 }
+
+// errHeadTooLarge fails a response whose head exceeds
+// MaxResponseHeaderBytes.
+var errHeadTooLarge = errors.New("tunnel: response header too large")
 
 // Transport is an HTTP/1.1 [http.RoundTripper] for requests carried on
 // tunnel streams, for the hub's proxy in place of [http.Transport].
@@ -94,6 +102,9 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 60 * time.Second
 	}
+	if cfg.MaxResponseHeaderBytes <= 0 {
+		cfg.MaxResponseHeaderBytes = 1 << 20
+	}
 	return &Transport{cfg: cfg, idle: make(map[string][]*tconn)}, nil
 }
 
@@ -106,8 +117,12 @@ type tconn struct {
 	// idle, so an idle stream holds no buffer.
 	br *bufio.Reader
 	// got reports whether the current exchange received any byte.
-	got    bool
-	idleAt time.Time
+	got bool
+	// inHead is set while a response head is read; headLeft is how many
+	// more bytes it may take.
+	inHead   bool
+	headLeft int64
+	idleAt   time.Time
 	// pending counts the halves of the current exchange still running
 	// (writing the request, reading the response); reuse and wrote say
 	// how each ended. The second to end pools or closes the stream.
@@ -116,11 +131,21 @@ type tconn struct {
 	wrote   bool
 }
 
-// Read reads from the stream, noting that something arrived.
+// Read reads from the stream, noting that something arrived, and no more
+// than headLeft bytes while a response head is read.
 func (c *tconn) Read(p []byte) (int, error) {
+	if c.inHead {
+		if c.headLeft <= 0 {
+			return 0, errHeadTooLarge
+		}
+		if int64(len(p)) > c.headLeft {
+			p = p[:c.headLeft]
+		}
+	}
 	n, err := c.conn.Read(p)
 	if n > 0 {
 		c.got = true
+		c.headLeft -= int64(n)
 	}
 	return n, err
 }
@@ -260,13 +285,19 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		c.br = getReader(c)
 	}
 	var resp *http.Response
+	c.inHead, c.headLeft = true, c.t.cfg.MaxResponseHeaderBytes-int64(c.br.Buffered())
 	for {
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
+			if c.headLeft <= 0 {
+				// The cut may fall anywhere, even mid-line; say why.
+				err = errHeadTooLarge
+			}
 			return fail(fmt.Errorf("tunnel: reading response: %w", err))
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			c.inHead = false
 			break
 		}
 		if trace != nil && trace.Got1xxResponse != nil {

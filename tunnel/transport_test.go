@@ -603,6 +603,8 @@ func TestTransportMalformedResponse(t *testing.T) {
 		{"not HTTP", "SSH-2.0-OpenSSH\r\n\r\n", "malformed HTTP response"},
 		{"cut short", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "unexpected EOF"},
 		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid byte in chunk length"},
+		{"endless header", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", "response header too large"},
+		{"endless 1xx", strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", 40<<10), "response header too large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rig := newTransportRig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
