@@ -159,7 +159,12 @@ func (h *harness) dial(clusterID string, mod func(*ClientConfig)) *ClientSession
 // serve runs an http.Server with handler on the agent session until cleanup.
 func serve(t testing.TB, cs *ClientSession, handler http.Handler) {
 	t.Helper()
-	hsrv := &http.Server{Handler: handler}
+	serveWith(t, cs, &http.Server{Handler: handler})
+}
+
+// serveWith runs hsrv on the agent session until cleanup.
+func serveWith(t testing.TB, cs *ClientSession, hsrv *http.Server) {
+	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

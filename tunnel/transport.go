@@ -65,6 +65,8 @@ type Transport struct {
 	cfg TransportConfig
 
 	reused, retried atomic.Uint64
+	// readers and writers pool the 4 KiB buffers of exchanges under way.
+	readers, writers sync.Pool
 
 	mu    sync.Mutex
 	idle  map[string][]*tconn // most recently used last
@@ -150,37 +152,38 @@ func (c *tconn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var (
-	readers sync.Pool // *bufio.Reader, 4 KiB
-	writers sync.Pool // *bufio.Writer, 4 KiB
-)
-
+// ioBuf is the size of the buffers a request is written and a response
+// head read through; larger bodies pass them by.
 const ioBuf = 4 << 10
 
-func getReader(r io.Reader) *bufio.Reader {
-	if br, ok := readers.Get().(*bufio.Reader); ok {
+func (t *Transport) getReader(r io.Reader) *bufio.Reader {
+	if br, ok := t.readers.Get().(*bufio.Reader); ok {
 		br.Reset(r)
 		return br
 	}
 	return bufio.NewReaderSize(r, ioBuf)
 }
 
-func putReader(br *bufio.Reader) {
+func (t *Transport) putReader(br *bufio.Reader) {
 	br.Reset(nil)
-	readers.Put(br)
+	t.readers.Put(br)
 }
 
-func getWriter(w io.Writer) *bufio.Writer {
-	if bw, ok := writers.Get().(*bufio.Writer); ok {
-		bw.Reset(w)
-		return bw
+// writeRequest writes req on the stream through a pooled buffer.
+func (c *tconn) writeRequest(req *http.Request) error {
+	bw, ok := c.t.writers.Get().(*bufio.Writer)
+	if ok {
+		bw.Reset(c.conn)
+	} else {
+		bw = bufio.NewWriterSize(c.conn, ioBuf)
 	}
-	return bufio.NewWriterSize(w, ioBuf)
-}
-
-func putWriter(bw *bufio.Writer) {
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
 	bw.Reset(nil)
-	writers.Put(bw)
+	c.t.writers.Put(bw)
+	return err
 }
 
 // RoundTrip sends req on a tunnel stream and returns the response. The
@@ -241,7 +244,7 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		stop()
 		_ = c.conn.Close()
 		if c.br != nil {
-			putReader(c.br)
+			c.t.putReader(c.br)
 			c.br = nil
 		}
 		c.reuse = false
@@ -255,13 +258,7 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 	if !hasBody {
 		c.pending.Store(1)
 		c.wrote = true
-		bw := getWriter(c.conn)
-		err := req.Write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		putWriter(bw)
-		if err != nil {
+		if err := c.writeRequest(req); err != nil {
 			c.wrote = false
 			return fail(fmt.Errorf("tunnel: writing request: %w", err))
 		}
@@ -270,19 +267,13 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		// exchange closes the stream under it.
 		c.pending.Store(2)
 		go func() {
-			bw := getWriter(c.conn)
-			err := req.Write(bw)
-			if err == nil {
-				err = bw.Flush()
-			}
-			putWriter(bw)
-			c.wrote = err == nil
+			c.wrote = c.writeRequest(req) == nil
 			c.release()
 		}()
 	}
 
 	if c.br == nil {
-		c.br = getReader(c)
+		c.br = c.t.getReader(c)
 	}
 	var resp *http.Response
 	c.inHead, c.headLeft = true, c.t.cfg.MaxResponseHeaderBytes-int64(c.br.Buffered())
@@ -332,7 +323,7 @@ func (c *tconn) done(stop func() bool, reuse bool) {
 	if c.br.Buffered() > 0 {
 		reuse = false // bytes beyond the response: the stream is out of step
 	}
-	putReader(c.br)
+	c.t.putReader(c.br)
 	c.br = nil
 	if !reuse {
 		_ = c.conn.Close() // also stops a writer still sending a body

@@ -50,17 +50,8 @@ func newTransportRig(t *testing.T, handler http.Handler, mod func(*TransportConf
 		t.Fatal(err)
 	}
 	rig.tr = tr
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		hsrv.Serve(cs)
-	}()
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		hsrv.Close()
-		cs.Close()
-		<-done
-	})
+	serveWith(t, cs, hsrv)
+	t.Cleanup(tr.CloseIdleConnections) // runs before serveWith's cleanup
 	return rig
 }
 
