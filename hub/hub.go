@@ -153,7 +153,11 @@ func New(cfg Config) (*Hub, error) {
 		h.status.close()
 		return nil, fmt.Errorf("hub: tunnel server: %w", err)
 	}
-	h.proxy = newKubeProxy(h)
+	if h.proxy, err = newKubeProxy(h); err != nil {
+		h.status.close()
+		h.tunnels.Close()
+		return nil, fmt.Errorf("hub: %w", err)
+	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
 	h.routes()
 	close(h.ready)

@@ -45,11 +45,12 @@ type kubeProxy struct {
 	requestIDHeader string
 }
 
-func newKubeProxy(h *Hub) *kubeProxy {
+func newKubeProxy(h *Hub) (*kubeProxy, error) {
 	p := &kubeProxy{h: h, requestIDHeader: http.CanonicalHeaderKey("Impersonate-Extra-" + url.PathEscape(RequestIDExtra))}
 	// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
 	// host. The stream itself is inside the agent's TLS WebSocket.
-	p.transport, _ = tunnel.NewTransport(tunnel.TransportConfig{
+	var err error
+	p.transport, err = tunnel.NewTransport(tunnel.TransportConfig{
 		Dial:           h.tunnels.DialAddr,
 		MaxIdlePerHost: 256,
 		// Below kube-apiserver's own 90 s idle timeout for HTTP/1.1
@@ -58,6 +59,9 @@ func newKubeProxy(h *Hub) *kubeProxy {
 		// closed would fail a request with a body.
 		IdleTimeout: 60 * time.Second,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy transport: %w", err)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: p.rewrite,
 		// A burst of new streams beyond the agent's accept backlog is
@@ -78,7 +82,7 @@ func newKubeProxy(h *Hub) *kubeProxy {
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
 	p.rpStream = &stream
-	return p
+	return p, nil
 }
 
 // Copy buffer sizes. ReverseProxy writes the client what one read of the

@@ -272,11 +272,9 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		}()
 	}
 
-	if c.br == nil {
-		c.br = c.t.getReader(c)
-	}
+	c.br = c.t.getReader(c)
 	var resp *http.Response
-	c.inHead, c.headLeft = true, c.t.cfg.MaxResponseHeaderBytes-int64(c.br.Buffered())
+	c.inHead, c.headLeft = true, c.t.cfg.MaxResponseHeaderBytes
 	for {
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
@@ -390,7 +388,7 @@ func (b *body) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF && b.state.CompareAndSwap(bodyReading, bodyFinished):
 		reuse = b.reuse
-	case err == nil || err == io.EOF: // closed meanwhile
+	case b.state.Load() == bodyClosed: // by Close, meanwhile
 		err = errBodyClosed
 	case b.ctx.Err() != nil:
 		// Unwrapped, as net/http's transport returns it:
