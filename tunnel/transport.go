@@ -70,8 +70,7 @@ type Transport struct {
 
 	mu    sync.Mutex
 	idle  map[string][]*tconn // most recently used last
-	nidle int
-	prune *time.Timer // closes expired idle streams; nil if none is due
+	prune *time.Timer         // closes expired idle streams; nil if none is due
 }
 
 // TransportStats are a Transport's counters, for metrics.
@@ -87,8 +86,11 @@ type TransportStats struct {
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() TransportStats {
+	idle := 0
 	t.mu.Lock()
-	idle := t.nidle
+	for _, list := range t.idle {
+		idle += len(list)
+	}
 	t.mu.Unlock()
 	return TransportStats{Idle: idle, Reused: t.reused.Load(), Retried: t.retried.Load()}
 }
@@ -467,10 +469,6 @@ func (t *Transport) get(ctx context.Context, key string) (*tconn, bool, error) {
 	} else {
 		t.idle[key] = list
 	}
-	t.nidle -= len(stale)
-	if found != nil {
-		t.nidle--
-	}
 	t.mu.Unlock()
 	for _, c := range stale {
 		_ = c.conn.Close()
@@ -505,7 +503,6 @@ func (t *Transport) put(c *tconn) {
 		return
 	}
 	t.idle[c.key] = append(list, c)
-	t.nidle++
 	if t.prune == nil {
 		t.prune = time.AfterFunc(t.cfg.IdleTimeout, t.pruneIdle)
 	}
@@ -528,7 +525,6 @@ func (t *Transport) pruneIdle() {
 			}
 		}
 		clear(list[len(keep):])
-		t.nidle -= len(list) - len(keep)
 		if len(keep) == 0 {
 			delete(t.idle, key)
 		} else {
@@ -550,7 +546,6 @@ func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = make(map[string][]*tconn)
-	t.nidle = 0
 	if t.prune != nil {
 		t.prune.Stop()
 		t.prune = nil
