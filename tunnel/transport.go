@@ -509,8 +509,9 @@ func (t *Transport) put(c *tconn) {
 	t.mu.Unlock()
 }
 
-// pruneIdle closes streams idle for IdleTimeout, and schedules itself
-// again while any stream is idle.
+// pruneIdle closes streams idle for IdleTimeout and those the far end
+// closed (or whose tunnel ended) meanwhile, and schedules itself again
+// while any stream is idle.
 func (t *Transport) pruneIdle() {
 	now := time.Now()
 	var stale []*tconn
@@ -518,7 +519,7 @@ func (t *Transport) pruneIdle() {
 	for key, list := range t.idle {
 		keep := list[:0]
 		for _, c := range list {
-			if now.Sub(c.idleAt) >= t.cfg.IdleTimeout {
+			if now.Sub(c.idleAt) >= t.cfg.IdleTimeout || !live(c.conn) {
 				stale = append(stale, c)
 			} else {
 				keep = append(keep, c)

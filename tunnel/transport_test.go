@@ -322,6 +322,21 @@ func TestTransportIdleStreams(t *testing.T) {
 			t.Error("a request after the idle timeout reused a stream")
 		}
 	})
+	t.Run("closed by the far end, pruned before it expires", func(t *testing.T) {
+		const idle = time.Second
+		rig := newTransportRig(t, exchangeHandler(), func(c *TransportConfig, s *http.Server) {
+			c.IdleTimeout = idle
+			s.IdleTimeout = 20 * time.Millisecond
+		})
+		rig.do(t, "GET", "/small", nil, nil) // pools stream A; the first prune is due in 1 s
+		time.Sleep(300 * time.Millisecond)   // the agent's server closed A
+		rig.do(t, "GET", "/small", nil, nil) // A is skipped; stream B is pooled
+		pooled := time.Now()
+		waitFor(t, func() bool { return rig.tr.idleCount() == 0 }, "the closed stream to leave the pool")
+		if d := time.Since(pooled); d >= idle {
+			t.Errorf("a stream the far end closed stayed pooled for %v, until it expired", d)
+		}
+	})
 	t.Run("CloseIdleConnections", func(t *testing.T) {
 		rig := newTransportRig(t, exchangeHandler(), nil)
 		rig.do(t, "GET", "/small", nil, nil)
