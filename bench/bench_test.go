@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +119,61 @@ func TestWatch(t *testing.T) {
 	}
 	if p50 <= 0 || p99 < p50 {
 		t.Errorf("p50 %v µs, p99 %v µs", p50, p99)
+	}
+}
+
+// TestWriteFloors checks the floors printed under the targets: two hops of
+// direct's bulk CPU, and direct plus two of revproxy's added watch delay.
+func TestWriteFloors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		medians map[string]map[string]float64
+		want    []string // substrings of the output, in order
+		none    bool     // nothing printed
+	}{
+		{
+			name: "all figures",
+			medians: map[string]map[string]float64{
+				Direct:       {mBulkCPU: 0.6, mWatch50: 100},
+				Revproxy:     {mBulkCPU: 0.7, mWatch50: 160},
+				Eco:          {mBulkCPU: 2.4, mWatch50: 300},
+				Remotedialer: {mWatch50: 400},
+			},
+			want: []string{
+				"one loopback hop costs 0.60 CPU-s/GiB", "revproxy, a hop's worth, 0.70",
+				"two hops' worth: ≈ 1.20 CPU-s/GiB", "eco: 2.40, 2.00× that floor; the target 1.5 is 1.25× it",
+				"one proxy process adds 60.0 µs", "≈ 220 µs (eco: 300)", "0.5 × remotedialer, is 200 µs",
+			},
+		},
+		{
+			name:    "direct only",
+			medians: map[string]map[string]float64{Direct: {mBulkCPU: 0.5}},
+			want:    []string{"one loopback hop costs 0.50 CPU-s/GiB", "≈ 1.00 CPU-s/GiB before"},
+		},
+		{
+			name:    "no direct",
+			medians: map[string]map[string]float64{Eco: {mBulkCPU: 2, mWatch50: 300}},
+			none:    true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			(&Results{Medians: tc.medians}).writeFloors(&b)
+			out := b.String()
+			if tc.none {
+				if out != "" {
+					t.Fatalf("printed %q, want nothing", out)
+				}
+				return
+			}
+			rest := out
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("output lacks %q (in order):\n%s", w, out)
+				}
+				rest = rest[i+len(w):]
+			}
+		})
 	}
 }

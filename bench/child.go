@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,6 +96,14 @@ func RunChild(args []string) error {
 				af.Close()
 			}
 		}()
+	}
+	// An execution trace, for `go tool trace -pprof=net|sync|sched`: where
+	// goroutines wait, and how long they wait to run once woken.
+	if dir := os.Getenv("ECOBENCH_TRACE_DIR"); dir != "" {
+		tf, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.trace", role, os.Getpid())))
+		if err == nil && trace.Start(tf) == nil {
+			defer func() { trace.Stop(); tf.Close() }()
+		}
 	}
 	switch role {
 	case roleRevproxy:

@@ -40,6 +40,15 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(u+st) * time.Second / clockTicks
 }
 
+// selfCPU returns the user+system CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // procRSS returns the resident set size of pid in bytes.
 func procRSS(pid int) uint64 {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")

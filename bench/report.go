@@ -61,8 +61,10 @@ func (r *Results) WriteMarkdown(w io.Writer) {
 			}
 			fmt.Fprintf(w, "| %s | %s |\n", m, strings.Join(cells, " | "))
 		}
-		fmt.Fprintln(w, "\n(×) is the ratio to direct. CPU figures are the tunnel's own processes (hub + agent, or the proxy), not the client or backend.")
+		fmt.Fprintln(w, "\n(×) is the ratio to direct. CPU figures are the tunnel's own processes (hub + agent, or the proxy), not the client or backend;"+
+			" direct's bulk CPU is the bench process's own, its client and backend: one loopback TCP hop with both its ends, so a CPU ratio counts hops.")
 		r.writeTargets(w)
+		r.writeFloors(w)
 	}
 	if len(r.Idle) > 0 {
 		fmt.Fprintln(w, "\n| idle tunnels (hub process) | tunnels | bring-up ms | hub CPU µs/tunnel up | RSS KiB/tunnel | heap+stack KiB/tunnel | goroutines/tunnel |")
@@ -143,6 +145,52 @@ func curve(xs []float64) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// writeFloors prints what the loopback itself costs in this run: the
+// floors under the bulk CPU and watch delay targets.
+//
+// Bulk: direct's CPU is one TCP hop with both ends. A proxy reads one hop
+// and writes the next, one hop's worth (revproxy); eco's agent reads the
+// backend and writes the tunnel connection, and its hub reads that and
+// writes the client: two hops' worth before any work of its own.
+//
+// Watch: a line through one proxy process waits for that process to wake,
+// read and write (revproxy − direct); eco's path has two processes.
+func (r *Results) writeFloors(w io.Writer) {
+	d, rp := r.Medians[Direct], r.Medians[Revproxy]
+	var lines []string
+	if hop, ok := d[mBulkCPU]; ok && hop > 0 {
+		s := fmt.Sprintf("- bulk CPU: one loopback hop costs %s CPU-s/GiB here (direct: client and backend)", fmtVal(hop))
+		if v, ok := rp[mBulkCPU]; ok {
+			s += fmt.Sprintf("; revproxy, a hop's worth, %s", fmtVal(v))
+		}
+		s += fmt.Sprintf("; eco's hub and agent do two hops' worth: ≈ %s CPU-s/GiB before any framing, multiplexing or HTTP", fmtVal(2*hop))
+		if v, ok := r.Medians[Eco][mBulkCPU]; ok {
+			s += fmt.Sprintf(" (eco: %s, %.2f× that floor; the target 1.5 is %.2f× it)", fmtVal(v), v/(2*hop), 1.5/(2*hop))
+		}
+		lines = append(lines, s+".")
+	}
+	dw, ok1 := d[mWatch50]
+	rw, ok2 := rp[mWatch50]
+	if ok1 && ok2 {
+		hop := rw - dw
+		s := fmt.Sprintf("- watch delay p50: one proxy process adds %s µs here (revproxy − direct); eco's path has two: ≈ %s µs", fmtVal(hop), fmtVal(dw+2*hop))
+		if v, ok := r.Medians[Eco][mWatch50]; ok {
+			s += fmt.Sprintf(" (eco: %s)", fmtVal(v))
+		}
+		if v, ok := r.Medians[Remotedialer][mWatch50]; ok {
+			s += fmt.Sprintf("; the target, 0.5 × remotedialer, is %s µs", fmtVal(v/2))
+		}
+		lines = append(lines, s+".")
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nFloors of this run (what the loopback and process wake-ups cost before any work of a tunnel's own):")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
 }
 
 // writeTargets checks the targets: eco against remotedialer, same
