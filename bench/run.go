@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		{"bulk", "bulk", func(t *target, r int) error {
 			v, cpu, err := bulk(ctx, t, 1, bulkSize)
 			add(t, r, mBulk, v)
-			if len(t.procs) > 0 || t.self {
+			if t.hasCPU() {
 				add(t, r, mBulkCPU, cpu)
 			}
 			return err
@@ -185,7 +185,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		{"parallel", "8 parallel", func(t *target, r int) error {
 			v, cpu, err := bulk(ctx, t, 8, parSize)
 			add(t, r, mPar, v)
-			if len(t.procs) > 0 || t.self {
+			if t.hasCPU() {
 				add(t, r, mParCPU, cpu)
 			}
 			return err

@@ -134,7 +134,12 @@ func (t *target) close() {
 	stopAll(t.procs...)
 }
 
-// cpu is the CPU time used so far by the target's own processes.
+// hasCPU says whether the target has CPU figures: the tunnel's own
+// processes, or this process for direct.
+func (t *target) hasCPU() bool { return len(t.procs) > 0 || t.self }
+
+// cpu is the CPU time used so far by the target's own processes (this
+// process's for direct).
 func (t *target) cpu() time.Duration {
 	if t.self {
 		return selfCPU()
