@@ -11,7 +11,7 @@ PKGS          ?= ./...
 
 export ECO_DEMO_DIR
 
-.PHONY: all build kube test test-short demo bench bench-quick lint fmt clean help
+.PHONY: all build setup-test setup-demo kube test test-short demo bench bench-quick lint fmt clean help
 
 all: build
 
@@ -21,16 +21,22 @@ help: ## list targets
 build: ## build eco-hub, eco-agent and the dev commands into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+setup-test: ## install what the tests need and the machine lacks (tools/setup.sh: apt as root, else says the command)
+	@bash tools/setup.sh test
+
+setup-demo: ## check what the demo needs (tools/setup.sh)
+	@bash tools/setup.sh demo
+
 kube: ## build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok
 	$(GO) run ./cmd/eco-localcluster build --module tools/kube
 
-test: kube ## run every test against real local clusters
+test: setup-test kube ## run every test against real local clusters (installs missing Debian packages first)
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 test-short: ## unit tests only (no local cluster)
 	$(GO) test -short -count=1 $(PKGS)
 
-demo: kube ## run the local demo in the foreground until Ctrl-C
+demo: setup-demo kube ## run the local demo in the foreground until Ctrl-C
 	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
 

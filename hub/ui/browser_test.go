@@ -42,7 +42,7 @@ func findChromium(t testing.TB) string {
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
-	t.Fatalf("the UI tests drive a real browser and Chromium is not installed (looked for %s and chromium on PATH): run `apt-get install chromium`", chromiumPath)
+	t.Fatalf("the UI tests drive a real browser and Chromium is not installed (looked for %s and chromium on PATH): run `make setup-test` (as root it installs it; otherwise it prints the apt-get command)", chromiumPath)
 	return ""
 }
 
