@@ -1,6 +1,7 @@
 // Package store defines what the hub keeps between restarts — clusters, their
-// operator status and its history, and API tokens — as the [Store] interface,
-// plus the types, validation rules and status semantics every backend shares.
+// operator status and its history, API tokens and the audit log — as the
+// [Store] interface, plus the types, validation rules and status semantics
+// every backend shares.
 //
 // Backends live in subpackages: [github.com/eco-project/eco/store/sqlite] is the
 // embedded default; PostgreSQL follows. [github.com/eco-project/eco/store/backend]
@@ -93,6 +94,14 @@ type Store interface {
 	// bootstrap admin token when there are none).
 	CountTokens(ctx context.Context) (int, error)
 
+	// AppendAudit records events in one transaction, assigning each its Seq,
+	// then deletes the oldest beyond [Config.AuditLimit]. Text fields are
+	// clamped (see [AuditEvent.Clamp]); an empty Source or Verb is
+	// ErrInvalid.
+	AppendAudit(ctx context.Context, events []AuditEvent) error
+	// ListAudit returns up to q.Limit events matching q, newest first.
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.
 	Close() error
@@ -119,7 +128,16 @@ type Config struct {
 	// recording a transition deletes the oldest ones beyond it. Zero means
 	// DefaultHistoryLimit; a negative value keeps everything.
 	HistoryLimit int
+
+	// AuditLimit is how many audit events are kept; appending deletes the
+	// oldest beyond it. Zero means DefaultAuditLimit; a negative value keeps
+	// everything.
+	AuditLimit int
 }
+
+// DefaultAuditLimit is the number of audit events kept when
+// [Config.AuditLimit] is zero: about 400 MiB of SQLite at ~400 bytes each.
+const DefaultAuditLimit = 1_000_000
 
 // WithDefaults returns a copy of c with every zero field replaced by its
 // default, and Now wrapped to return UTC at microsecond precision. Backends
@@ -135,6 +153,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HistoryLimit == 0 {
 		c.HistoryLimit = DefaultHistoryLimit
+	}
+	if c.AuditLimit == 0 {
+		c.AuditLimit = DefaultAuditLimit
 	}
 	return c
 }

@@ -39,13 +39,19 @@ const (
 	qRevokeToken = `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
 	qTouchToken  = `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`
 	qCountTokens = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL`
+
+	qInsertAudit = `INSERT INTO audit_events (at, user_name, token_id, source, verb, cluster_id, api_group,
+		resource, subresource, namespace, name, path, code, request_id, client_request_id, remote_addr)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// qPruneAudit keeps the events above a seq (the newest AuditLimit).
+	qPruneAudit = `DELETE FROM audit_events WHERE seq <= ?`
 )
 
 func writeQueries() []string {
 	return []string{
 		qClusterNameTaken, qCredentialTaken, qInsertCluster, qDeleteHistory, qDeleteCluster,
 		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
-		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken,
+		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken, qInsertAudit, qPruneAudit,
 	}
 }
 

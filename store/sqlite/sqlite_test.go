@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -102,8 +103,8 @@ func TestSchemaVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v != 1 {
-		t.Errorf("schema version %d, want 1", v)
+	if want := latestMigration(t); v != want {
+		t.Errorf("schema version %d, want %d (the newest file in migrations/)", v, want)
 	}
 	c, err := s.CreateCluster(ctx, store.NewCluster{Name: "kept", Provider: store.ProviderGeneric, AgentCredentialHash: storetest.Hash("kept")})
 	if err != nil {
@@ -124,6 +125,24 @@ func TestSchemaVersion(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// latestMigration is the version of the newest file in migrations/.
+func latestMigration(t *testing.T) int64 {
+	t.Helper()
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	var latest int64
+	for _, f := range files {
+		v, err := strconv.ParseInt(strings.SplitN(filepath.Base(f), "_", 2)[0], 10, 64)
+		if err != nil {
+			t.Fatalf("migration %s: %v", f, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {

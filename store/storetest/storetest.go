@@ -65,6 +65,9 @@ func Run(t *testing.T, open OpenFunc) {
 		{"List/TenThousand", testList10k},
 		{"Tokens/Lifecycle", testTokenLifecycle},
 		{"Tokens/Validation", testTokenValidation},
+		{"Audit/AppendAndList", testAuditAppendAndList},
+		{"Audit/Validation", testAuditValidation},
+		{"Audit/Retention", testAuditRetention},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}
