@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -49,6 +52,8 @@ func (h *Hub) routes() {
 	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", store.RoleViewer, h.kubeconfig)
 	api("GET /api/v1/clusters/{id}/status", "status", store.RoleViewer, h.clusterStatus)
 	api("GET /api/v1/clusters/{id}/history", "history", store.RoleViewer, h.statusHistory)
+	api("GET /api/v1/clusters/{id}/audit", "cluster-audit", store.RoleAdmin, h.clusterAuditLog)
+	api("GET /api/v1/audit", "audit", store.RoleAdmin, h.auditLog)
 	api("GET /api/v1/tokens", "list-tokens", store.RoleAdmin, h.listTokens)
 	api("POST /api/v1/tokens", "create-token", store.RoleAdmin, h.createToken)
 	api("DELETE /api/v1/tokens/{id}", "revoke-token", store.RoleAdmin, h.revokeToken)
@@ -71,14 +76,36 @@ func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-// countAPI counts API requests by route and code.
+// countAPI counts API requests by route and code, and audits those that
+// may change something (any method but GET and HEAD), refused ones
+// included.
 func (h *Hub) countAPI(route string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		reqID := uuid.NewString()
+		w.Header().Set("X-Request-Id", reqID)
+		// The identity is known only inside next; it leaves it here.
+		var who Identity
+		r = r.WithContext(context.WithValue(r.Context(), auditIdentityKey{}, &who))
 		next(rec, r)
 		h.metrics.apiRequests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			cluster := r.PathValue("id")
+			if cluster == "" { // an import: the new cluster is in Location
+				cluster, _ = strings.CutPrefix(w.Header().Get("Location"), "/api/v1/clusters/")
+			}
+			h.audit.Record(store.AuditEvent{
+				User: who.Name, TokenID: who.TokenID, Source: "api", Verb: route,
+				ClusterID: cluster, Path: r.URL.Path, Code: rec.code,
+				RequestID: reqID, ClientRequestID: clientRequestID(r), RemoteAddr: r.RemoteAddr,
+			})
+		}
 	}
 }
+
+// auditIdentityKey carries, to countAPI, where requireUser leaves the
+// identity it authenticated.
+type auditIdentityKey struct{}
 
 // ClusterJSON is a cluster as the API shows it.
 type ClusterJSON struct {
@@ -456,4 +483,20 @@ func writeKubeStatus(w http.ResponseWriter, code int, reason, msg string) {
 		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
 		"status": "Failure", "message": msg, "reason": reason, "code": code,
 	})
+}
+
+// clientRequestID is the client's X-Request-Id, kept beside the hub's own
+// request ID in the audit log: at most 128 bytes of printable ASCII, else
+// dropped. It is recorded, never used as the ID.
+func clientRequestID(r *http.Request) string {
+	v := r.Header.Get("X-Request-Id")
+	if len(v) > 128 {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return ""
+		}
+	}
+	return v
 }

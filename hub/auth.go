@@ -100,6 +100,9 @@ func (h *Hub) requireUser(minRole store.Role, next http.HandlerFunc) http.Handle
 			writeError(w, http.StatusInternalServerError, "authentication is unavailable")
 			return
 		}
+		if who, ok := r.Context().Value(auditIdentityKey{}).(*Identity); ok {
+			*who = id // for the audit event countAPI records
+		}
 		if minRole == store.RoleAdmin && id.Role != store.RoleAdmin {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("hub user %q (role %s) may not do this: the admin role is required", id.Name, id.Role))
 			return

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
@@ -78,6 +80,13 @@ type Config struct {
 	// Registry receives the hub's Prometheus metrics. Nil means a new
 	// private registry, served at /metrics.
 	Registry *prometheus.Registry
+	// AuditLog, when set, also receives every audit event as a JSON line
+	// (the store always keeps them). See package hub/audit.
+	AuditLog io.Writer
+	// AuditReads also audits proxied requests that only read (get, list,
+	// watch); by default the audit log holds hub API actions that change
+	// something and proxied requests that may change the cluster.
+	AuditReads bool
 	// Logger receives structured logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
@@ -97,6 +106,7 @@ type Hub struct {
 	proxy    *kubeProxy
 	status   *statusTracker
 	tokens   tokenCache
+	audit    *audit.Recorder
 
 	closeOnce sync.Once
 	ready     chan struct{}
@@ -141,6 +151,13 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.audit, err = audit.New(audit.Config{
+		Store: cfg.Store, JSONLines: cfg.AuditLog, Registerer: cfg.Registry,
+		Logger: cfg.Logger.With("component", "audit"), Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hub: audit: %w", err)
+	}
 	h.status = newStatusTracker(cfg.Store, cfg.Logger, cfg.Now, h.metrics)
 	h.tunnels, err = tunnel.NewServer(tunnel.ServerConfig{
 		Authenticate:      h.authenticateAgent,
@@ -151,11 +168,13 @@ func New(cfg Config) (*Hub, error) {
 	})
 	if err != nil {
 		h.status.close()
+		h.audit.Close()
 		return nil, fmt.Errorf("hub: tunnel server: %w", err)
 	}
 	if h.proxy, err = newKubeProxy(h); err != nil {
 		h.status.close()
 		h.tunnels.Close()
+		h.audit.Close()
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
@@ -175,6 +194,7 @@ func (h *Hub) Close() error {
 		err = h.tunnels.Close()
 		h.proxy.close()
 		h.status.close()
+		h.audit.Close() // after the proxy: its last events are written
 	})
 	return err
 }

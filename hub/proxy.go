@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
 	"github.com/eco-project/eco/tunnel/mux"
@@ -142,10 +143,10 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest == "" {
 		rest = "/"
 	}
-	reqID := r.Header.Get("X-Request-Id")
-	if reqID == "" || len(reqID) > 128 {
-		reqID = uuid.NewString()
-	}
+	// The hub's own ID, never the client's: it reaches the cluster's audit
+	// log as an impersonated extra. The client's X-Request-Id is recorded
+	// beside it in the hub's audit log.
+	reqID := uuid.NewString()
 	w.Header().Set("X-Request-Id", reqID)
 	target := proxyTarget{cluster: id, path: rest, requestID: reqID}
 
@@ -172,9 +173,28 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(rec, r)
 	p.h.metrics.proxyInFlight.Dec()
 	p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
+	if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		p.audit(r, ident, target, rec.code)
+	}
 	if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
 		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "duration", time.Since(start))
 	}
+}
+
+// audit records a proxied request in the audit log. Reads (GET, HEAD) come
+// here only with Config.AuditReads, so the hot path of small GETs pays
+// nothing for it.
+func (p *kubeProxy) audit(r *http.Request, ident Identity, t proxyTarget, code int) {
+	k := audit.ParseKubeRequest(r.Method, t.path, r.URL.Query(), r.Header.Get("Upgrade") != "")
+	if !k.Mutates() && !p.h.cfg.AuditReads {
+		return
+	}
+	p.h.audit.Record(store.AuditEvent{
+		User: ident.Name, TokenID: ident.TokenID, Source: "proxy", Verb: k.Verb, ClusterID: t.cluster,
+		APIGroup: k.APIGroup, Resource: k.Resource, Subresource: k.Subresource, Namespace: k.Namespace,
+		Name: k.Name, Path: t.path, Code: code, RequestID: t.requestID, ClientRequestID: clientRequestID(r),
+		RemoteAddr: r.RemoteAddr,
+	})
 }
 
 // rewrite builds the outgoing request: the hub user's identity replaces

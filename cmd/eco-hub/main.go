@@ -50,6 +50,8 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	adminTokenFile  string
+	auditLog        string
+	auditReads      bool
 	showVersion     bool
 }
 
@@ -69,6 +71,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "also write the first admin token to this file (mode 0600)")
+	fs.StringVar(&o.auditLog, "audit-log", "", "also write the audit log as JSON lines to this file (appended, mode 0600), or - for stdout; the store keeps it regardless")
+	fs.BoolVar(&o.auditReads, "audit-reads", false, "also audit proxied reads (get, list, watch), not only requests that may change a cluster")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 }
 
@@ -173,7 +177,22 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	}
 	defer st.Close()
 
+	var auditLog io.Writer
+	switch o.auditLog {
+	case "":
+	case "-":
+		auditLog = os.Stdout
+	default:
+		f, err := os.OpenFile(o.auditLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("--audit-log: %w", err)
+		}
+		defer f.Close()
+		auditLog = f
+	}
 	h, err := hub.New(hub.Config{
+		AuditLog:             auditLog,
+		AuditReads:           o.auditReads,
 		Store:                st,
 		ExternalURL:          o.externalURL,
 		CAPEM:                ident.CAPEM,
