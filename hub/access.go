@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/google/uuid"
 	"k8s.io/client-go/rest"
 
+	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/store"
 )
 
@@ -60,7 +62,7 @@ func (h *Hub) Mount(pattern string, handler http.Handler) { h.mux.Handle(pattern
 func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
 	return &rest.Config{
 		Host:      "http://" + id,
-		Transport: h.proxy.transport,
+		Transport: &featureTransport{h: h, ident: ident, cluster: id, source: "hub"},
 		Impersonate: rest.ImpersonationConfig{
 			UserName: ident.Name,
 			Groups:   ident.Groups(),
@@ -70,6 +72,44 @@ func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
 		Burst:     100,
 	}
 }
+
+// featureTransport is the transport of ClusterConfig's clients: the
+// proxy's, plus what the proxy adds to a request itself — a hub request ID
+// as the impersonated user extra RequestIDExtra, and an audit event for a
+// request that may change the cluster.
+type featureTransport struct {
+	h       *Hub
+	ident   Identity
+	cluster string
+	source  string
+}
+
+func (t *featureTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	reqID := uuid.NewString()
+	out := req.Clone(req.Context()) // a RoundTripper must not change its request
+	out.Header[t.h.proxy.requestIDHeader] = []string{reqID}
+	resp, err := t.h.proxy.transport.RoundTrip(out)
+	if req.Method != http.MethodGet && req.Method != http.MethodHead || t.h.cfg.AuditReads {
+		code := http.StatusBadGateway
+		if err == nil {
+			code = resp.StatusCode
+		}
+		k := audit.ParseKubeRequest(req.Method, req.URL.Path, req.URL.Query(), req.Header.Get("Upgrade") != "")
+		if k.Mutates() || t.h.cfg.AuditReads {
+			t.h.audit.Record(store.AuditEvent{
+				User: t.ident.Name, TokenID: t.ident.TokenID, Source: t.source, Verb: k.Verb, ClusterID: t.cluster,
+				APIGroup: k.APIGroup, Resource: k.Resource, Subresource: k.Subresource, Namespace: k.Namespace,
+				Name: k.Name, Path: req.URL.Path, Code: code, RequestID: reqID,
+			})
+		}
+	}
+	return resp, err
+}
+
+// RecordAudit adds an event to the audit log, for hub features that act
+// other than through the API or a cluster client (the web UI's forms).
+// It never blocks.
+func (h *Hub) RecordAudit(e store.AuditEvent) { h.audit.Record(e) }
 
 // RevokeToken revokes API token id; this hub refuses it from now on, other
 // replicas within tokenCacheTTL.
