@@ -40,7 +40,7 @@ import (
 var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
-	clustertest.Main(m, localcluster.Config{Full: true, Name: "e2e"}, &cluster)
+	clustertest.Main(m, localcluster.Config{Full: true, Name: "e2e", AuditLog: true}, &cluster)
 }
 
 // world is a hub with the shared cluster imported and its agent running.

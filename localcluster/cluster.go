@@ -49,6 +49,10 @@ type Config struct {
 	// Name names the cluster's kubeconfig context and, with "-node", its
 	// fake node. Empty means "eco-local".
 	Name string
+	// AuditLog makes kube-apiserver write its audit log, every request at
+	// the Metadata level, as JSON lines to Cluster.AuditLogFile: tests read
+	// who the API server saw act (the impersonated user and its extras).
+	AuditLog bool
 	// StartTimeout bounds Start. Zero means 2 minutes.
 	StartTimeout time.Duration
 	// Logger receives component start/stop events. Nil discards them.
@@ -77,6 +81,9 @@ type Cluster struct {
 	// pod port in the full mode: a loopback address reserved for the
 	// cluster, on which a test serves what the "pod" answers.
 	PortForwardAddr string
+	// AuditLogFile is kube-apiserver's audit log when Config.AuditLog is
+	// set, empty otherwise.
+	AuditLogFile string
 	// Bin locates the binaries, kubectl among them.
 	Bin Binaries
 
@@ -370,11 +377,29 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdPort, apiPort int) err
 		"--profiling=false",
 		"--shutdown-delay-duration=0s",
 	)
+	if c.cfg.AuditLog {
+		policy := c.path("audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return fmt.Errorf("writing the audit policy: %w", err)
+		}
+		c.AuditLogFile = c.path("audit.log")
+		c.apiserver.args = append(c.apiserver.args, "--audit-policy-file="+policy,
+			"--audit-log-path="+c.AuditLogFile, "--audit-log-format=json", "--audit-log-maxbackup=1")
+	}
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}
 	return c.waitAPIServer(ctx)
 }
+
+// auditPolicy logs every request's metadata once, when its response is
+// complete.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+`
 
 func (c *Cluster) waitAPIServer(ctx context.Context) error {
 	tlsCfg, err := rest.TLSConfigFor(c.restConfig)
