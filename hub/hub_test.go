@@ -617,7 +617,12 @@ func TestProxyWhenNotConnected(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	e := newEnv(t)
 	e.createCluster("m")
-	resp, err := e.client.Get(e.srv.URL + "/metrics")
+	if code := e.do("GET", "/metrics", "", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token = %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
