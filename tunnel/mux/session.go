@@ -43,8 +43,10 @@ var (
 
 // Config tunes a session; the zero value means the defaults on each field.
 type Config struct {
-	// Window is each stream's receive window in bytes: how much a peer may
-	// send on a stream before its reader catches up. If zero, 4 MiB; values
+	// Window is the largest receive window of a stream in bytes: how much
+	// a peer may send on a stream before its reader catches up. A stream
+	// starts at InitialWindow and grows to Window as its reader reads, so
+	// an unread stream holds at most InitialWindow. If zero, 4 MiB; values
 	// below InitialWindow are raised to it.
 	Window uint32
 	// AcceptBacklog bounds streams opened by the peer and not yet accepted
@@ -179,11 +181,8 @@ func (s *Session) Open() (*Stream, error) {
 	s.streams[id] = st
 	s.mu.Unlock()
 
-	var b [2 * HeaderLen]byte
+	var b [HeaderLen]byte
 	f := appendHeader(b[:0], header{typ: typeData, flags: flagSYN, id: id})
-	if w := s.cfg.Window - InitialWindow; w > 0 {
-		f = appendHeader(f, header{typ: typeWindow, id: id, val: w})
-	}
 	if err := s.write(f); err != nil {
 		s.forget(st)
 		return nil, err
@@ -532,9 +531,6 @@ func (s *Session) lookup(h header) (*Stream, error) {
 		select {
 		case s.acceptCh <- struct{}{}:
 		default:
-		}
-		if w := s.cfg.Window - InitialWindow; w > 0 {
-			s.writeAsync(appendHeader(nil, header{typ: typeWindow, id: h.id, val: w}))
 		}
 		return st, nil
 	}
