@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -176,6 +178,15 @@ type deadlineBody struct {
 	deadline time.Time
 	armed    bool
 	done     bool
+	// expired is set when a Read failed at the deadline.
+	expired atomic.Bool
+}
+
+// bodyExpired reports whether body is a request body cut off at its
+// deadline.
+func bodyExpired(body io.Reader) bool {
+	b, ok := body.(*deadlineBody)
+	return ok && b.expired.Load()
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -190,6 +201,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		b.done = true
 		if errors.Is(err, io.EOF) {
 			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.expired.Store(true)
 		}
 	}
 	return n, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -132,6 +133,8 @@ type proxyTarget struct {
 	// unknown is set when the hub does not know the cluster: its ID is
 	// then no metric label.
 	unknown bool
+	// body is the incoming request's body, which the proxy wraps.
+	body io.Reader
 }
 
 type proxyTargetKey struct{}
@@ -173,7 +176,7 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	target := &proxyTarget{cluster: id, path: rest, requestID: reqID}
+	target := &proxyTarget{cluster: id, path: rest, requestID: reqID, body: r.Body}
 
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
@@ -256,6 +259,11 @@ func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	t, _ := r.Context().Value(proxyTargetKey{}).(*proxyTarget)
 	if t == nil {
 		t = &proxyTarget{}
+	}
+	if bodyExpired(t.body) {
+		// The server cancelled the request when its body read failed.
+		writeKubeStatus(w, http.StatusRequestTimeout, "Timeout", "eco: the request body did not arrive in time")
+		return
 	}
 	if errors.Is(err, context.Canceled) {
 		return // the client went away

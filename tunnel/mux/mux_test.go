@@ -824,3 +824,38 @@ func TestWindowGrowsOnlyAsRead(t *testing.T) {
 		t.Fatalf("window after reading 16 MiB = %d, want %d", w, DefaultWindow)
 	}
 }
+
+// Windows grow only within the session's budget, and a stream that ends
+// gives its share back.
+func TestWindowBudget(t *testing.T) {
+	const budget = 2 * (DefaultWindow - InitialWindow)
+	c, s := pair(t, Config{WindowBudget: budget}, Config{})
+	window := func(st *Stream) uint32 { st.mu.Lock(); defer st.mu.Unlock(); return st.window }
+	// pull opens a stream and reads 8 MiB from its peer, leaving it open.
+	pull := func() (*Stream, *Stream) {
+		st, err := c.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := accept(t, s)
+		go peer.Write(make([]byte, 8<<20))
+		if _, err := io.ReadFull(st, make([]byte, 8<<20)); err != nil {
+			t.Fatal(err)
+		}
+		return st, peer
+	}
+	a, pa := pull()
+	b, _ := pull()
+	third, _ := pull()
+	if window(a) != DefaultWindow || window(b) != DefaultWindow || window(third) != InitialWindow {
+		t.Fatalf("windows %d, %d, %d; want the first two grown to %d within the budget, the third at %d",
+			window(a), window(b), window(third), DefaultWindow, InitialWindow)
+	}
+	a.Close()
+	pa.Close()
+	waitFor(t, func() bool { return c.grown.Load() == budget-(DefaultWindow-InitialWindow) })
+	fourth, _ := pull()
+	if window(fourth) != DefaultWindow {
+		t.Fatalf("after a grown stream ended, a new one grew to %d, want %d", window(fourth), DefaultWindow)
+	}
+}
