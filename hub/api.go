@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -33,7 +32,9 @@ func (h *Hub) routes() {
 	h.registry.MustRegister(newClustersByState(h.store))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", h.readyz)
-	m.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{}))
+	// Metrics name every cluster: admins only here; MetricsHandler
+	// serves them on a listener of their own.
+	m.HandleFunc("GET /metrics", h.requireUser(store.RoleAdmin, h.MetricsHandler().ServeHTTP))
 	m.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openAPISpec)
@@ -97,7 +98,7 @@ func (h *Hub) countAPI(route string, next http.HandlerFunc) http.HandlerFunc {
 			h.audit.Record(store.AuditEvent{
 				User: who.Name, TokenID: who.TokenID, Source: "api", Verb: route,
 				ClusterID: cluster, Path: r.URL.Path, Code: rec.code,
-				RequestID: reqID, ClientRequestID: clientRequestID(r), RemoteAddr: r.RemoteAddr,
+				RequestID: reqID, ClientRequestID: sanitizeRequestID(r.Header.Get("X-Request-Id")), RemoteAddr: r.RemoteAddr,
 			})
 		}
 	}
@@ -483,20 +484,4 @@ func writeKubeStatus(w http.ResponseWriter, code int, reason, msg string) {
 		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
 		"status": "Failure", "message": msg, "reason": reason, "code": code,
 	})
-}
-
-// clientRequestID is the client's X-Request-Id, kept beside the hub's own
-// request ID in the audit log: at most 128 bytes of printable ASCII, else
-// dropped. It is recorded, never used as the ID.
-func clientRequestID(r *http.Request) string {
-	v := r.Header.Get("X-Request-Id")
-	if len(v) > 128 {
-		return ""
-	}
-	for i := 0; i < len(v); i++ {
-		if v[i] < 0x20 || v[i] > 0x7e {
-			return ""
-		}
-	}
-	return v
 }

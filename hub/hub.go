@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/install"
@@ -78,7 +79,9 @@ type Config struct {
 	// tunnel package's default (10 s).
 	HeartbeatInterval time.Duration
 	// Registry receives the hub's Prometheus metrics. Nil means a new
-	// private registry, served at /metrics.
+	// private registry. The hub serves it at /metrics to admins (a hub
+	// API token with the admin role); MetricsHandler serves it without
+	// authentication, e.g. on a listener of its own.
 	Registry *prometheus.Registry
 	// AuditLog, when set, also receives every audit event as a JSON line
 	// (the store always keeps them). See package hub/audit.
@@ -87,6 +90,10 @@ type Config struct {
 	// watch); by default the audit log holds hub API actions that change
 	// something and proxied requests that may change the cluster.
 	AuditReads bool
+	// Limits bound concurrent proxied requests per user and per cluster
+	// and the time a request body may take. The zero value means the
+	// defaults.
+	Limits Limits
 	// Logger receives structured logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
@@ -140,6 +147,7 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	h := &Hub{
 		cfg:      cfg,
 		store:    cfg.Store,
@@ -183,8 +191,19 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
-// ServeHTTP serves the API, the tunnel endpoint and the proxy.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API, the tunnel endpoint and the proxy. A request
+// body must arrive within Limits.BodyTimeout.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	bodyDeadline(w, r, h.cfg.Limits.BodyTimeout)
+	h.mux.ServeHTTP(w, r)
+}
+
+// MetricsHandler serves the hub's Prometheus metrics without
+// authentication, for a listen address of their own (eco-hub
+// --metrics-addr). The hub's own /metrics requires an admin token.
+func (h *Hub) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{})
+}
 
 // Close ends every tunnel (agents reconnect to whichever hub serves next)
 // and stops the status tracker. It does not close the store.

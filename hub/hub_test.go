@@ -44,6 +44,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the hub's Config changed by mutate first.
+func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
+	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir()+"/eco.db", store.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -57,14 +63,18 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	srv.TLS.Certificates = []tls.Certificate{ident.Certificate}
-	h, err := hub.New(hub.Config{
+	cfg := hub.Config{
 		Store:             st,
 		ExternalURL:       srv.URL,
 		CAPEM:             ident.CAPEM,
 		SecretKey:         []byte(strings.Repeat("k", 32)),
 		HeartbeatInterval: 200 * time.Millisecond,
 		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h, err := hub.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +627,12 @@ func TestProxyWhenNotConnected(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	e := newEnv(t)
 	e.createCluster("m")
-	resp, err := e.client.Get(e.srv.URL + "/metrics")
+	if code := e.do("GET", "/metrics", "", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without a token = %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

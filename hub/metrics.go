@@ -19,13 +19,14 @@ type metrics struct {
 	agentAuthFailures *prometheus.CounterVec
 	transitions       *prometheus.CounterVec
 	apiRequests       *prometheus.CounterVec
+	proxyRefused      *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		proxyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "eco_hub_proxy_request_duration_seconds",
-			Help:    "Kubernetes API requests proxied through tunnels, by cluster, verb and HTTP code; long-running requests (watch, exec, logs -f) included.",
+			Help:    "Kubernetes API requests proxied through tunnels, by cluster, verb and HTTP code; long-running requests (watch, exec, logs -f) included. Only imported clusters' IDs are labels (others are \"unknown\"), and verbs come from a fixed set (\"other\" for any other method).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"cluster", "verb", "code"}),
 		proxyInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -44,9 +45,13 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "eco_hub_api_requests_total",
 			Help: "Hub API requests, by route and HTTP code.",
 		}, []string{"route", "code"}),
+		proxyRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eco_hub_proxy_refused_total",
+			Help: "Proxied requests refused with 429 over a cap, by cap (user-streams, cluster-streams, user-watches, cluster-watches).",
+		}, []string{"cap"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.proxyDuration, m.proxyInFlight, m.agentAuthFailures, m.transitions, m.apiRequests,
+		m.proxyDuration, m.proxyInFlight, m.agentAuthFailures, m.transitions, m.apiRequests, m.proxyRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,10 +45,12 @@ type kubeProxy struct {
 	// requestIDHeader is the impersonation header carrying the
 	// RequestIDExtra, in canonical form.
 	requestIDHeader string
+	// caps bound the requests in flight per user and per cluster.
+	caps *streamCaps
 }
 
 func newKubeProxy(h *Hub) (*kubeProxy, error) {
-	p := &kubeProxy{h: h, requestIDHeader: http.CanonicalHeaderKey("Impersonate-Extra-" + url.PathEscape(RequestIDExtra))}
+	p := &kubeProxy{h: h, requestIDHeader: http.CanonicalHeaderKey("Impersonate-Extra-" + url.PathEscape(RequestIDExtra)), caps: newStreamCaps(h.cfg.Limits)}
 	// URLs are http://CLUSTER-ID/...; the tunnel picks the cluster by
 	// host. The stream itself is inside the agent's TLS WebSocket.
 	var err error
@@ -128,6 +131,11 @@ type proxyTarget struct {
 	cluster   string
 	path      string
 	requestID string
+	// unknown is set when the hub does not know the cluster: its ID is
+	// then no metric label.
+	unknown bool
+	// body is the incoming request's body, which the proxy wraps.
+	body io.Reader
 }
 
 type proxyTargetKey struct{}
@@ -136,6 +144,19 @@ type proxyTargetKey struct{}
 func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ident, _ := identityFrom(r.Context())
+	// The hub's own request ID, never the client's: the client's
+	// X-Request-Id, bounded and sanitised, is only logged beside it.
+	reqID := uuid.NewString()
+	clientReqID := sanitizeRequestID(r.Header.Get("X-Request-Id"))
+	w.Header().Set("X-Request-Id", reqID)
+	verb := kubeVerb(r)
+	// An ID that cannot be a cluster's is answered at once: it never
+	// reaches the tunnel, the store or a metric label.
+	if !store.ValidID(store.ClusterIDPrefix, id) {
+		p.h.metrics.proxyDuration.WithLabelValues(clusterLabelOther, verb, "404").Observe(0)
+		writeKubeStatus(w, http.StatusNotFound, "NotFound", "eco: no such cluster in this hub")
+		return
+	}
 	// The hot path asks the store nothing: a cluster with a tunnel
 	// exists (deleting it closes the tunnel), and one without a tunnel
 	// fails the dial, where errorHandler explains why.
@@ -143,14 +164,21 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest == "" {
 		rest = "/"
 	}
-	// The hub's own ID, never the client's: it reaches the cluster's audit
-	// log as an impersonated extra. The client's X-Request-Id is recorded
-	// beside it in the hub's audit log.
-	reqID := uuid.NewString()
-	w.Header().Set("X-Request-Id", reqID)
-	target := proxyTarget{cluster: id, path: rest, requestID: reqID}
+	long := streams(r, verb)
+	release, refused := p.caps.acquire(ident.Name, id, long)
+	if refused != "" {
+		p.h.metrics.proxyRefused.WithLabelValues(refused).Inc()
+		p.h.logger.Warn("proxy request refused over a cap", "cluster", id, "user", ident.Name, "cap", refused, "verb", verb, "request_id", reqID, "client_request_id", clientReqID)
+		who := "user " + ident.Name
+		if refused == capClusterStreams || refused == capClusterWatches {
+			who = "cluster " + id
+		}
+		tooMany(w, p.caps.limits.RetryAfter, refused, who)
+		return
+	}
+	defer release()
+	target := &proxyTarget{cluster: id, path: rest, requestID: reqID, body: r.Body}
 
-	verb := kubeVerb(r)
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	// One request copy carries both the target, for rewrite, and the
@@ -166,25 +194,47 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	r = r.WithContext(ctx)
 	rp := p.rp
-	if streams(r, verb) {
+	if long {
 		rp = p.rpStream
 	}
 	p.h.metrics.proxyInFlight.Inc()
 	rp.ServeHTTP(rec, r)
 	p.h.metrics.proxyInFlight.Dec()
-	p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
+	label := id
+	if target.unknown {
+		label = clusterLabelOther
+	}
+	p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
 	if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		p.audit(r, ident, target, rec.code)
 	}
 	if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
-		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "duration", time.Since(start))
+		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
 	}
+}
+
+// sanitizeRequestID returns what may be logged of a client's request ID:
+// at most maxClientRequestID bytes of letters, digits and ._:/- , other
+// bytes replaced by '_'.
+func sanitizeRequestID(s string) string {
+	if len(s) > maxClientRequestID {
+		s = s[:maxClientRequestID]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '/', c == '-':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // audit records a proxied request in the audit log. Reads (GET, HEAD) come
 // here only with Config.AuditReads, so the hot path of small GETs pays
 // nothing for it.
-func (p *kubeProxy) audit(r *http.Request, ident Identity, t proxyTarget, code int) {
+func (p *kubeProxy) audit(r *http.Request, ident Identity, t *proxyTarget, code int) {
 	k := audit.ParseKubeRequest(r.Method, t.path, r.URL.Query(), r.Header.Get("Upgrade") != "")
 	if !k.Mutates() && !p.h.cfg.AuditReads {
 		return
@@ -192,7 +242,7 @@ func (p *kubeProxy) audit(r *http.Request, ident Identity, t proxyTarget, code i
 	p.h.audit.Record(store.AuditEvent{
 		User: ident.Name, TokenID: ident.TokenID, Source: "proxy", Verb: k.Verb, ClusterID: t.cluster,
 		APIGroup: k.APIGroup, Resource: k.Resource, Subresource: k.Subresource, Namespace: k.Namespace,
-		Name: k.Name, Path: t.path, Code: code, RequestID: t.requestID, ClientRequestID: clientRequestID(r),
+		Name: k.Name, Path: t.path, Code: code, RequestID: t.requestID, ClientRequestID: sanitizeRequestID(r.Header.Get("X-Request-Id")),
 		RemoteAddr: r.RemoteAddr,
 	})
 }
@@ -200,7 +250,7 @@ func (p *kubeProxy) audit(r *http.Request, ident Identity, t proxyTarget, code i
 // rewrite builds the outgoing request: the hub user's identity replaces
 // whatever the client sent.
 func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
-	t := pr.In.Context().Value(proxyTargetKey{}).(proxyTarget)
+	t := pr.In.Context().Value(proxyTargetKey{}).(*proxyTarget)
 	ident, _ := identityFrom(pr.In.Context())
 	pr.Out.URL = &url.URL{Scheme: "http", Host: t.cluster, Path: t.path, RawQuery: pr.In.URL.RawQuery}
 	pr.Out.Host = t.cluster
@@ -216,18 +266,32 @@ func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Add("Impersonate-Group", g)
 	}
 	pr.Out.Header[p.requestIDHeader] = []string{t.requestID}
+	// The cluster's audit log records the hub's request ID as its audit
+	// ID; the client's own never reaches the cluster.
+	pr.Out.Header.Del("X-Request-Id")
+	pr.Out.Header["Audit-Id"] = []string{t.requestID}
 }
 
 // impersonatePrefix starts every impersonation header.
 const impersonatePrefix = "Impersonate-"
 
 func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	t, _ := r.Context().Value(proxyTargetKey{}).(proxyTarget)
+	t, _ := r.Context().Value(proxyTargetKey{}).(*proxyTarget)
+	if t == nil {
+		t = &proxyTarget{}
+	}
+	if bodyExpired(t.body) {
+		// The server cancelled the request when its body read failed.
+		writeKubeStatus(w, http.StatusRequestTimeout, "Timeout", "eco: the request body did not arrive in time")
+		return
+	}
 	if errors.Is(err, context.Canceled) {
 		return // the client went away
 	}
 	if errors.Is(err, tunnel.ErrNoSession) {
-		p.notConnected(w, r, t.cluster)
+		if !p.notConnected(w, r, t.cluster) {
+			t.unknown = true
+		}
 		return
 	}
 	p.h.logger.Warn("proxying to cluster", "cluster", t.cluster, "path", t.path, "err", err)
@@ -240,17 +304,20 @@ func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 }
 
 // notConnected answers a request for a cluster without a tunnel: 404 if
-// the hub does not know it, else 503 with its ECO status and reason.
-func (p *kubeProxy) notConnected(w http.ResponseWriter, r *http.Request, id string) {
+// the hub does not know it, else 503 with its ECO status and reason. It
+// reports whether the hub knows the cluster.
+func (p *kubeProxy) notConnected(w http.ResponseWriter, r *http.Request, id string) bool {
 	c, err := p.h.store.GetCluster(r.Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeKubeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("eco: cluster %q is not imported in this hub", id))
+		return false
 	case err != nil:
 		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("eco: cluster %s is not connected", id))
 	default:
 		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", notConnectedMessage(c))
 	}
+	return true
 }
 
 func notConnectedMessage(c store.Cluster) string {
@@ -264,7 +331,8 @@ func notConnectedMessage(c store.Cluster) string {
 	return msg
 }
 
-// kubeVerb approximates the Kubernetes verb of r for metrics.
+// kubeVerb approximates the Kubernetes verb of r for metrics: one of a
+// fixed set, "other" for any other method.
 func kubeVerb(r *http.Request) string {
 	q := r.URL.Query()
 	switch r.Method {
@@ -287,8 +355,12 @@ func kubeVerb(r *http.Request) string {
 		return "patch"
 	case http.MethodDelete:
 		return "delete"
+	case http.MethodHead:
+		return "head"
+	case http.MethodOptions:
+		return "options"
 	}
-	return strings.ToLower(r.Method)
+	return verbLabelOther
 }
 
 // streams reports whether a request's response lasts as long as the

@@ -11,18 +11,26 @@ import (
 )
 
 // statusTracker turns tunnel events into each cluster's operator status in
-// the store. Events arrive on tunnel goroutines and are applied in order by
-// one goroutine the tracker owns, so a slow store never stalls a tunnel and
-// transitions are never reordered.
+// the store. Events arrive on tunnel goroutines and are applied by one
+// goroutine the tracker owns, so a slow store never stalls a tunnel. Each
+// cluster has a queue of its own, applied in order (transitions are never
+// reordered), and the goroutine takes one item from each cluster with
+// work in turn: a cluster whose agent floods it with status reports waits
+// for its own writes, never another cluster's. A heartbeat or status
+// report replaces one of the same session still queued at the tail of its
+// cluster's queue, so a flood costs one pending write, not one per report.
 type statusTracker struct {
 	store   store.Store
 	logger  *slog.Logger
 	now     func() time.Time
 	metrics *metrics
 
-	items chan statusItem
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	queues map[string][]statusItem // pending items per cluster, oldest first
+	ready  []string                // clusters with pending items, each once, in turn
+	wake   chan struct{}           // signalled (cap 1) when an item is queued
+	stop   chan struct{}
+	wg     sync.WaitGroup
 
 	// Owned by the run goroutine.
 	latest map[string]uint64      // newest session ID per cluster
@@ -36,6 +44,10 @@ type statusItem struct {
 	update    store.StatusUpdate
 }
 
+// maxQueuedPerCluster bounds a cluster's queue for heartbeats and status
+// reports: beyond it they are dropped (transitions are always queued).
+const maxQueuedPerCluster = 64
+
 // Reasons the hub records.
 const (
 	reasonConnected = "agent connected"
@@ -45,7 +57,8 @@ const (
 func newStatusTracker(s store.Store, logger *slog.Logger, now func() time.Time, m *metrics) *statusTracker {
 	t := &statusTracker{
 		store: s, logger: logger.With("component", "status"), now: now, metrics: m,
-		items:  make(chan statusItem, 4096),
+		queues: map[string][]statusItem{},
+		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		latest: map[string]uint64{},
 		state:  map[string]store.State{},
@@ -55,29 +68,66 @@ func newStatusTracker(s store.Store, logger *slog.Logger, now func() time.Time, 
 	return t
 }
 
-// event is the tunnel's Events hook. Heartbeats are dropped when the queue
-// is full (the next one will do); transitions wait for room.
+// event is the tunnel's Events hook. It never blocks.
 func (t *statusTracker) event(ev tunnel.Event) {
-	item := statusItem{event: &ev}
-	if ev.Kind == tunnel.EventHeartbeat {
-		select {
-		case t.items <- item:
-		default:
-		}
-		return
-	}
-	select {
-	case t.items <- item:
-	case <-t.stop:
-	}
+	t.enqueue(ev.ClusterID, statusItem{event: &ev})
 }
 
 // record queues a status update that does not come from a session.
 func (t *statusTracker) record(clusterID string, u store.StatusUpdate) {
-	select {
-	case t.items <- statusItem{clusterID: clusterID, update: u}:
-	case <-t.stop:
+	t.enqueue(clusterID, statusItem{clusterID: clusterID, update: u})
+}
+
+// coalescable reports whether it may replace, or be dropped for, a later
+// item of its cluster: heartbeats and status reports are.
+func (it statusItem) coalescable() bool {
+	return it.event != nil && (it.event.Kind == tunnel.EventHeartbeat || it.event.Kind == tunnel.EventStatus)
+}
+
+func (t *statusTracker) enqueue(id string, it statusItem) {
+	t.mu.Lock()
+	q, pending := t.queues[id]
+	switch {
+	case it.coalescable() && len(q) > 0 && q[len(q)-1].coalescable() &&
+		q[len(q)-1].event.Kind == it.event.Kind && q[len(q)-1].event.SessionID == it.event.SessionID:
+		q[len(q)-1] = it
+	case it.coalescable() && len(q) >= maxQueuedPerCluster:
+	default:
+		t.queues[id] = append(q, it)
+		if !pending {
+			t.ready = append(t.ready, id)
+		}
 	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next takes the next item: the oldest of the cluster whose turn it is.
+func (t *statusTracker) next() (statusItem, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.ready) == 0 {
+		return statusItem{}, false
+	}
+	id := t.ready[0]
+	t.ready[0] = ""
+	t.ready = t.ready[1:]
+	q := t.queues[id]
+	it := q[0]
+	if len(q) == 1 {
+		delete(t.queues, id)
+	} else {
+		q[0] = statusItem{}
+		t.queues[id] = q[1:]
+		t.ready = append(t.ready, id)
+	}
+	if len(t.ready) == 0 {
+		t.ready = nil
+	}
+	return it, true
 }
 
 // close applies what is queued and stops the goroutine.
@@ -93,17 +143,19 @@ func (t *statusTracker) close() {
 func (t *statusTracker) run() {
 	defer t.wg.Done()
 	for {
-		select {
-		case it := <-t.items:
+		if it, ok := t.next(); ok {
 			t.apply(it)
+			continue
+		}
+		select {
+		case <-t.wake:
 		case <-t.stop:
 			for {
-				select {
-				case it := <-t.items:
-					t.apply(it)
-				default:
+				it, ok := t.next()
+				if !ok {
 					return
 				}
+				t.apply(it)
 			}
 		}
 	}

@@ -53,6 +53,8 @@ type options struct {
 	auditLog        string
 	auditReads      bool
 	showVersion     bool
+	metricsAddr     string
+	limits          hub.Limits
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -74,6 +76,12 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.auditLog, "audit-log", "", "also write the audit log as JSON lines to this file (appended, mode 0600), or - for stdout; the store keeps it regardless")
 	fs.BoolVar(&o.auditReads, "audit-reads", false, "also audit proxied reads (get, list, watch), not only requests that may change a cluster")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve Prometheus /metrics without authentication over plain HTTP on this address, e.g. 127.0.0.1:9090 (default: none; /metrics on --listen needs an admin token)")
+	fs.IntVar(&o.limits.StreamsPerUser, "max-streams-per-user", hub.DefaultStreamsPerUser, "proxied Kubernetes requests one hub user may have in flight; more get 429 (-1: no limit)")
+	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
+	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
+	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
+	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
 }
 
 func main() {
@@ -202,6 +210,7 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		AgentImagePullPolicy: o.agentPullPolicy,
 		AgentNamespace:       o.agentNamespace,
 		HeartbeatInterval:    o.heartbeat,
+		Limits:               o.limits,
 		Logger:               logger,
 	})
 	if err != nil {
@@ -223,8 +232,26 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		}
 	}
 
+	if o.metricsAddr != "" {
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", h.MetricsHandler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		go msrv.Serve(mln)
+		defer msrv.Close()
+		logger.Info("serving metrics", "metrics_addr", mln.Addr().String())
+	}
+
 	srv := &http.Server{
-		Handler:           h,
+		Handler: h,
+		// No ReadTimeout or WriteTimeout: they would bound whole requests,
+		// and watches, logs -f, exec and the agents' tunnels last for
+		// hours. A request body has --body-timeout (hub.Limits), a head
+		// 10 s, an idle keep-alive connection 2 minutes.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Session tickets keyed from the hub's secret key, so agents

@@ -28,6 +28,8 @@ func TestFlagDefaults(t *testing.T) {
 		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
 		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
 		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
+		"metrics-addr": "", "max-streams-per-user": "500", "max-streams-per-cluster": "1000",
+		"max-watches-per-user": "250", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]
@@ -72,9 +74,16 @@ func TestServeAndRestart(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := mln.Addr().String()
+	mln.Close()
 	o := options{
 		listen: addr, dataDir: dir, heartbeat: time.Second, shutdownTimeout: 5 * time.Second,
 		logFormat: "text", logLevel: "warn", adminTokenFile: filepath.Join(dir, "admin.token"),
+		metricsAddr: metricsAddr,
 	}
 	start := func() (*syncBuffer, chan os.Signal, chan error) {
 		out := &syncBuffer{}
@@ -147,6 +156,21 @@ func TestServeAndRestart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"admin"`) {
 		t.Fatalf("whoami = %d %s", resp.StatusCode, body)
+	}
+	// /metrics: admins only on --listen, open on --metrics-addr.
+	if resp, err := c.Get("https://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/metrics on --listen without a token: %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get("http://" + metricsAddr + "/metrics"); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "eco_hub_tunnels") {
+			t.Fatalf("--metrics-addr /metrics = %d %.200s", resp.StatusCode, body)
+		}
 	}
 	if resp, err := c.Get("https://" + addr + "/"); err == nil {
 		resp.Body.Close()

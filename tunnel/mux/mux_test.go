@@ -604,11 +604,28 @@ func TestWriteDeadlineWhilePendingFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			peer := accept(t, s)
-			// The peer's window frame arrived: the stream may send 4 MiB.
-			waitFor(t, func() bool { st.mu.Lock(); defer st.mu.Unlock(); return st.sendWindow == DefaultWindow })
+			// The window grows as the peer reads: after a few MiB read it
+			// is 4 MiB, all but what the peer has not credited back yet
+			// granted to st.
+			const warmup = 4 << 20
+			go st.Write(make([]byte, warmup))
+			if _, err := io.ReadFull(peer, make([]byte, warmup)); err != nil {
+				t.Fatal(err)
+			}
+			var sw uint32 // st's send window once the credits arrived
+			waitFor(t, func() bool {
+				peer.mu.Lock()
+				owed := peer.unacked
+				grown := peer.window == DefaultWindow
+				peer.mu.Unlock()
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				sw = st.sendWindow
+				return grown && sw+owed == DefaultWindow
+			})
 
 			gate.pause()
-			data := make([]byte, DefaultWindow)
+			data := make([]byte, sw)
 			rand.Read(data)
 			if tc.deadline > 0 {
 				st.SetWriteDeadline(time.Now().Add(tc.deadline))
@@ -631,7 +648,7 @@ func TestWriteDeadlineWhilePendingFull(t *testing.T) {
 				waitFor(t, func() bool {
 					st.mu.Lock()
 					defer st.mu.Unlock()
-					return st.sendWindow <= DefaultWindow-3*maxSendBatch
+					return st.sendWindow <= sw-3*maxSendBatch
 				})
 				tc.whileWaiting(t, st, c, returned.Load)
 			}
@@ -771,5 +788,74 @@ func TestLive(t *testing.T) {
 				t.Errorf("Live() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A stream's receive window starts at InitialWindow and grows only as its
+// reader reads: a stream nobody reads costs the receiver InitialWindow,
+// one that is read reaches the configured window.
+func TestWindowGrowsOnlyAsRead(t *testing.T) {
+	c, s := pair(t, Config{}, Config{})
+	st, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := accept(t, s)
+	peer.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := peer.Write(make([]byte, DefaultWindow))
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n != InitialWindow {
+		t.Fatalf("write to an unread stream: %d bytes, %v; want %d and a deadline error", n, err, InitialWindow)
+	}
+	if b := st.Buffered(); b != InitialWindow {
+		t.Fatalf("unread stream buffers %d bytes, want %d", b, InitialWindow)
+	}
+	peer.SetWriteDeadline(time.Time{})
+	go func() {
+		peer.Write(make([]byte, 16<<20))
+		peer.CloseWrite()
+	}()
+	if _, err := io.Copy(io.Discard, st); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	w := st.window
+	st.mu.Unlock()
+	if w != DefaultWindow {
+		t.Fatalf("window after reading 16 MiB = %d, want %d", w, DefaultWindow)
+	}
+}
+
+// Windows grow only within the session's budget, and a stream that ends
+// gives its share back.
+func TestWindowBudget(t *testing.T) {
+	const budget = 2 * (DefaultWindow - InitialWindow)
+	c, s := pair(t, Config{WindowBudget: budget}, Config{})
+	window := func(st *Stream) uint32 { st.mu.Lock(); defer st.mu.Unlock(); return st.window }
+	// pull opens a stream and reads 8 MiB from its peer, leaving it open.
+	pull := func() (*Stream, *Stream) {
+		st, err := c.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := accept(t, s)
+		go peer.Write(make([]byte, 8<<20))
+		if _, err := io.ReadFull(st, make([]byte, 8<<20)); err != nil {
+			t.Fatal(err)
+		}
+		return st, peer
+	}
+	a, pa := pull()
+	b, _ := pull()
+	third, _ := pull()
+	if window(a) != DefaultWindow || window(b) != DefaultWindow || window(third) != InitialWindow {
+		t.Fatalf("windows %d, %d, %d; want the first two grown to %d within the budget, the third at %d",
+			window(a), window(b), window(third), DefaultWindow, InitialWindow)
+	}
+	a.Close()
+	pa.Close()
+	waitFor(t, func() bool { return c.grown.Load() == budget-(DefaultWindow-InitialWindow) })
+	fourth, _ := pull()
+	if window(fourth) != DefaultWindow {
+		t.Fatalf("after a grown stream ended, a new one grew to %d, want %d", window(fourth), DefaultWindow)
 	}
 }

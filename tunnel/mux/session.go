@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,10 +44,19 @@ var (
 
 // Config tunes a session; the zero value means the defaults on each field.
 type Config struct {
-	// Window is each stream's receive window in bytes: how much a peer may
-	// send on a stream before its reader catches up. If zero, 4 MiB; values
+	// Window is the largest receive window of a stream in bytes: how much
+	// a peer may send on a stream before its reader catches up. A stream
+	// starts at InitialWindow and grows to Window as its reader reads, so
+	// an unread stream holds at most InitialWindow. If zero, 4 MiB; values
 	// below InitialWindow are raised to it.
 	Window uint32
+	// WindowBudget bounds how far the session's streams together may grow
+	// their windows beyond InitialWindow: a stream whose reader reads
+	// grows only while the budget lasts, and gives its share back when it
+	// ends. The memory a session's unread data can take is thus at most
+	// WindowBudget plus InitialWindow per stream. If zero,
+	// DefaultWindowBudget.
+	WindowBudget int64
 	// AcceptBacklog bounds streams opened by the peer and not yet accepted
 	// (Server side); more are refused. If zero, 256.
 	AcceptBacklog int
@@ -59,6 +69,10 @@ type Config struct {
 
 // DefaultWindow is the default per-stream receive window.
 const DefaultWindow = 4 << 20
+
+// DefaultWindowBudget is the default Config.WindowBudget: eight streams
+// at the full default window.
+const DefaultWindowBudget = 8 * (DefaultWindow - InitialWindow)
 
 // maxPending bounds the bytes writers queue for the connection before data
 // writers wait; frames the reader sends (resets) are never held back, so the
@@ -73,6 +87,10 @@ type Session struct {
 	client bool
 	cfg    Config
 	log    *slog.Logger
+
+	// grown is the sum of the live streams' windows beyond
+	// InitialWindow, within cfg.WindowBudget.
+	grown atomic.Int64
 
 	// openMu serializes Open, so SYNs leave in stream ID order.
 	openMu sync.Mutex
@@ -117,6 +135,9 @@ func newSession(conn io.ReadWriteCloser, cfg Config, client bool) *Session {
 		cfg.Window = DefaultWindow
 	}
 	cfg.Window = max(cfg.Window, InitialWindow)
+	if cfg.WindowBudget <= 0 {
+		cfg.WindowBudget = DefaultWindowBudget
+	}
 	if cfg.AcceptBacklog <= 0 {
 		cfg.AcceptBacklog = 256
 	}
@@ -179,11 +200,8 @@ func (s *Session) Open() (*Stream, error) {
 	s.streams[id] = st
 	s.mu.Unlock()
 
-	var b [2 * HeaderLen]byte
+	var b [HeaderLen]byte
 	f := appendHeader(b[:0], header{typ: typeData, flags: flagSYN, id: id})
-	if w := s.cfg.Window - InitialWindow; w > 0 {
-		f = appendHeader(f, header{typ: typeWindow, id: id, val: w})
-	}
 	if err := s.write(f); err != nil {
 		s.forget(st)
 		return nil, err
@@ -287,8 +305,22 @@ func (s *Session) forget(st *Stream) {
 	s.mu.Lock()
 	if s.streams[st.id] == st {
 		delete(s.streams, st.id)
+		s.grown.Add(-st.grown.Swap(0))
 	}
 	s.mu.Unlock()
+}
+
+// reserveGrowth takes n bytes of the window budget, if there are.
+func (s *Session) reserveGrowth(n int64) bool {
+	for {
+		cur := s.grown.Load()
+		if cur+n > s.cfg.WindowBudget {
+			return false
+		}
+		if s.grown.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
 }
 
 // write queues frame (a header, or several) and writes everything pending
@@ -532,9 +564,6 @@ func (s *Session) lookup(h header) (*Stream, error) {
 		select {
 		case s.acceptCh <- struct{}{}:
 		default:
-		}
-		if w := s.cfg.Window - InitialWindow; w > 0 {
-			s.writeAsync(appendHeader(nil, header{typ: typeWindow, id: h.id, val: w}))
 		}
 		return st, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,18 +24,20 @@ type Stream struct {
 
 	// mu guards the fields below.
 	mu         sync.Mutex
-	chunks     []*[]byte // received and unread, oldest first
-	off        int       // read offset into chunks[0]
-	buffered   int       // unread bytes in chunks
-	window     uint32    // the receive window this side grants
-	recvAvail  uint32    // bytes the peer may still send (window granted minus received)
-	unacked    uint32    // bytes read but not yet credited back to the peer
-	sendWindow uint32    // bytes this side may still send
-	finRecv    bool      // the peer sent FIN
-	finSent    bool      // this side sent FIN
-	closed     bool      // Close was called
-	err        error     // reset or session failure; reads and writes fail with it
-	rdl, wdl   time.Time // deadlines
+	chunks     []*[]byte    // received and unread, oldest first
+	off        int          // read offset into chunks[0]
+	buffered   int          // unread bytes in chunks
+	window     uint32       // the receive window this side grants now
+	maxWindow  uint32       // what window may grow to as the reader reads
+	grown      atomic.Int64 // window beyond InitialWindow, taken from the session's budget
+	recvAvail  uint32       // bytes the peer may still send (window granted minus received)
+	unacked    uint32       // bytes read but not yet credited back to the peer
+	sendWindow uint32       // bytes this side may still send
+	finRecv    bool         // the peer sent FIN
+	finSent    bool         // this side sent FIN
+	closed     bool         // Close was called
+	err        error        // reset or session failure; reads and writes fail with it
+	rdl, wdl   time.Time    // deadlines
 	closeTimer *time.Timer
 
 	rnotify, wnotify chan struct{} // signalled (cap 1) when reading / writing may proceed
@@ -56,14 +59,15 @@ func (st *Stream) SetReadNotify(f func()) {
 	st.mu.Unlock()
 }
 
-// newStream returns stream id, which grants the peer window bytes (the
-// opener announces more than InitialWindow with a window frame).
-func newStream(s *Session, id, window uint32) *Stream {
+// newStream returns stream id, which grants the peer InitialWindow bytes
+// and grows that up to maxWindow as its reader reads (see creditBack).
+func newStream(s *Session, id, maxWindow uint32) *Stream {
 	return &Stream{
 		s:          s,
 		id:         id,
-		window:     window,
-		recvAvail:  window,
+		window:     InitialWindow,
+		maxWindow:  max(maxWindow, InitialWindow),
+		recvAvail:  InitialWindow,
 		sendWindow: InitialWindow,
 		rnotify:    make(chan struct{}, 1),
 		wnotify:    make(chan struct{}, 1),
@@ -206,7 +210,13 @@ func (st *Stream) copyOut(p []byte) int {
 
 // creditBack records n bytes read and returns the window increment to send
 // now (0 for none): once a quarter of the window has been read, so the
-// peer never waits on a reader that keeps up. st.mu is held.
+// peer never waits on a reader that keeps up. Each such credit also
+// doubles the window, up to maxWindow: a stream starts with InitialWindow
+// and reaches the full window once its reader has read about a quarter
+// of it, so a stream nobody reads (a client that stopped reading a watch
+// or a download) holds InitialWindow of memory at the receiver, not the
+// full window. Growth comes out of the session's WindowBudget: past it a
+// stream keeps the window it has. st.mu is held.
 func (st *Stream) creditBack(n int) uint32 {
 	st.unacked += uint32(n)
 	if st.finRecv || st.unacked < st.window/4 {
@@ -214,6 +224,14 @@ func (st *Stream) creditBack(n int) uint32 {
 	}
 	inc := st.unacked
 	st.unacked = 0
+	if st.window < st.maxWindow && st.err == nil && !st.closed {
+		g := min(st.window, st.maxWindow-st.window)
+		if st.s.reserveGrowth(int64(g)) {
+			st.grown.Add(int64(g))
+			st.window += g
+			inc += g
+		}
+	}
 	st.recvAvail += inc
 	return inc
 }
