@@ -28,6 +28,7 @@ func TestFlagDefaults(t *testing.T) {
 		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
 		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
 		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
+		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]
