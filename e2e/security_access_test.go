@@ -194,6 +194,15 @@ func (s *accessSuite) whoamiRaw(t *testing.T, token string, header, trailer http
 	return code, ssr.Status.UserInfo.Username, body
 }
 
+// statusMessage returns the message of a Kubernetes Status body.
+func statusMessage(body string) string {
+	var st struct{ Kind, Message string }
+	if json.Unmarshal([]byte(body), &st) != nil || st.Kind != "Status" {
+		return ""
+	}
+	return st.Message
+}
+
 // refused asserts that kubectl failed and said want.
 func refused(t *testing.T, out string, err error, want ...string) {
 	t.Helper()
@@ -253,7 +262,7 @@ func TestSecurityAccess(t *testing.T) {
 			refusal: "Imported Clusters does not show it; its pages are the 404 of a missing cluster",
 			run: func(t *testing.T) {
 				code, page := s.raw(t, "GET", "/ui/clusters", s.tok["nina"].Token, nil, nil, "")
-				if code != 200 || strings.Contains(page, s.a) || strings.Contains(page, ">local<") || !strings.Contains(page, ">other<") {
+				if code != 200 || strings.Contains(page, s.a) || strings.Contains(page, ">local</a>") || !strings.Contains(page, ">other</a>") {
 					t.Fatalf("nina's Imported Clusters (%d) shows %s or misses %s", code, s.a, s.b)
 				}
 				for _, tab := range []string{"", "/workloads"} {
@@ -266,10 +275,14 @@ func TestSecurityAccess(t *testing.T) {
 		},
 		{
 			attack:  "a member runs kubectl against a cluster it was not granted",
-			refusal: "NotFound: the cluster is not imported in this hub",
+			refusal: "NotFound (kubectl's discovery says the server could not find the requested resource); the Status says not imported",
 			run: func(t *testing.T) {
 				out, err := kubectl(ctx, s.kc["nina"], "get", "pods", "-A")
-				refused(t, out, err, notImported)
+				refused(t, out, err, "Error from server (NotFound)")
+				code, body := s.raw(t, "GET", "/clusters/"+s.a+"/k8s/api/v1/pods", s.tok["nina"].Token, nil, nil, "")
+				if code != 404 || statusMessage(body) != "eco: "+notImported {
+					t.Fatalf("raw: %d %s", code, body)
+				}
 			},
 		},
 		{
@@ -295,11 +308,11 @@ func TestSecurityAccess(t *testing.T) {
 		},
 		{
 			attack:  "an expired token is used with kubectl",
-			refusal: "Unauthorized",
+			refusal: "401 Unauthorized: you must be logged in",
 			run: func(t *testing.T) {
 				time.Sleep(time.Until(*s.tok["expired"].ExpiresAt) + 10*time.Millisecond)
 				out, err := kubectl(ctx, s.kc["expired"], "get", "pods")
-				refused(t, out, err, "Unauthorized")
+				refused(t, out, err, "You must be logged in to the server", "a valid hub API token is required")
 			},
 		},
 		{
@@ -318,7 +331,14 @@ func TestSecurityAccess(t *testing.T) {
 			run: func(t *testing.T) {
 				mustKubectl(t, s.kc["scopedA"], "get", "namespaces")
 				out, err := kubectl(ctx, s.kc["scopedA@B"], "get", "namespaces")
-				refused(t, out, err, `cluster "`+s.b+`" is not imported in this hub`)
+				refused(t, out, err, "Error from server (NotFound)")
+				code, body := s.raw(t, "GET", "/clusters/"+s.b+"/k8s/api", s.tok["scopedA"].Token, nil, nil, "")
+				if code != 404 || statusMessage(body) != `eco: cluster "`+s.b+`" is not imported in this hub` {
+					t.Fatalf("raw: %d %s", code, body)
+				}
+				if code, body := s.raw(t, "GET", "/clusters/"+s.b+"/k8s/api", s.w.hub.AdminToken, nil, nil, ""); code != 503 {
+					t.Fatalf("an unscoped admin on B: %d %s, want 503", code, body)
+				}
 			},
 		},
 		{
@@ -372,12 +392,12 @@ func TestSecurityAccess(t *testing.T) {
 			run: func(t *testing.T) {
 				mustKubectl(t, s.kc["vic"], "get", "pods", "-n", "default")
 				out, err := kubectl(ctx, s.retarget(t, s.kc["vic"], s.a, s.b), "get", "pods")
-				refused(t, out, err, `cluster "`+s.b+`" is not imported in this hub`)
+				refused(t, out, err, "Error from server (NotFound)")
 			},
 		},
 		{
 			attack:  "the token of a kubeconfig is used after its expiry",
-			refusal: "Unauthorized",
+			refusal: "401 Unauthorized: you must be logged in",
 			run: func(t *testing.T) {
 				var data []byte
 				if err := s.w.hub.Do(ctx, "GET", "/api/v1/clusters/"+s.a+"/kubeconfig?ttl=2s", "", nil, &data); err != nil {
@@ -391,7 +411,7 @@ func TestSecurityAccess(t *testing.T) {
 				mustKubectl(t, path, "get", "namespaces")
 				time.Sleep(2100 * time.Millisecond)
 				out, err := kubectl(ctx, path, "get", "namespaces")
-				refused(t, out, err, "Unauthorized")
+				refused(t, out, err, "You must be logged in to the server", "a valid hub API token is required")
 			},
 		},
 		{
@@ -427,9 +447,10 @@ func TestSecurityAccess(t *testing.T) {
 				if who != "carol" {
 					t.Fatalf("--as=carol: whoami %q", who)
 				}
-				out, err := kubectl(ctx, s.kc["ivan"], "auth", "whoami", "--as=dave")
+				// kubectl auth whoami hides a 403's message; get shows it.
+				out, err := kubectl(ctx, s.kc["ivan"], "get", "pods", "-n", "default", "--as=dave")
 				refused(t, out, err, `users "dave" is forbidden: User "`+prefix+`ivan" cannot impersonate`)
-				out, err = kubectl(ctx, s.kc["ivan"], "auth", "whoami", "--as=carol", "--as-group=eco:admins")
+				out, err = kubectl(ctx, s.kc["ivan"], "get", "pods", "-n", "default", "--as=carol", "--as-group=eco:admins")
 				refused(t, out, err, `groups "eco:admins" is forbidden: User "`+prefix+`ivan"`)
 			},
 		},
@@ -441,7 +462,7 @@ func TestSecurityAccess(t *testing.T) {
 				if who != "someone" {
 					t.Fatalf("--as=someone: whoami %q", who)
 				}
-				out, err := kubectl(ctx, s.w.kc, "auth", "whoami", "--as=someone", "--as-group=system:masters")
+				out, err := kubectl(ctx, s.w.kc, "get", "pods", "-n", "default", "--as=someone", "--as-group=system:masters")
 				refused(t, out, err, "forbidden", `"system:masters"`)
 			},
 		},
