@@ -68,6 +68,12 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldWith(t, nil)
+}
+
+// newWorldWith is newWorld with the hub's configuration changed by mutate.
+func newWorldWith(t *testing.T, mutate func(*localeco.HubConfig)) *world {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	// Heartbeats every second (3 s to declare a peer dead) keep loss
@@ -75,7 +81,11 @@ func newWorld(t *testing.T) *world {
 	// machine under -race: hub and agent share this process, and with
 	// 500 ms (1.5 s) a stall during the 50 MB LIST once ended the
 	// session on both sides at the same moment.
-	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t)})
+	hcfg := localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t)}
+	if mutate != nil {
+		mutate(&hcfg)
+	}
+	h, err := localeco.StartHub(ctx, hcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +115,7 @@ func newWorld(t *testing.T) *world {
 		// afresh; the controller-manager finishes the namespace.
 		w.stopAgent()
 		cluster.Kubectl(context.Background(), "delete", "namespace", install.DefaultNamespace, "--ignore-not-found", "--wait=true", "--timeout=60s").Run()
-		cluster.Kubectl(context.Background(), "delete", "clusterrolebinding", "eco:admins", "eco:viewers", "eco-agent", "--ignore-not-found").Run()
+		cluster.Kubectl(context.Background(), "delete", "clusterrolebinding", "eco:admins", "eco:editors", "eco:viewers", "eco-agent", "--ignore-not-found").Run()
 		cluster.Kubectl(context.Background(), "delete", "clusterrole", "eco-agent", "--ignore-not-found").Run()
 	})
 	return w
@@ -238,11 +248,11 @@ func TestThroughTheHub(t *testing.T) {
 		}
 	})
 
-	t.Run("kubectl auth whoami shows the hub identity, not the client's choice", func(t *testing.T) {
+	t.Run("kubectl auth whoami shows the hub identity", func(t *testing.T) {
+		// A client's own impersonation (kubectl --as) is checked by the
+		// cluster: e2e/security_access_test.go.
 		for _, args := range [][]string{
 			{"auth", "whoami", "-o", "json"},
-			// A client's own impersonation is dropped by the hub.
-			{"auth", "whoami", "-o", "json", "--as=system:admin", "--as-group=system:masters"},
 		} {
 			var who struct {
 				Status struct {
@@ -257,8 +267,8 @@ func TestThroughTheHub(t *testing.T) {
 				t.Fatal(err)
 			}
 			u := who.Status.UserInfo
-			if u.Username != "admin" || !contains(u.Groups, hub.GroupAdmins) || contains(u.Groups, "system:masters") {
-				t.Fatalf("kubectl %v: user %q groups %v, want admin in %s", args, u.Username, u.Groups, hub.GroupAdmins)
+			if u.Username != hub.DefaultUserPrefix+"admin" || !contains(u.Groups, hub.GroupAdmins) || contains(u.Groups, "system:masters") {
+				t.Fatalf("kubectl %v: user %q groups %v, want %sadmin in %s", args, u.Username, u.Groups, hub.DefaultUserPrefix, hub.GroupAdmins)
 			}
 			if len(u.Extra[hub.RequestIDExtra]) != 1 {
 				t.Errorf("no request ID in the user's extra: %v", u.Extra)
@@ -268,7 +278,10 @@ func TestThroughTheHub(t *testing.T) {
 
 	t.Run("a viewer reads but cannot write", func(t *testing.T) {
 		var tok hub.TokenJSON
-		if err := w.hub.Do(ctx, "POST", "/api/v1/tokens", "", map[string]string{"name": "vera", "role": "viewer"}, &tok); err != nil {
+		if err := w.hub.Do(ctx, "POST", "/api/v1/tokens", "", map[string]string{"name": "vera", "role": "member"}, &tok); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.hub.Do(ctx, "POST", "/api/v1/grants", "", map[string]string{"kind": "user", "subject": "vera", "cluster": w.id, "role": "view"}, nil); err != nil {
 			t.Fatal(err)
 		}
 		vkc := filepath.Join(t.TempDir(), "viewer.kubeconfig")
@@ -277,7 +290,7 @@ func TestThroughTheHub(t *testing.T) {
 		}
 		mustKubectl(t, vkc, "get", "configmaps", "-n", "through-hub")
 		out, err := kubectl(ctx, vkc, "create", "configmap", "nope", "-n", "through-hub")
-		if err == nil || !strings.Contains(out, "forbidden") || !strings.Contains(out, `"vera"`) {
+		if err == nil || !strings.Contains(out, "forbidden") || !strings.Contains(out, `"eco:vera"`) {
 			t.Fatalf("viewer create: err=%v out=%s; want forbidden for vera", err, out)
 		}
 		// can-i answers "no" with exit status 1.

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/google/uuid"
@@ -51,26 +53,61 @@ func (h *Hub) ExternalURL() string { return h.cfg.ExternalURL }
 // e.g. the web UI at "/". Call it before serving.
 func (h *Hub) Mount(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
+// ErrNoAccess is returned by ClusterConfig for a cluster the identity was
+// not granted. Show it as "not found": whether the cluster exists is not
+// the user's business.
+var ErrNoAccess = errors.New("no such cluster")
+
+// KubeUser returns the Kubernetes user name the hub impersonates for ident.
+func (h *Hub) KubeUser(ident Identity) string { return h.cfg.UserPrefix + ident.Name }
+
 // ClusterConfig returns a client-go configuration that reaches cluster id's
 // API server through its tunnel, impersonating ident exactly as the proxy
-// does, so the cluster's RBAC applies to whatever it is used for. A request
-// to a cluster without a tunnel fails with an error wrapping
+// does (its user name with the hub's prefix, the group of its role in that
+// cluster), so the cluster's RBAC applies to whatever it is used for. It
+// returns ErrNoAccess if ident has no role in cluster id. A request to a
+// cluster without a tunnel fails with an error wrapping
 // tunnel.ErrNoSession. Every client built from it shares the proxy's
 // transport and its pool of idle tunnel streams, so a dashboard page reuses
 // streams (and the agent's API-server connections behind them) instead of
 // opening new ones; there is nothing to close when done.
-func (h *Hub) ClusterConfig(id string, ident Identity) *rest.Config {
+func (h *Hub) ClusterConfig(id string, ident Identity) (*rest.Config, error) {
+	role := ident.ClusterRole(id)
+	if role == "" {
+		return nil, fmt.Errorf("cluster %q: %w", id, ErrNoAccess)
+	}
 	return &rest.Config{
 		Host:      "http://" + id,
 		Transport: &featureTransport{h: h, ident: ident, cluster: id, source: "hub"},
 		Impersonate: rest.ImpersonationConfig{
-			UserName: ident.Name,
-			Groups:   ident.Groups(),
+			UserName: h.KubeUser(ident),
+			Groups:   []string{KubeGroup(role)},
 		},
 		UserAgent: "eco-hub/" + h.cfg.Version,
 		QPS:       50,
 		Burst:     100,
+	}, nil
+}
+
+// CreateGrant records a grant; this hub applies it from now on, other
+// replicas within tokenCacheTTL.
+func (h *Hub) CreateGrant(ctx context.Context, g store.NewGrant) (store.Grant, error) {
+	out, err := h.store.CreateGrant(ctx, g)
+	if err != nil {
+		return out, err
 	}
+	h.tokens.clear()
+	return out, nil
+}
+
+// DeleteGrant deletes grant id; this hub applies it from now on, other
+// replicas within tokenCacheTTL.
+func (h *Hub) DeleteGrant(ctx context.Context, id string) error {
+	if err := h.store.DeleteGrant(ctx, id); err != nil {
+		return err
+	}
+	h.tokens.clear()
+	return nil
 }
 
 // featureTransport is the transport of ClusterConfig's clients: the

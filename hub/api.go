@@ -34,32 +34,38 @@ func (h *Hub) routes() {
 	m.HandleFunc("GET /readyz", h.readyz)
 	// Metrics name every cluster: admins only here; MetricsHandler
 	// serves them on a listener of their own.
-	m.HandleFunc("GET /metrics", h.requireUser(store.RoleAdmin, h.MetricsHandler().ServeHTTP))
+	m.HandleFunc("GET /metrics", h.requireUser(hubAdmin, h.MetricsHandler().ServeHTTP))
 	m.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openAPISpec)
 	})
 	m.Handle(TunnelPath, h.tunnels)
 
-	api := func(pattern, route string, role store.Role, f http.HandlerFunc) {
-		m.HandleFunc(pattern, h.countAPI(route, h.requireUser(role, f)))
+	api := func(pattern, route string, need access, f http.HandlerFunc) {
+		m.HandleFunc(pattern, h.countAPI(route, h.requireUser(need, f)))
 	}
-	api("GET /api/v1/whoami", "whoami", store.RoleViewer, h.whoami)
-	api("GET /api/v1/clusters", "list-clusters", store.RoleViewer, h.listClusters)
-	api("POST /api/v1/clusters", "create-cluster", store.RoleAdmin, h.createCluster)
-	api("GET /api/v1/clusters/{id}", "get-cluster", store.RoleViewer, h.getCluster)
-	api("DELETE /api/v1/clusters/{id}", "delete-cluster", store.RoleAdmin, h.deleteCluster)
-	api("GET /api/v1/clusters/{id}/install.yaml", "install-yaml", store.RoleAdmin, h.installYAML)
-	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", store.RoleViewer, h.kubeconfig)
-	api("GET /api/v1/clusters/{id}/status", "status", store.RoleViewer, h.clusterStatus)
-	api("GET /api/v1/clusters/{id}/history", "history", store.RoleViewer, h.statusHistory)
-	api("GET /api/v1/clusters/{id}/audit", "cluster-audit", store.RoleAdmin, h.clusterAuditLog)
-	api("GET /api/v1/audit", "audit", store.RoleAdmin, h.auditLog)
-	api("GET /api/v1/tokens", "list-tokens", store.RoleAdmin, h.listTokens)
-	api("POST /api/v1/tokens", "create-token", store.RoleAdmin, h.createToken)
-	api("DELETE /api/v1/tokens/{id}", "revoke-token", store.RoleAdmin, h.revokeToken)
-	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix+"/", h.requireUser(store.RoleViewer, h.proxy.ServeHTTP))
-	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix, h.requireUser(store.RoleViewer, h.proxy.ServeHTTP))
+	api("GET /api/v1/whoami", "whoami", anyUser, h.whoami)
+	api("GET /api/v1/clusters", "list-clusters", anyUser, h.listClusters)
+	api("POST /api/v1/clusters", "create-cluster", hubAdmin, h.createCluster)
+	api("GET /api/v1/clusters/{id}", "get-cluster", anyUser, h.getCluster)
+	api("DELETE /api/v1/clusters/{id}", "delete-cluster", clusterAdmin, h.deleteCluster)
+	api("GET /api/v1/clusters/{id}/install.yaml", "install-yaml", clusterAdmin, h.installYAML)
+	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", anyUser, h.kubeconfig)
+	api("GET /api/v1/clusters/{id}/status", "status", anyUser, h.clusterStatus)
+	api("GET /api/v1/clusters/{id}/history", "history", anyUser, h.statusHistory)
+	api("GET /api/v1/clusters/{id}/audit", "cluster-audit", clusterAdmin, h.clusterAuditLog)
+	api("GET /api/v1/audit", "audit", hubAdmin, h.auditLog)
+	api("GET /api/v1/tokens", "list-tokens", hubAdmin, h.listTokens)
+	api("POST /api/v1/tokens", "create-token", hubAdmin, h.createToken)
+	api("DELETE /api/v1/tokens/{id}", "revoke-token", hubAdmin, h.revokeToken)
+	api("GET /api/v1/grants", "list-grants", hubAdmin, h.listGrants)
+	api("POST /api/v1/grants", "create-grant", hubAdmin, h.createGrant)
+	api("DELETE /api/v1/grants/{id}", "delete-grant", hubAdmin, h.deleteGrant)
+	// The proxy checks the user's access to the cluster and, for a
+	// read-only token, the verb itself: it answers Kubernetes Status
+	// bodies.
+	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix+"/", h.requireProxyUser(h.proxy.ServeHTTP))
+	m.HandleFunc(ProxyPrefix+"{id}"+ProxySuffix, h.requireProxyUser(h.proxy.ServeHTTP))
 	h.mux = m
 }
 
@@ -165,7 +171,18 @@ func statusJSON(s store.Status) StatusJSON {
 
 func (h *Hub) whoami(w http.ResponseWriter, r *http.Request) {
 	id, _ := identityFrom(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"name": id.Name, "role": id.Role, "groups": id.Groups(), "tokenId": id.TokenID, "version": h.cfg.Version})
+	out := map[string]any{
+		"name": id.Name, "role": id.Role, "groups": id.Groups, "kubernetesUser": h.KubeUser(id),
+		"tokenId": id.TokenID, "readOnly": id.Scope.ReadOnly, "version": h.cfg.Version,
+		"grants": grantsJSON(id.grants),
+	}
+	if id.Scope.Clusters != nil {
+		out["clusters"] = id.Scope.Clusters
+	}
+	if !id.ExpiresAt.IsZero() {
+		out["expiresAt"] = id.ExpiresAt
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // createClusterRequest is the body of POST /api/v1/clusters.
@@ -207,6 +224,8 @@ func (h *Hub) listClusters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
 		return
 	}
+	ident, _ := identityFrom(r.Context())
+	opts.IDs = ident.VisibleClusters()
 	page, err := h.store.ListClusters(r.Context(), opts)
 	if err != nil {
 		writeStoreError(w, err)
@@ -230,7 +249,11 @@ func (h *Hub) getCluster(w http.ResponseWriter, r *http.Request) {
 // deleteCluster removes the cluster: its credential stops matching at
 // once, and its tunnel is closed.
 func (h *Hub) deleteCluster(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	id := c.ID
 	if err := h.DeleteCluster(r.Context(), id); err != nil {
 		writeStoreError(w, err)
 		return
@@ -280,20 +303,68 @@ func (h *Hub) InstallYAML(id string) ([]byte, error) {
 }
 
 // kubeconfig returns a kubeconfig that reaches the cluster through the hub
-// as the caller, with the caller's own token.
+// as the caller, with a new token of the caller's scoped to this cluster
+// that expires after ?ttl= (a Go duration, at most MaxTokenTTL) or
+// Config.KubeconfigTTL, and never after the caller's own token; with
+// ?readOnly=true, or if the caller's token is read-only, it is read-only.
 func (h *Hub) kubeconfig(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.loadCluster(w, r)
 	if !ok {
 		return
 	}
 	ident, _ := identityFrom(r.Context())
-	data, err := h.Kubeconfig(c, ident.Name, ident.Token)
+	q := r.URL.Query()
+	ttl := h.cfg.KubeconfigTTL
+	if s := q.Get("ttl"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > MaxTokenTTL {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl %q: want a positive Go duration of at most %s, e.g. 8h", s, MaxTokenTTL))
+			return
+		}
+		ttl = d
+	}
+	readOnly := ident.Scope.ReadOnly
+	switch q.Get("readOnly") {
+	case "", "false":
+	case "true":
+		readOnly = true
+	default:
+		writeError(w, http.StatusBadRequest, "readOnly: want true or false")
+		return
+	}
+	secret, t, err := h.MintClusterToken(r.Context(), ident, c.ID, ttl, readOnly)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	data, err := h.Kubeconfig(c, ident.Name, secret)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	h.logger.Info("kubeconfig token minted", "cluster", c.ID, "user", ident.Name, "by_token", ident.TokenID, "token", t.ID, "expires", t.ExpiresAt)
 	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Write(data)
+}
+
+// MintClusterToken creates a token for ident's user that reaches only
+// cluster id and expires after ttl, or with ident's own token if that
+// expires sooner. It carries ident's role, groups and read-only flag (or
+// read-only if readOnly), and the user's grants apply to it as they change,
+// so it never reaches further than ident.
+func (h *Hub) MintClusterToken(ctx context.Context, ident Identity, id string, ttl time.Duration, readOnly bool) (string, store.Token, error) {
+	if ident.ClusterRole(id) == "" {
+		return "", store.Token{}, fmt.Errorf("cluster %q: %w", id, store.ErrNotFound)
+	}
+	expires := h.cfg.Now().Add(ttl)
+	if !ident.ExpiresAt.IsZero() && ident.ExpiresAt.Before(expires) {
+		expires = ident.ExpiresAt
+	}
+	return h.CreateToken(ctx, store.NewToken{
+		Name: ident.Name, Role: ident.Role, Groups: ident.Groups, ExpiresAt: expires,
+		Scope: store.TokenScope{Clusters: []string{id}, ReadOnly: readOnly || ident.Scope.ReadOnly},
+	})
 }
 
 // Kubeconfig renders a kubeconfig for cluster c through the hub, for user
@@ -359,21 +430,50 @@ type TokenJSON struct {
 	ID         string     `json:"id"`
 	Name       string     `json:"name"`
 	Role       string     `json:"role"`
+	Groups     []string   `json:"groups"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
-	Token      string     `json:"token,omitempty"`
+	// ExpiresAt is absent for a token that never expires.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Clusters is absent for a token that reaches every cluster its user
+	// may.
+	Clusters []string `json:"clusters,omitempty"`
+	ReadOnly bool     `json:"readOnly"`
+	Token    string   `json:"token,omitempty"`
 }
 
 func tokenJSON(t store.Token) TokenJSON {
-	out := TokenJSON{ID: t.ID, Name: t.Name, Role: string(t.Role), CreatedAt: t.CreatedAt}
+	out := TokenJSON{ID: t.ID, Name: t.Name, Role: string(t.Role), Groups: t.Groups, CreatedAt: t.CreatedAt,
+		Clusters: t.Scope.Clusters, ReadOnly: t.Scope.ReadOnly}
+	if out.Groups == nil {
+		out.Groups = []string{}
+	}
 	if !t.LastUsedAt.IsZero() {
 		out.LastUsedAt = &t.LastUsedAt
 	}
 	if !t.RevokedAt.IsZero() {
 		out.RevokedAt = &t.RevokedAt
 	}
+	if !t.ExpiresAt.IsZero() {
+		out.ExpiresAt = &t.ExpiresAt
+	}
 	return out
+}
+
+// createTokenRequest is the body of POST /api/v1/tokens.
+type createTokenRequest struct {
+	Name   string   `json:"name"`
+	Role   string   `json:"role"`
+	Groups []string `json:"groups"`
+	// ExpiresIn is a Go duration (e.g. "720h"), at most MaxTokenTTL;
+	// empty means DefaultTokenTTL.
+	ExpiresIn string `json:"expiresIn"`
+	// NeverExpires asks for a token without expiry; ExpiresIn must then be
+	// empty.
+	NeverExpires bool     `json:"neverExpires"`
+	Clusters     []string `json:"clusters"`
+	ReadOnly     bool     `json:"readOnly"`
 }
 
 func (h *Hub) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -390,14 +490,34 @@ func (h *Hub) listTokens(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) createToken(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-	}
+	var req createTokenRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
-	secret, t, err := h.NewAPIToken(r.Context(), req.Name, store.Role(req.Role))
+	if req.Role == "viewer" {
+		writeError(w, http.StatusBadRequest, `role "viewer" is gone: create a "member" token and grant it view (POST /api/v1/grants)`)
+		return
+	}
+	nt := store.NewToken{Name: req.Name, Role: store.Role(req.Role), Groups: req.Groups,
+		Scope: store.TokenScope{Clusters: req.Clusters, ReadOnly: req.ReadOnly}}
+	switch {
+	case req.NeverExpires && req.ExpiresIn != "":
+		writeError(w, http.StatusBadRequest, "expiresIn and neverExpires exclude each other")
+		return
+	case req.NeverExpires:
+	default:
+		ttl := DefaultTokenTTL
+		if req.ExpiresIn != "" {
+			d, err := time.ParseDuration(req.ExpiresIn)
+			if err != nil || d <= 0 || d > MaxTokenTTL {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("expiresIn %q: want a positive Go duration of at most %s, e.g. 720h, or neverExpires", req.ExpiresIn, MaxTokenTTL))
+				return
+			}
+			ttl = d
+		}
+		nt.ExpiresAt = h.cfg.Now().Add(ttl)
+	}
+	secret, t, err := h.CreateToken(r.Context(), nt)
 	if err != nil {
 		writeStoreError(w, err)
 		return
@@ -415,13 +535,86 @@ func (h *Hub) revokeToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// loadCluster loads the cluster of the route if the caller may see it. A
+// cluster the caller was not granted is answered exactly as one that does
+// not exist, so its existence is not leaked.
 func (h *Hub) loadCluster(w http.ResponseWriter, r *http.Request) (store.Cluster, bool) {
-	c, err := h.store.GetCluster(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	ident, _ := identityFrom(r.Context())
+	notFound := func() { writeError(w, http.StatusNotFound, fmt.Sprintf("cluster %q not found", id)) }
+	if ident.ClusterRole(id) == "" {
+		notFound()
+		return store.Cluster{}, false
+	}
+	c, err := h.store.GetCluster(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		notFound()
+		return store.Cluster{}, false
+	}
 	if err != nil {
 		writeStoreError(w, err)
 		return store.Cluster{}, false
 	}
 	return c, true
+}
+
+// GrantJSON is a grant as the API shows it.
+type GrantJSON struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Subject string `json:"subject"`
+	// Cluster is absent for a grant on every cluster.
+	Cluster   string    `json:"cluster,omitempty"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+func grantsJSON(gs []store.Grant) []GrantJSON {
+	out := make([]GrantJSON, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, GrantJSON{ID: g.ID, Kind: string(g.Kind), Subject: g.Subject, Cluster: g.ClusterID, Role: string(g.Role), CreatedAt: g.CreatedAt})
+	}
+	return out
+}
+
+func (h *Hub) listGrants(w http.ResponseWriter, r *http.Request) {
+	gs, err := h.store.ListGrants(r.Context(), r.URL.Query().Get("cluster"))
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": grantsJSON(gs)})
+}
+
+func (h *Hub) createGrant(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Kind    string `json:"kind"`
+		Subject string `json:"subject"`
+		Cluster string `json:"cluster"`
+		Role    string `json:"role"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	g, err := h.CreateGrant(r.Context(), store.NewGrant{Kind: store.SubjectKind(req.Kind), Subject: req.Subject, ClusterID: req.Cluster, Role: store.ClusterRole(req.Role)})
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	ident, _ := identityFrom(r.Context())
+	h.logger.Info("grant created", "grant", g.ID, "kind", g.Kind, "subject", g.Subject, "cluster", g.ClusterID, "role", g.Role, "by", ident.Name)
+	w.Header().Set("Location", "/api/v1/grants/"+g.ID)
+	writeJSON(w, http.StatusCreated, grantsJSON([]store.Grant{g})[0])
+}
+
+func (h *Hub) deleteGrant(w http.ResponseWriter, r *http.Request) {
+	if err := h.DeleteGrant(r.Context(), r.PathValue("id")); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	ident, _ := identityFrom(r.Context())
+	h.logger.Info("grant deleted", "grant", r.PathValue("id"), "by", ident.Name)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func intParam(s string) (int, error) {

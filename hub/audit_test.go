@@ -130,7 +130,7 @@ func TestAuditLog(t *testing.T) {
 	}
 
 	// Only admins read the audit log; bad cursors are refused.
-	secret, _, err := e.hub.NewAPIToken(t.Context(), "vera", store.RoleViewer)
+	secret, _, err := e.hub.NewAPIToken(t.Context(), "vera", store.RoleMember)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,16 @@ type Config struct {
 	// AgentNamespace is the namespace install YAMLs create. Empty means
 	// install's default (eco-system).
 	AgentNamespace string
+	// UserPrefix is put before a hub user's name when the hub impersonates
+	// it in a cluster, like kube-apiserver's --oidc-username-prefix: with
+	// "eco:", hub user alice acts as Kubernetes user eco:alice, and can
+	// never be taken for a user the cluster knows from elsewhere. Empty
+	// means no prefix; cmd/eco-hub defaults to DefaultUserPrefix. It may
+	// not start with "system:".
+	UserPrefix string
+	// KubeconfigTTL is how long the token in a kubeconfig from the API
+	// lasts. Zero means DefaultKubeconfigTTL.
+	KubeconfigTTL time.Duration
 	// AllowInsecureAgentURL lets install YAMLs carry an http ExternalURL;
 	// for tests only.
 	AllowInsecureAgentURL bool
@@ -137,6 +147,15 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.Version == "" {
 		cfg.Version = defaultVersion
+	}
+	if err := validateUserPrefix(cfg.UserPrefix); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if cfg.KubeconfigTTL == 0 {
+		cfg.KubeconfigTTL = DefaultKubeconfigTTL
+	}
+	if cfg.KubeconfigTTL < 0 {
+		return nil, errors.New("hub: KubeconfigTTL is negative")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

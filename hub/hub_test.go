@@ -47,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	return newEnvWith(t, nil)
 }
 
-// newEnvWith is newEnv with the hub's Config changed by mutate first.
+// newEnvWith is newEnv with cfg changed by mutate before the hub starts.
 func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir()+"/eco.db", store.Config{})
@@ -199,8 +199,11 @@ func (e *env) waitState(id string, want store.State) hub.StatusJSON {
 func TestAPIAuthAndValidation(t *testing.T) {
 	e := newEnv(t)
 	var viewer hub.TokenJSON
-	if code := e.do("POST", "/api/v1/tokens", e.admin, `{"name":"vera","role":"viewer"}`, &viewer); code != 201 || viewer.Token == "" {
-		t.Fatalf("create viewer token: %d %+v", code, viewer)
+	if code := e.do("POST", "/api/v1/tokens", e.admin, `{"name":"vera","role":"member"}`, &viewer); code != 201 || viewer.Token == "" {
+		t.Fatalf("create member token: %d %+v", code, viewer)
+	}
+	if code := e.do("POST", "/api/v1/grants", e.admin, `{"kind":"user","subject":"vera","role":"view"}`, nil); code != 201 {
+		t.Fatalf("grant vera view on all clusters: %d", code)
 	}
 	c := e.createCluster("prod")
 	tests := []struct {
@@ -217,6 +220,14 @@ func TestAPIAuthAndValidation(t *testing.T) {
 		{"viewer may not read install YAML", "GET", "/api/v1/clusters/" + c.ID + "/install.yaml", viewer.Token, "", 403},
 		{"viewer may not delete", "DELETE", "/api/v1/clusters/" + c.ID, viewer.Token, "", 403},
 		{"viewer may not mint tokens", "POST", "/api/v1/tokens", viewer.Token, `{"name":"x","role":"admin"}`, 403},
+		{"viewer may not grant", "POST", "/api/v1/grants", viewer.Token, `{"kind":"user","subject":"vera","role":"admin"}`, 403},
+		{"the viewer role is gone", "POST", "/api/v1/tokens", e.admin, `{"name":"x","role":"viewer"}`, 400},
+		{"expiry and never together", "POST", "/api/v1/tokens", e.admin, `{"name":"x","role":"admin","expiresIn":"1h","neverExpires":true}`, 400},
+		{"expiry beyond a year", "POST", "/api/v1/tokens", e.admin, `{"name":"x","role":"admin","expiresIn":"9000h"}`, 400},
+		{"negative expiry", "POST", "/api/v1/tokens", e.admin, `{"name":"x","role":"admin","expiresIn":"-1h"}`, 400},
+		{"grant of an unknown role", "POST", "/api/v1/grants", e.admin, `{"kind":"user","subject":"x","role":"cluster-admin"}`, 400},
+		{"grant on an unknown cluster", "POST", "/api/v1/grants", e.admin, `{"kind":"user","subject":"x","cluster":"c-aaaaaaaaaa","role":"view"}`, 404},
+		{"kubeconfig with a bad ttl", "GET", "/api/v1/clusters/" + c.ID + "/kubeconfig?ttl=forever", e.admin, "", 400},
 		{"malformed JSON", "POST", "/api/v1/clusters", e.admin, `{"name":`, 400},
 		{"unknown field", "POST", "/api/v1/clusters", e.admin, `{"name":"a","color":"red"}`, 400},
 		{"bad provider", "POST", "/api/v1/clusters", e.admin, `{"name":"a","provider":"ibm"}`, 400},
@@ -287,10 +298,13 @@ func TestClusterLifecycleAPI(t *testing.T) {
 	}
 	kc, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{e.srv.URL + "/clusters/" + c.ID + "/k8s", e.admin, "certificate-authority-data"} {
+	for _, want := range []string{e.srv.URL + "/clusters/" + c.ID + "/k8s", "token: ecot_", "certificate-authority-data"} {
 		if !strings.Contains(string(kc), want) {
 			t.Errorf("kubeconfig lacks %q:\n%s", want, kc)
 		}
+	}
+	if strings.Contains(string(kc), e.admin) {
+		t.Error("the kubeconfig embeds the caller's own token")
 	}
 
 	if code := e.do("DELETE", "/api/v1/clusters/"+c.ID, e.admin, "", nil); code != 204 {
@@ -463,10 +477,8 @@ func TestProxyReplacesIdentity(t *testing.T) {
 
 	req, _ := http.NewRequest("GET", e.srv.URL+"/clusters/"+c.ID+"/k8s/api/v1/namespaces?limit=5", nil)
 	req.Header.Set("Authorization", "Bearer "+e.admin)
-	req.Header.Set("Impersonate-User", "system:admin")
-	req.Header.Add("Impersonate-Group", "system:masters")
-	req.Header.Set("impersonate-uid", "0")
-	req.Header.Set("Impersonate-Extra-scopes", "all")
+	req.Header.Set("Cookie", "session=x")
+	req.Header.Set("Impersonate_User", "system:admin") // not impersonation to Kubernetes, dropped all the same
 	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +501,7 @@ func TestProxyReplacesIdentity(t *testing.T) {
 		t.Errorf("Impersonate-Group = %v, want [%s]", g, hub.GroupAdmins)
 	}
 	for k := range got.Header {
-		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Impersonate-Uid") || strings.EqualFold(k, "Impersonate-Extra-Scopes") {
+		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Cookie") || strings.EqualFold(k, "Impersonate_User") {
 			t.Errorf("client header %s reached the agent", k)
 		}
 	}

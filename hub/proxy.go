@@ -42,6 +42,8 @@ type kubeProxy struct {
 	// exec): the same proxy with a smaller copy buffer, since it is held
 	// for the stream's whole life.
 	rp, rpStream *httputil.ReverseProxy
+	// reviewTransport sends the hub's own access reviews (kubectl --as).
+	reviewTransport http.RoundTripper
 	// requestIDHeader is the impersonation header carrying the
 	// RequestIDExtra, in canonical form.
 	requestIDHeader string
@@ -83,6 +85,7 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 		ErrorLog:   slog.NewLogLogger(h.logger.With("component", "proxy").Handler(), slog.LevelWarn),
 		BufferPool: &copyBuffers{size: copyBuf},
 	}
+	p.reviewTransport = tunnel.RetryRefused(p.transport)
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
 	p.rpStream = &stream
@@ -136,6 +139,11 @@ type proxyTarget struct {
 	unknown bool
 	// body is the incoming request's body, which the proxy wraps.
 	body io.Reader
+	// user and groups are the hub user's Kubernetes identity in the
+	// cluster; as, if set, is whom the cluster allowed it to impersonate.
+	user   string
+	groups []string
+	as     *impersonation
 }
 
 type proxyTargetKey struct{}
@@ -179,6 +187,9 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	target := &proxyTarget{cluster: id, path: rest, requestID: reqID, body: r.Body}
 
+	if !p.authorize(w, r, target, verb) {
+		return
+	}
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	// One request copy carries both the target, for rewrite, and the
@@ -247,23 +258,31 @@ func (p *kubeProxy) audit(r *http.Request, ident Identity, t *proxyTarget, code 
 	})
 }
 
-// rewrite builds the outgoing request: the hub user's identity replaces
-// whatever the client sent.
+// rewrite builds the outgoing request: the hub user's identity (or whom
+// the cluster allowed it to impersonate, see authorize) replaces whatever
+// the client sent.
 func (p *kubeProxy) rewrite(pr *httputil.ProxyRequest) {
 	t := pr.In.Context().Value(proxyTargetKey{}).(*proxyTarget)
-	ident, _ := identityFrom(pr.In.Context())
 	pr.Out.URL = &url.URL{Scheme: "http", Host: t.cluster, Path: t.path, RawQuery: pr.In.URL.RawQuery}
 	pr.Out.Host = t.cluster
 	for k := range pr.Out.Header {
-		if len(k) >= len(impersonatePrefix) && strings.EqualFold(k[:len(impersonatePrefix)], impersonatePrefix) {
+		if isImpersonateHeader(k) {
 			delete(pr.Out.Header, k)
 		}
 	}
+	// No request trailers are forwarded: the Kubernetes API uses none,
+	// and they arrive only after the checks above (net/http fills them in
+	// as the body ends, whatever was deleted from the map before).
+	pr.Out.Trailer = nil
 	pr.Out.Header.Del("Authorization")
 	pr.Out.Header.Del("Cookie")
-	pr.Out.Header.Set("Impersonate-User", ident.Name)
-	for _, g := range ident.Groups() {
-		pr.Out.Header.Add("Impersonate-Group", g)
+	if t.as != nil {
+		t.as.setHeaders(pr.Out.Header)
+	} else {
+		pr.Out.Header.Set("Impersonate-User", t.user)
+		for _, g := range t.groups {
+			pr.Out.Header.Add("Impersonate-Group", g)
+		}
 	}
 	pr.Out.Header[p.requestIDHeader] = []string{t.requestID}
 	// The cluster's audit log records the hub's request ID as its audit

@@ -95,8 +95,8 @@ func TestSecurityLimits(t *testing.T) {
 	}
 }
 
-// raw sends a request and returns the response with its body read.
-func (e *env) raw(method, path, token string, header http.Header) (*http.Response, []byte) {
+// rawResp sends a request and returns the response with its body read.
+func (e *env) rawResp(method, path, token string, header http.Header) (*http.Response, []byte) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, nil)
 	if err != nil {
@@ -120,7 +120,7 @@ func (e *env) raw(method, path, token string, header http.Header) (*http.Respons
 // scrape returns the hub's metrics text through MetricsHandler.
 func (e *env) scrape() string {
 	e.t.Helper()
-	resp, body := e.raw("GET", "/metrics", e.admin, nil)
+	resp, body := e.rawResp("GET", "/metrics", e.admin, nil)
 	if resp.StatusCode != 200 {
 		e.t.Fatalf("/metrics as admin: %d", resp.StatusCode)
 	}
@@ -138,12 +138,19 @@ func series(text, metric string) int {
 	return n
 }
 
-// token creates a hub API token for user with role.
-func (e *env) token(user string, role store.Role) string {
+// userToken creates a hub API token for user with role; a member gets
+// view on every cluster, so it reaches the clusters these rows attack
+// through.
+func (e *env) userToken(user string, role store.Role) string {
 	e.t.Helper()
 	var tok hub.TokenJSON
 	if code := e.do("POST", "/api/v1/tokens", e.admin, fmt.Sprintf(`{"name":%q,"role":%q}`, user, role), &tok); code != 201 {
 		e.t.Fatalf("creating a token for %s: %d", user, code)
+	}
+	if role != store.RoleAdmin {
+		if code := e.do("POST", "/api/v1/grants", e.admin, fmt.Sprintf(`{"kind":"user","subject":%q,"role":"view"}`, user), nil); code != 201 && code != 409 {
+			e.t.Fatalf("granting %s view: %d", user, code)
+		}
 	}
 	return tok.Token
 }
@@ -174,7 +181,7 @@ func labelFloodClusters(t *testing.T) {
 		} else {
 			id = fmt.Sprintf("x%08x", rand.Uint32())
 		}
-		if resp, _ := e.raw("GET", "/clusters/"+id+"/k8s/api", e.admin, nil); resp.StatusCode != 404 {
+		if resp, _ := e.rawResp("GET", "/clusters/"+id+"/k8s/api", e.admin, nil); resp.StatusCode != 404 {
 			t.Fatalf("/clusters/%s/k8s/api = %d, want 404", id, resp.StatusCode)
 		}
 	}
@@ -192,7 +199,7 @@ func labelFloodMethods(t *testing.T) {
 	c, _ := e.connected("methods", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for i := range 100 {
 		m := fmt.Sprintf("X%dY", i)
-		if resp, _ := e.raw(m, "/clusters/"+c.ID+"/k8s/api", e.admin, nil); resp.StatusCode >= 500 {
+		if resp, _ := e.rawResp(m, "/clusters/"+c.ID+"/k8s/api", e.admin, nil); resp.StatusCode >= 500 {
 			t.Fatalf("%s: %d", m, resp.StatusCode)
 		}
 	}
@@ -224,7 +231,7 @@ func pathTricks(t *testing.T) {
 		"/clusters/" + strings.Repeat("c", 5000) + "/k8s/api",
 		"/clusters/%e2%80%ae" + c.ID + "/k8s/api",
 	} {
-		resp, body := e.raw("GET", p, e.admin, nil)
+		resp, body := e.rawResp("GET", p, e.admin, nil)
 		// Refused on its shape alone, before any lookup, with a message
 		// that does not echo the garbage.
 		if resp.StatusCode != 404 || !strings.Contains(string(body), "no such cluster") {
@@ -239,11 +246,11 @@ func pathTricks(t *testing.T) {
 
 func metricsNeedAdmin(t *testing.T) {
 	e := newEnv(t)
-	viewer := e.token("vera", store.RoleViewer)
-	if resp, _ := e.raw("GET", "/metrics", "", nil); resp.StatusCode != 401 {
+	viewer := e.userToken("vera", store.RoleMember)
+	if resp, _ := e.rawResp("GET", "/metrics", "", nil); resp.StatusCode != 401 {
 		t.Errorf("/metrics without a token = %d, want 401", resp.StatusCode)
 	}
-	if resp, _ := e.raw("GET", "/metrics", viewer, nil); resp.StatusCode != 403 {
+	if resp, _ := e.rawResp("GET", "/metrics", viewer, nil); resp.StatusCode != 403 {
 		t.Errorf("/metrics as a viewer = %d, want 403", resp.StatusCode)
 	}
 	rec := &strings.Builder{}
@@ -320,8 +327,8 @@ func wantTooMany(t *testing.T, resp *http.Response, cap string) {
 func watchFloodUser(t *testing.T) {
 	e := newEnvWith(t, func(c *hub.Config) { c.Limits.WatchesPerUser = 3 })
 	c, _ := e.connected("watched", blocking())
-	eve := e.token("eve", store.RoleViewer)
-	bob := e.token("bob", store.RoleViewer)
+	eve := e.userToken("eve", store.RoleMember)
+	bob := e.userToken("bob", store.RoleMember)
 	watch := "/clusters/" + c.ID + "/k8s/api/v1/pods?watch=true"
 	var open []*http.Response
 	for range 3 {
@@ -360,8 +367,8 @@ func watchFloodCluster(t *testing.T) {
 	c, _ := e.connected("watched", blocking())
 	other := e.createCluster("other")
 	_ = other
-	eve := e.token("eve", store.RoleViewer)
-	mallory := e.token("mallory", store.RoleViewer)
+	eve := e.userToken("eve", store.RoleMember)
+	mallory := e.userToken("mallory", store.RoleMember)
 	watch := "/clusters/" + c.ID + "/k8s/api/v1/pods?watch=1"
 	for _, tok := range []string{eve, eve, eve, mallory} {
 		if resp := e.open(watch, tok); resp.StatusCode != 200 {
@@ -377,7 +384,7 @@ func watchFloodCluster(t *testing.T) {
 func streamFloodUser(t *testing.T) {
 	e := newEnvWith(t, func(c *hub.Config) { c.Limits.StreamsPerUser = 3 })
 	c, _ := e.connected("slow", blocking())
-	eve := e.token("eve", store.RoleViewer)
+	eve := e.userToken("eve", store.RoleMember)
 	for range 3 {
 		if resp := e.open("/clusters/"+c.ID+"/k8s/api/v1/pods", eve); resp.StatusCode != 200 {
 			t.Fatalf("request within the cap: %d", resp.StatusCode)
@@ -567,7 +574,7 @@ func requestIDInjection(t *testing.T) {
 		"id with spaces and ünïcode",
 	} {
 		h := http.Header{"X-Request-Id": {clientID}, "Audit-Id": {"attacker-audit-id"}}
-		resp, _ := e.raw("GET", "/clusters/"+c.ID+"/k8s/api", e.admin, h)
+		resp, _ := e.rawResp("GET", "/clusters/"+c.ID+"/k8s/api", e.admin, h)
 		got := <-seen
 		hubID := resp.Header.Get("X-Request-Id")
 		if !uuidRE.MatchString(hubID) {

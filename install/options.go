@@ -27,9 +27,13 @@ const (
 	// administrators. The install binds it to the cluster-admin ClusterRole
 	// with a ClusterRoleBinding of the same name.
 	AdminsGroup = "eco:admins"
-	// ViewersGroup is the group the hub impersonates for read-only users.
-	// The install binds it to the view ClusterRole with a
-	// ClusterRoleBinding of the same name.
+	// EditorsGroup is the group the hub impersonates for hub users granted
+	// edit on the cluster. The install binds it to the edit ClusterRole
+	// with a ClusterRoleBinding of the same name.
+	EditorsGroup = "eco:editors"
+	// ViewersGroup is the group the hub impersonates for hub users granted
+	// view (and for read-only tokens). The install binds it to the view
+	// ClusterRole with a ClusterRoleBinding of the same name.
 	ViewersGroup = "eco:viewers"
 
 	// RequestIDExtra is the user-info extra key under which the hub passes
@@ -140,10 +144,10 @@ type Options struct {
 	// comma-separated syntax). If empty, no NO_PROXY is set.
 	NoProxy string
 
-	// ExtraImpersonationGroups are groups, besides AdminsGroup and
-	// ViewersGroup, that the agent may impersonate on the hub's behalf,
+	// ExtraImpersonationGroups are groups, besides AdminsGroup,
+	// EditorsGroup and ViewersGroup, that the agent may impersonate on the hub's behalf,
 	// for hubs that map their users to further groups bound by the
-	// cluster's own RBAC. If empty, only the two eco groups. Groups in the
+	// cluster's own RBAC. If empty, only the three eco groups. Groups in the
 	// reserved "system:" namespace are refused.
 	ExtraImpersonationGroups []string
 }
@@ -174,7 +178,7 @@ func (o Options) withDefaults() Options {
 	if len(o.ExtraImpersonationGroups) > 0 {
 		groups := make([]string, 0, len(o.ExtraImpersonationGroups))
 		for _, g := range o.ExtraImpersonationGroups {
-			if g != AdminsGroup && g != ViewersGroup {
+			if g != AdminsGroup && g != EditorsGroup && g != ViewersGroup {
 				groups = append(groups, g)
 			}
 		}

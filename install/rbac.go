@@ -12,8 +12,8 @@ import (
 // else with its own identity: it forwards users' requests impersonating
 // them, so the cluster's RBAC judges each user, not the agent.
 func agentRules(namespace string, extraGroups []string) []rbacv1.PolicyRule {
-	groups := append([]string{AdminsGroup, ViewersGroup}, extraGroups...)
-	clusterRoleBindings := make([]string, 0, 3)
+	groups := append([]string{AdminsGroup, EditorsGroup, ViewersGroup}, extraGroups...)
+	clusterRoleBindings := make([]string, 0, 4)
 	for _, obj := range ClusterScopedObjects() {
 		if obj.Resource.Resource == "clusterrolebindings" {
 			clusterRoleBindings = append(clusterRoleBindings, obj.Name)

@@ -168,6 +168,7 @@ func Objects(opts Options) ([]Object, error) {
 		clusterRole,
 		agentBinding,
 		groupBinding(AdminsGroup, "cluster-admin"),
+		groupBinding(EditorsGroup, "edit"),
 		groupBinding(ViewersGroup, "view"),
 		secret,
 		deployment,
@@ -324,6 +325,7 @@ func ClusterScopedObjects() []ClusterObject {
 	crb := rbacv1.SchemeGroupVersion.WithResource("clusterrolebindings")
 	return []ClusterObject{
 		{Resource: crb, Name: AdminsGroup},
+		{Resource: crb, Name: EditorsGroup},
 		{Resource: crb, Name: ViewersGroup},
 		{Resource: crb, Name: AgentName},
 		{Resource: rbacv1.SchemeGroupVersion.WithResource("clusterroles"), Name: AgentName},

@@ -110,6 +110,7 @@ func TestRenderDecodesStrictly(t *testing.T) {
 		{"ClusterRole", "", "eco-agent"},
 		{"ClusterRoleBinding", "", "eco-agent"},
 		{"ClusterRoleBinding", "", "eco:admins"},
+		{"ClusterRoleBinding", "", "eco:editors"},
 		{"ClusterRoleBinding", "", "eco:viewers"},
 		{"Secret", ns, "eco-agent"},
 		{"Deployment", ns, "eco-agent"},
@@ -199,7 +200,7 @@ func TestAgentRules(t *testing.T) {
 			core("namespaces", []string{"get", "list", "watch"}, ns),
 			core("namespaces", []string{"get"}, "kube-system"),
 			rbac("clusterroles", "eco-agent"),
-			rbac("clusterrolebindings", "eco:admins", "eco:viewers", "eco-agent"),
+			rbac("clusterrolebindings", "eco:admins", "eco:editors", "eco:viewers", "eco-agent"),
 		}
 	}
 	for _, tc := range []struct {
@@ -207,11 +208,11 @@ func TestAgentRules(t *testing.T) {
 		mutate func(*Options)
 		want   []rbacv1.PolicyRule
 	}{
-		{"defaults", func(*Options) {}, wantRules("eco-system", "eco:admins", "eco:viewers")},
-		{"namespace", func(o *Options) { o.Namespace = "other" }, wantRules("other", "eco:admins", "eco:viewers")},
+		{"defaults", func(*Options) {}, wantRules("eco-system", "eco:admins", "eco:editors", "eco:viewers")},
+		{"namespace", func(o *Options) { o.Namespace = "other" }, wantRules("other", "eco:admins", "eco:editors", "eco:viewers")},
 		{"extra groups sorted, deduplicated", func(o *Options) {
 			o.ExtraImpersonationGroups = []string{"team-b", "eco:admins", "team-a", "team-b"}
-		}, wantRules("eco-system", "eco:admins", "eco:viewers", "team-a", "team-b")},
+		}, wantRules("eco-system", "eco:admins", "eco:editors", "eco:viewers", "team-a", "team-b")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := testOptions(t)

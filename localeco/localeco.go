@@ -38,6 +38,9 @@ type HubConfig struct {
 	Addr string
 	// HeartbeatInterval is passed to the hub. Zero means its default.
 	HeartbeatInterval time.Duration
+	// UserPrefix is the hub's Config.UserPrefix; nil means
+	// hub.DefaultUserPrefix, as for eco-hub.
+	UserPrefix *string
 	// Logger receives the hub's logs. Nil discards them.
 	Logger *slog.Logger
 	// Mount, if set, is called before serving, e.g. to mount the web UI.
@@ -101,7 +104,12 @@ func StartHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 	if h.store, err = sqlite.Open(ctx, filepath.Join(cfg.Dir, "eco.db"), store.Config{Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("localeco: opening store: %w", err)
 	}
+	prefix := hub.DefaultUserPrefix
+	if cfg.UserPrefix != nil {
+		prefix = *cfg.UserPrefix
+	}
 	if h.Hub, err = hub.New(hub.Config{
+		UserPrefix:        prefix,
 		Store:             h.store,
 		ExternalURL:       h.URL,
 		CAPEM:             ident.CAPEM,

@@ -205,6 +205,9 @@ type ListOptions struct {
 	Limit int
 	// Offset is the number of matching clusters to skip.
 	Offset int
+	// IDs, if not nil, keeps only the clusters with these IDs (an empty,
+	// non-nil slice keeps none): the hub lists what a member was granted.
+	IDs []string
 }
 
 // WithDefaults validates o and fills in its defaults.

@@ -1,7 +1,7 @@
 // Package store defines what the hub keeps between restarts — clusters, their
-// operator status and its history, API tokens and the audit log — as the
-// [Store] interface, plus the types, validation rules and status semantics
-// every backend shares.
+// operator status and its history, API tokens, the grants of access to
+// clusters and the audit log — as the [Store] interface, plus the types,
+// validation rules and status semantics every backend shares.
 //
 // Backends live in subpackages: [github.com/eco-project/eco/store/sqlite] is the
 // embedded default; PostgreSQL follows. [github.com/eco-project/eco/store/backend]
@@ -90,8 +90,8 @@ type Store interface {
 	// TouchToken sets the token's LastUsedAt to now: one small write, meant
 	// to be called on every authenticated request.
 	TouchToken(ctx context.Context, id string) error
-	// CountTokens returns the number of unrevoked tokens (the hub mints a
-	// bootstrap admin token when there are none).
+	// CountTokens returns the number of unrevoked, unexpired tokens (the hub
+	// mints a bootstrap admin token when there are none).
 	CountTokens(ctx context.Context) (int, error)
 
 	// AppendAudit records events in one transaction, assigning each its Seq,
@@ -101,6 +101,19 @@ type Store interface {
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// ListAudit returns up to q.Limit events matching q, newest first.
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+	// CreateGrant records a new grant with a generated ID (see
+	// [NewGrantID]). A grant to the same subject for the same cluster (or
+	// for all) is ErrConflict; a cluster that does not exist is
+	// ErrNotFound.
+	CreateGrant(ctx context.Context, g NewGrant) (Grant, error)
+	// ListGrants returns the grants for cluster id (not those for all
+	// clusters), or every grant if id is empty, oldest first.
+	ListGrants(ctx context.Context, clusterID string) ([]Grant, error)
+	// GrantsFor returns the grants to user and to any of groups, for any
+	// cluster, oldest first.
+	GrantsFor(ctx context.Context, user string, groups []string) ([]Grant, error)
+	// DeleteGrant removes a grant. Deleting a cluster removes its grants.
+	DeleteGrant(ctx context.Context, id string) error
 
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.

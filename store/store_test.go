@@ -68,7 +68,7 @@ func TestEnums(t *testing.T) {
 			t.Errorf("provider %q is valid", bad)
 		}
 	}
-	if !store.RoleAdmin.Valid() || !store.RoleViewer.Valid() || store.Role("root").Valid() {
+	if !store.RoleAdmin.Valid() || !store.RoleMember.Valid() || store.Role("root").Valid() {
 		t.Error("Role.Valid is wrong")
 	}
 }

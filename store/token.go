@@ -2,20 +2,24 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
 // Role is what a hub user may do.
 type Role string
 
-// The roles. The hub maps them to Kubernetes groups (eco:admins, eco:viewers).
+// The hub roles. An admin manages the hub and is admin of every cluster; a
+// member reaches only the clusters it was granted (see [Grant]). Before
+// schema version 2 a member was "viewer", with view on every cluster: the
+// migration turned each viewer into a member with that grant.
 const (
 	RoleAdmin  Role = "admin"
-	RoleViewer Role = "viewer"
+	RoleMember Role = "member"
 )
 
-// Valid reports whether r is RoleAdmin or RoleViewer.
-func (r Role) Valid() bool { return r == RoleAdmin || r == RoleViewer }
+// Valid reports whether r is RoleAdmin or RoleMember.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleMember }
 
 // MaxTokenNameLen is the longest hub user name a token may carry.
 const MaxTokenNameLen = 128
@@ -26,23 +30,56 @@ type Token struct {
 	ID string
 	// Name is the hub user the token acts as, e.g. "admin". Several tokens
 	// may share it.
-	Name       string
-	Role       Role
+	Name string
+	Role Role
+	// Groups are the hub groups of the token's user; grants to a group
+	// apply to its members. Empty, never nil, when read from a store.
+	Groups     []string
 	Hash       []byte
 	CreatedAt  time.Time
 	LastUsedAt time.Time // zero if never used
 	RevokedAt  time.Time // zero unless revoked
+	// ExpiresAt is when the token stops working; zero means never.
+	ExpiresAt time.Time
+	// Scope narrows what the token may do below its user's access.
+	Scope TokenScope
+}
+
+// TokenScope narrows a token. The zero value narrows nothing.
+type TokenScope struct {
+	// Clusters, if not nil, are the only clusters the token reaches (an
+	// admin token included); it never widens a member's grants.
+	Clusters []string
+	// ReadOnly tokens may only read: the hub refuses their writes to its API
+	// and mutating requests through its proxy, and acts in clusters with at
+	// most the view role.
+	ReadOnly bool
 }
 
 // Revoked reports whether the token has been revoked.
 func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
 
+// Expired reports whether the token has expired at now.
+func (t Token) Expired(now time.Time) bool { return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) }
+
 // NewToken is the input to [Store.CreateToken].
 type NewToken struct {
-	Name string // required, see ValidateUserName
-	Role Role   // required
-	Hash []byte // required, MinHashLen to MaxHashLen bytes
+	Name   string   // required, see ValidateUserName
+	Role   Role     // required
+	Groups []string // optional, see ValidateGroupName; at most MaxTokenGroups
+	Hash   []byte   // required, MinHashLen to MaxHashLen bytes
+	// ExpiresAt is optional; zero means the token never expires.
+	ExpiresAt time.Time
+	// Scope is optional; each cluster ID must have the shape of one, and
+	// there may be at most MaxScopeClusters.
+	Scope TokenScope
 }
+
+// Limits of a token's lists.
+const (
+	MaxTokenGroups   = 64
+	MaxScopeClusters = 256
+)
 
 // Validate reports the first problem with t, wrapping [ErrInvalid].
 func (t NewToken) Validate() error {
@@ -50,9 +87,35 @@ func (t NewToken) Validate() error {
 		return err
 	}
 	if !t.Role.Valid() {
-		return fmt.Errorf("%w: role %q: must be %q or %q", ErrInvalid, t.Role, RoleAdmin, RoleViewer)
+		return fmt.Errorf("%w: role %q: must be %q or %q", ErrInvalid, t.Role, RoleAdmin, RoleMember)
+	}
+	if len(t.Groups) > MaxTokenGroups {
+		return fmt.Errorf("%w: %d groups: at most %d are allowed", ErrInvalid, len(t.Groups), MaxTokenGroups)
+	}
+	for _, g := range t.Groups {
+		if err := ValidateGroupName(g); err != nil {
+			return err
+		}
+	}
+	if t.Scope.Clusters != nil && len(t.Scope.Clusters) > MaxScopeClusters {
+		return fmt.Errorf("%w: a scope of %d clusters: at most %d are allowed", ErrInvalid, len(t.Scope.Clusters), MaxScopeClusters)
+	}
+	for _, id := range t.Scope.Clusters {
+		if !ValidID(ClusterIDPrefix, id) {
+			return fmt.Errorf("%w: scope: %q is not a cluster ID", ErrInvalid, id)
+		}
 	}
 	return ValidateHash("token hash", t.Hash)
+}
+
+// ValidateGroupName checks a hub group name: the characters of a user name
+// (see ValidateUserName) and ':', at most MaxTokenNameLen. Hub groups are
+// never sent to a cluster: only grants give access.
+func ValidateGroupName(name string) error {
+	if err := ValidateUserName(strings.ReplaceAll(name, ":", "_")); err != nil {
+		return fmt.Errorf("%w: group name %q: only letters, digits and \".-_@+:\" are allowed, at most %d", ErrInvalid, name, MaxTokenNameLen)
+	}
+	return nil
 }
 
 // ValidateUserName checks a hub user name: 1 to MaxTokenNameLen ASCII

@@ -176,7 +176,7 @@ eco demo is up (%s)
   admin token:     %s
   cluster:         %s (%s) — ECO Connected, Kubernetes %s on %s
   hub.env:         %s   (ECO_HUB_URL, ECO_TOKEN)
-  hub.kubeconfig:  %s   (kubectl through the hub, as admin)
+  hub.kubeconfig:  %s   (kubectl through the hub as admin: a token for this cluster only, 8 h)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
 

@@ -46,6 +46,8 @@ type options struct {
 	agentPullPolicy string
 	agentNamespace  string
 	heartbeat       time.Duration
+	userPrefix      string
+	kubeconfigTTL   time.Duration
 	shutdownTimeout time.Duration
 	logFormat       string
 	logLevel        string
@@ -69,6 +71,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.agentPullPolicy, "agent-image-pull-policy", "", "agent imagePullPolicy in install YAMLs (default IfNotPresent)")
 	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
+	fs.StringVar(&o.userPrefix, "user-prefix", hub.DefaultUserPrefix, `put before hub user names the hub impersonates in clusters, like kube-apiserver's --oidc-username-prefix ("" for none)`)
+	fs.DurationVar(&o.kubeconfigTTL, "kubeconfig-ttl", hub.DefaultKubeconfigTTL, "lifetime of the cluster-scoped token in a kubeconfig from the API")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the first signal waits for requests to drain")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -211,6 +215,8 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		AgentNamespace:       o.agentNamespace,
 		HeartbeatInterval:    o.heartbeat,
 		Limits:               o.limits,
+		UserPrefix:           o.userPrefix,
+		KubeconfigTTL:        o.kubeconfigTTL,
 		Logger:               logger,
 	})
 	if err != nil {

@@ -425,7 +425,7 @@ func TestBrowser(t *testing.T) {
 	// the cluster's RBAC.
 	ch.run("signing out", chromedp.Navigate(h.url+"/"), chromedp.WaitVisible(chromedp.CSS(`button.link`)),
 		chromedp.Click(chromedp.CSS(`button.link`)), chromedp.WaitVisible(chromedp.CSS("#token")))
-	viewer := h.token("victor", store.RoleViewer)
+	viewer := h.viewer("victor")
 	ch.run("signing in as a viewer",
 		chromedp.SendKeys(chromedp.CSS("#token"), viewer),
 		chromedp.Submit(chromedp.CSS("#token")),

@@ -83,6 +83,7 @@ func (u *UI) list(r *http.Request, q listQuery) (store.ClusterPage, error) {
 	return u.hub.Store().ListClusters(r.Context(), store.ListOptions{
 		Search: q.Q, State: store.State(q.State), SortBy: store.SortKey(q.Sort), Desc: q.Desc,
 		Limit: q.Size, Offset: (q.Page - 1) * q.Size,
+		IDs: identity(r).VisibleClusters(),
 	})
 }
 
@@ -277,12 +278,24 @@ func (u *UI) cluster(w http.ResponseWriter, r *http.Request, rq *request) (store
 		u.fail(w, r, rq, http.StatusNotFound, "There is no cluster "+id+".")
 		return store.Cluster{}, false
 	}
+	// A cluster the user was not granted reads exactly as one that does
+	// not exist.
+	if rq.ident.ClusterRole(id) == "" {
+		u.storeFail(w, r, rq, store.ErrNotFound)
+		return store.Cluster{}, false
+	}
 	c, err := u.hub.Store().GetCluster(r.Context(), id)
 	if err != nil {
 		u.storeFail(w, r, rq, err)
 		return store.Cluster{}, false
 	}
 	return c, true
+}
+
+// identity is the hub identity user() put in r's context.
+func identity(r *http.Request) hub.Identity {
+	id, _ := hub.IdentityFrom(r.Context())
+	return id
 }
 
 func (u *UI) storeFail(w http.ResponseWriter, r *http.Request, rq *request, err error) {

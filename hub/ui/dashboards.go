@@ -151,7 +151,10 @@ func (u *UI) dashboard(name string, fill func(ctx context.Context, cs kubernetes
 // kube returns a clientset for cluster id acting as rq's user. Its tunnel
 // streams come from the hub's shared pool, so there is nothing to release.
 func (u *UI) kube(id string, rq *request) (kubernetes.Interface, error) {
-	cfg := u.hub.ClusterConfig(id, rq.ident)
+	cfg, err := u.hub.ClusterConfig(id, rq.ident)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Timeout = kubeTimeout
 	return kubernetes.NewForConfig(cfg)
 }

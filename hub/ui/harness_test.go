@@ -104,6 +104,17 @@ func (h *testHub) token(name string, role store.Role) string {
 	return secret
 }
 
+// viewer returns the secret of a new member token for name with a grant of
+// view on every cluster: what a viewer was before per-cluster access.
+func (h *testHub) viewer(name string) string {
+	h.t.Helper()
+	secret := h.token(name, store.RoleMember)
+	if _, err := h.hub.CreateGrant(h.t.Context(), store.NewGrant{Kind: store.SubjectUser, Subject: name, Role: store.ClusterView}); err != nil {
+		h.t.Fatal(err)
+	}
+	return secret
+}
+
 // browser is a cookie-keeping HTTP client that does not follow redirects.
 func (h *testHub) browser() *http.Client {
 	jar, _ := cookiejar.New(nil)

@@ -139,6 +139,14 @@ func (u *UI) user(minRole store.Role, next func(http.ResponseWriter, *http.Reque
 			u.fail(w, r, rq, http.StatusForbidden, "Hub user "+rq.ident.Name+" has the "+string(rq.ident.Role)+" role; this needs the admin role.")
 			return
 		}
+		if minRole == store.RoleAdmin && rq.ident.Scope.Clusters != nil && r.PathValue("id") == "" {
+			u.fail(w, r, rq, http.StatusForbidden, "This sign-in's token is scoped to some clusters; managing the hub needs a token without a cluster scope.")
+			return
+		}
+		if rq.ident.Scope.ReadOnly && r.Method == http.MethodPost && r.URL.Path != "/ui/logout" {
+			u.fail(w, r, rq, http.StatusForbidden, "This sign-in's token is read-only.")
+			return
+		}
 		r = r.WithContext(hub.WithIdentity(r.Context(), rq.ident))
 		next(w, r, rq)
 	}

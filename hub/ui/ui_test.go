@@ -165,7 +165,7 @@ func TestViewerRefusedHubWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := h.browser()
-	csrf := h.signIn(b, h.token("victor", store.RoleViewer))
+	csrf := h.signIn(b, h.viewer("victor"))
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/ui/clusters/new"},
 		{"POST", "/ui/clusters/new"},
@@ -259,4 +259,43 @@ func mustURL(t testing.TB, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestMemberSeesOnlyGrantedClusters: the Imported Clusters list, its
+// status JSON, the cluster pages and the dashboards show a member only the
+// clusters it was granted; another cluster's pages read as if it did not
+// exist.
+func TestMemberSeesOnlyGrantedClusters(t *testing.T) {
+	h := newTestHub(t, hubOptions{})
+	granted, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "granted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "hidden"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := h.token("mia", store.RoleMember)
+	if _, err := h.hub.CreateGrant(t.Context(), store.NewGrant{Kind: store.SubjectUser, Subject: "mia", ClusterID: granted.ID, Role: store.ClusterView}); err != nil {
+		t.Fatal(err)
+	}
+	bearer := http.Header{"Authorization": {"Bearer " + secret}}
+	code, _, page := do(t, h.client, "GET", h.url+"/", nil, bearer)
+	if code != http.StatusOK || !strings.Contains(page, ">granted<") || strings.Contains(page, ">hidden<") || strings.Contains(page, hidden.ID) {
+		t.Errorf("member cluster list (%d) shows the ungranted cluster or misses the granted one", code)
+	}
+	code, _, body := do(t, h.client, "GET", h.url+"/ui/clusters/status", nil, bearer)
+	if code != http.StatusOK || strings.Contains(body, hidden.ID) || !strings.Contains(body, granted.ID) {
+		t.Errorf("member's status JSON = %d %s", code, body)
+	}
+	for _, tab := range []string{"", "/eco", "/workloads", "/rbac"} {
+		code, _, page := do(t, h.client, "GET", h.url+"/ui/clusters/"+hidden.ID+tab, nil, bearer)
+		codeMissing, _, pageMissing := do(t, h.client, "GET", h.url+"/ui/clusters/c-aaaaaaaaaa"+tab, nil, bearer)
+		if code != http.StatusNotFound || codeMissing != http.StatusNotFound || page != pageMissing {
+			t.Errorf("ungranted cluster page %q: %d, missing cluster: %d; want the same 404 page", tab, code, codeMissing)
+		}
+	}
+	if code, _, _ := do(t, h.client, "GET", h.url+"/ui/clusters/"+granted.ID, nil, bearer); code != http.StatusOK {
+		t.Errorf("granted cluster page = %d", code)
+	}
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -198,6 +199,13 @@ func listQueries(opts store.ListOptions) clusterQueries {
 		conds = append(conds, `state = ?`)
 		q.args = append(q.args, string(opts.State))
 	}
+	if opts.IDs != nil {
+		// One JSON argument, so the query's text does not depend on the
+		// number of IDs.
+		ids, _ := json.Marshal(opts.IDs)
+		conds = append(conds, `id IN (SELECT value FROM json_each(?))`)
+		q.args = append(q.args, string(ids))
+	}
 	where := func(conds []string) string {
 		if len(conds) == 0 {
 			return ""
@@ -241,6 +249,9 @@ func escapeLike(s string) string {
 func (s *Store) DeleteCluster(ctx context.Context, id string) error {
 	err := s.write(ctx, func(o op) error {
 		if _, err := o.exec(qDeleteHistory, id); err != nil {
+			return err
+		}
+		if _, err := o.exec(qDeleteClusterGrants, id); err != nil {
 			return err
 		}
 		res, err := o.exec(qDeleteCluster, id)

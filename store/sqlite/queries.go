@@ -32,19 +32,32 @@ const (
 	qHistory = `SELECT cluster_id, from_state, to_state, reason, at
 		FROM status_transitions WHERE cluster_id = ? ORDER BY seq DESC LIMIT ?`
 
-	qInsertToken = `INSERT INTO api_tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)`
+	qInsertToken = `INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, clusters, read_only, groups)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qTokenTaken  = `SELECT 1 FROM api_tokens WHERE hash = ?`
-	qTokenByHash = `SELECT ` + tokenColumns + ` FROM api_tokens WHERE hash = ? AND revoked_at IS NULL`
+	qTokenByHash = `SELECT ` + tokenColumns + ` FROM api_tokens WHERE hash = ? AND revoked_at IS NULL
+		AND (expires_at IS NULL OR expires_at > ?)`
 	qTokens      = `SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`
 	qRevokeToken = `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
 	qTouchToken  = `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`
-	qCountTokens = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL`
+	qCountTokens = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`
 
 	qInsertAudit = `INSERT INTO audit_events (at, user_name, token_id, source, verb, cluster_id, api_group,
 		resource, subresource, namespace, name, path, code, request_id, client_request_id, remote_addr)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// qPruneAudit keeps the events above a seq (the newest AuditLimit).
 	qPruneAudit = `DELETE FROM audit_events WHERE seq <= ?`
+
+	qInsertGrant   = `INSERT INTO grants (id, subject_kind, subject, cluster_id, role, created_at) VALUES (?, ?, ?, ?, ?, ?)`
+	qGrantTaken    = `SELECT 1 FROM grants WHERE subject_kind = ? AND subject = ? AND cluster_id = ?`
+	qGrants        = `SELECT ` + grantColumns + ` FROM grants ORDER BY created_at, id`
+	qClusterGrants = `SELECT ` + grantColumns + ` FROM grants WHERE cluster_id = ? ORDER BY created_at, id`
+	qGrantsFor     = `SELECT ` + grantColumns + ` FROM grants
+		WHERE (subject_kind = 'user' AND subject = ?)
+		   OR (subject_kind = 'group' AND subject IN (SELECT value FROM json_each(?)))
+		ORDER BY created_at, id`
+	qDeleteGrant         = `DELETE FROM grants WHERE id = ?`
+	qDeleteClusterGrants = `DELETE FROM grants WHERE cluster_id = ?`
 )
 
 func writeQueries() []string {
@@ -52,12 +65,13 @@ func writeQueries() []string {
 		qClusterNameTaken, qCredentialTaken, qInsertCluster, qDeleteHistory, qDeleteCluster,
 		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
 		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken, qInsertAudit, qPruneAudit,
+		qInsertGrant, qGrantTaken, qDeleteGrant, qDeleteClusterGrants,
 	}
 }
 
 func readQueries() []string {
 	return []string{
 		qClusterByID, qClusterByName, qClusterByHash, qClusterExists, qHistory,
-		qTokenByHash, qTokens, qCountTokens,
+		qTokenByHash, qTokens, qCountTokens, qGrants, qClusterGrants, qGrantsFor,
 	}
 }

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	"go.uber.org/goleak"
 
 	"github.com/eco-project/eco/store"
@@ -286,5 +289,72 @@ func TestTwoStoresOneFile(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatalf("concurrent writers on one file: %v", err)
+	}
+}
+
+// TestMigrateViewersToMembers opens a database of schema version 1, as the
+// hub left it before per-cluster access: every admin stays admin, every
+// viewer becomes a member with view on all clusters, tokens keep working
+// and never expire.
+func TestMigrateViewersToMembers(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eco.db")
+	initial, err := os.ReadFile("migrations/00001_initial.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fstest.MapFS{"00001_initial.sql": {Data: initial}}, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const at = "2026-01-02T03:04:05.000000Z"
+	for _, tok := range []struct{ id, name, role, hash, revoked string }{
+		{"t-aaaaaaaaaa", "admin", "admin", "admin-hash-000000000000000000000", "NULL"},
+		{"t-bbbbbbbbbb", "victor", "viewer", "victor-hash-00000000000000000000", "NULL"},
+		{"t-cccccccccc", "victor", "viewer", "victor-hash-2-000000000000000000", "NULL"},
+		{"t-dddddddddd", "gone", "viewer", "gone-hash-0000000000000000000000", "'" + at + "'"},
+	} {
+		q := fmt.Sprintf(`INSERT INTO api_tokens (id, name, role, hash, created_at, revoked_at) VALUES ('%s', '%s', '%s', CAST('%s' AS BLOB), '%s', %s)`,
+			tok.id, tok.name, tok.role, tok.hash, at, tok.revoked)
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := open(t, path, store.Config{})
+	for hash, want := range map[string]store.Role{"admin-hash-000000000000000000000": store.RoleAdmin, "victor-hash-00000000000000000000": store.RoleMember} {
+		tok, err := s.TokenByHash(ctx, []byte(hash))
+		if err != nil {
+			t.Fatalf("token %s after the migration: %v", hash, err)
+		}
+		if tok.Role != want || !tok.ExpiresAt.IsZero() || tok.Scope.Clusters != nil || tok.Scope.ReadOnly || tok.Groups == nil {
+			t.Errorf("migrated token %+v: want role %s, no expiry, no scope, no groups", tok, want)
+		}
+	}
+	grants, err := s.ListGrants(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants) != 1 {
+		t.Fatalf("grants after the migration: %+v, want one for victor", grants)
+	}
+	g := grants[0]
+	if g.Kind != store.SubjectUser || g.Subject != "victor" || g.ClusterID != "" || g.Role != store.ClusterView || !store.ValidID(store.GrantIDPrefix, g.ID) {
+		t.Errorf("migrated grant %+v, want user victor: view on all clusters", g)
+	}
+	tokens, err := s.ListTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(tokens, func(t store.Token) bool { return t.Role == "viewer" }); i >= 0 {
+		t.Errorf("a viewer token is left: %+v", tokens[i])
 	}
 }

@@ -2,18 +2,42 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/eco-project/eco/store"
 )
 
-const tokenColumns = `id, name, role, hash, created_at, last_used_at, revoked_at`
+const tokenColumns = `id, name, role, hash, created_at, last_used_at, revoked_at, expires_at, clusters, read_only, groups`
 
 func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
-	var t store.Token
-	err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, scanTime{&t.CreatedAt}, scanTime{&t.LastUsedAt}, scanTime{&t.RevokedAt})
-	return t, err
+	var (
+		t        store.Token
+		clusters sql.NullString
+		groups   string
+	)
+	err := row.Scan(&t.ID, &t.Name, &t.Role, &t.Hash, scanTime{&t.CreatedAt}, scanTime{&t.LastUsedAt}, scanTime{&t.RevokedAt},
+		scanTime{&t.ExpiresAt}, &clusters, &t.Scope.ReadOnly, &groups)
+	if err != nil {
+		return t, err
+	}
+	if clusters.Valid {
+		if err := json.Unmarshal([]byte(clusters.String), &t.Scope.Clusters); err != nil {
+			return t, fmt.Errorf("token %s: clusters: %w", t.ID, err)
+		}
+		if t.Scope.Clusters == nil {
+			t.Scope.Clusters = []string{}
+		}
+	}
+	if err := json.Unmarshal([]byte(groups), &t.Groups); err != nil {
+		return t, fmt.Errorf("token %s: groups: %w", t.ID, err)
+	}
+	if t.Groups == nil {
+		t.Groups = []string{}
+	}
+	return t, nil
 }
 
 // CreateToken implements [store.Store].
@@ -21,12 +45,28 @@ func (s *Store) CreateToken(ctx context.Context, nt store.NewToken) (store.Token
 	if err := nt.Validate(); err != nil {
 		return store.Token{}, fmt.Errorf("creating token: %w", err)
 	}
-	t := store.Token{Name: nt.Name, Role: nt.Role, Hash: slices.Clone(nt.Hash), CreatedAt: s.cfg.Now()}
+	t := store.Token{
+		Name: nt.Name, Role: nt.Role, Groups: slices.Clone(nt.Groups), Hash: slices.Clone(nt.Hash), CreatedAt: s.cfg.Now(),
+		Scope: store.TokenScope{Clusters: slices.Clone(nt.Scope.Clusters), ReadOnly: nt.Scope.ReadOnly},
+	}
+	if !nt.ExpiresAt.IsZero() {
+		t.ExpiresAt = store.Timestamp(nt.ExpiresAt)
+	}
+	if t.Groups == nil {
+		t.Groups = []string{}
+	}
+	groups, _ := json.Marshal(t.Groups)
+	var clusters any
+	if t.Scope.Clusters != nil {
+		b, _ := json.Marshal(t.Scope.Clusters)
+		clusters = string(b)
+	}
 	err := func() error {
 		o := s.w.do(ctx)
 		for range 3 {
 			t.ID = store.NewTokenID()
-			_, err := o.exec(qInsertToken, t.ID, t.Name, string(t.Role), t.Hash, dbTime(t.CreatedAt))
+			_, err := o.exec(qInsertToken, t.ID, t.Name, string(t.Role), t.Hash, dbTime(t.CreatedAt),
+				dbTime(t.ExpiresAt), clusters, t.Scope.ReadOnly, string(groups))
 			if !isUniqueViolation(err) {
 				return err
 			}
@@ -49,7 +89,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (store.Token, erro
 	if len(hash) == 0 {
 		return store.Token{}, fmt.Errorf("finding token: %w", store.ErrNotFound)
 	}
-	t, err := scanToken(s.r.do(ctx).queryRow(qTokenByHash, hash))
+	t, err := scanToken(s.r.do(ctx).queryRow(qTokenByHash, hash, dbTime(s.cfg.Now())))
 	if err != nil {
 		return store.Token{}, fmt.Errorf("finding token: %w", notFound(err))
 	}
@@ -98,7 +138,7 @@ func (s *Store) TouchToken(ctx context.Context, id string) error {
 // CountTokens implements [store.Store].
 func (s *Store) CountTokens(ctx context.Context) (int, error) {
 	var n int
-	if err := s.r.do(ctx).queryRow(qCountTokens).Scan(&n); err != nil {
+	if err := s.r.do(ctx).queryRow(qCountTokens, dbTime(s.cfg.Now())).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting tokens: %w", err)
 	}
 	return n, nil

@@ -68,6 +68,10 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Audit/AppendAndList", testAuditAppendAndList},
 		{"Audit/Validation", testAuditValidation},
 		{"Audit/Retention", testAuditRetention},
+		{"Tokens/ExpiryAndScope", testTokenExpiryAndScope},
+		{"Grants/Lifecycle", testGrantLifecycle},
+		{"Grants/Validation", testGrantValidation},
+		{"List/IDs", testListIDs},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}
@@ -1060,7 +1064,7 @@ func testTokenLifecycle(t *testing.T, open OpenFunc) {
 	if !store.ValidID(store.TokenIDPrefix, admin.ID) {
 		t.Errorf("token ID %q is not t- and 10 base32 characters", admin.ID)
 	}
-	want := store.Token{ID: admin.ID, Name: "admin", Role: store.RoleAdmin, Hash: Hash("admin token"), CreatedAt: created}
+	want := store.Token{ID: admin.ID, Name: "admin", Role: store.RoleAdmin, Groups: []string{}, Hash: Hash("admin token"), CreatedAt: created}
 	wantEqual(t, "CreateToken", admin, want)
 	got, err := e.s.TokenByHash(e.ctx, Hash("admin token"))
 	if err != nil {
@@ -1069,11 +1073,11 @@ func testTokenLifecycle(t *testing.T, open OpenFunc) {
 	wantEqual(t, "TokenByHash", got, want)
 	count(1)
 
-	_, err = e.s.CreateToken(e.ctx, store.NewToken{Name: "mallory", Role: store.RoleViewer, Hash: Hash("admin token")})
+	_, err = e.s.CreateToken(e.ctx, store.NewToken{Name: "mallory", Role: store.RoleMember, Hash: Hash("admin token")})
 	wantErr(t, "duplicate token hash", err, store.ErrConflict)
 
 	e.clock.Advance(time.Second)
-	viewer, err := e.s.CreateToken(e.ctx, store.NewToken{Name: "alice@example.com", Role: store.RoleViewer, Hash: Hash("viewer token")})
+	viewer, err := e.s.CreateToken(e.ctx, store.NewToken{Name: "alice@example.com", Role: store.RoleMember, Hash: Hash("viewer token")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1139,6 +1143,12 @@ func testTokenValidation(t *testing.T, open OpenFunc) {
 		{"unknown role", func(n *store.NewToken) { n.Role = "root" }},
 		{"no hash", func(n *store.NewToken) { n.Hash = nil }},
 		{"short hash", func(n *store.NewToken) { n.Hash = []byte("abc") }},
+		{"viewer, the role before schema 2", func(n *store.NewToken) { n.Role = "viewer" }},
+		{"group with a space", func(n *store.NewToken) { n.Groups = []string{"dev ops"} }},
+		{"empty group", func(n *store.NewToken) { n.Groups = []string{""} }},
+		{"too many groups", func(n *store.NewToken) { n.Groups = slices.Repeat([]string{"g"}, store.MaxTokenGroups+1) }},
+		{"scope of a non-cluster ID", func(n *store.NewToken) { n.Scope.Clusters = []string{"t-aaaaaaaaaa"} }},
+		{"scope of a garbage ID", func(n *store.NewToken) { n.Scope.Clusters = []string{"c-'; DROP"} }},
 	}
 	for _, tt := range tests {
 		in := valid
@@ -1176,5 +1186,192 @@ func testCanceledContext(t *testing.T, open OpenFunc) {
 	wantErr(t, "UpdateStatus", err, context.Canceled)
 	if got := e.get(c.ID).Status.State; got != store.StateNotInstalled {
 		t.Errorf("canceled update was applied: state %s", got)
+	}
+}
+
+func testTokenExpiryAndScope(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	expires := e.clock.Now().Add(time.Hour)
+	nt := store.NewToken{
+		Name: "alice", Role: store.RoleMember, Groups: []string{"devs", "oidc:ops"}, Hash: Hash("scoped"),
+		ExpiresAt: expires, Scope: store.TokenScope{Clusters: []string{"c-aaaaaaaaaa", "c-bbbbbbbbbb"}, ReadOnly: true},
+	}
+	created, err := e.s.CreateToken(e.ctx, nt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Token{
+		ID: created.ID, Name: "alice", Role: store.RoleMember, Groups: []string{"devs", "oidc:ops"}, Hash: Hash("scoped"),
+		CreatedAt: e.clock.Stored(), ExpiresAt: store.Timestamp(expires), Scope: nt.Scope,
+	}
+	wantEqual(t, "CreateToken", created, want)
+	got, err := e.s.TokenByHash(e.ctx, Hash("scoped"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, "TokenByHash", got, want)
+	if got.Expired(e.clock.Now()) {
+		t.Error("Expired before ExpiresAt")
+	}
+
+	// An empty, non-nil scope reaches no cluster: it stays non-nil.
+	none, err := e.s.CreateToken(e.ctx, store.NewToken{Name: "nobody", Role: store.RoleMember, Hash: Hash("none"), Scope: store.TokenScope{Clusters: []string{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = e.s.TokenByHash(e.ctx, Hash("none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Scope.Clusters == nil || len(got.Scope.Clusters) != 0 || none.Scope.Clusters == nil {
+		t.Errorf("empty scope read back as %#v (created %#v), want an empty non-nil slice", got.Scope.Clusters, none.Scope.Clusters)
+	}
+	wantCount := func(want int) {
+		t.Helper()
+		if n, err := e.s.CountTokens(e.ctx); err != nil || n != want {
+			t.Errorf("CountTokens = %d, %v; want %d", n, err, want)
+		}
+	}
+	wantCount(2)
+
+	// At ExpiresAt the token stops matching, like a revoked one, and no
+	// longer counts; ListTokens still shows it.
+	e.clock.Advance(time.Hour)
+	if !want.Expired(e.clock.Now()) {
+		t.Error("not Expired at ExpiresAt")
+	}
+	_, err = e.s.TokenByHash(e.ctx, Hash("scoped"))
+	wantErr(t, "TokenByHash of an expired token", err, store.ErrNotFound)
+	wantCount(1)
+	tokens, err := e.s.ListTokens(e.ctx)
+	if err != nil || len(tokens) != 2 {
+		t.Fatalf("ListTokens = %v, %v; want 2 tokens", tokens, err)
+	}
+	i := slices.IndexFunc(tokens, func(t store.Token) bool { return t.ID == want.ID })
+	if i < 0 {
+		t.Fatalf("ListTokens = %+v, want the expired token in it", tokens)
+	}
+	wantEqual(t, "expired token in ListTokens", tokens[i], want)
+}
+
+func testGrantLifecycle(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	a, b := e.create("grant-a"), e.create("grant-b")
+	if gs, err := e.s.ListGrants(e.ctx, ""); err != nil || len(gs) != 0 {
+		t.Fatalf("ListGrants on an empty store = %v, %v", gs, err)
+	}
+	mk := func(ng store.NewGrant) store.Grant {
+		t.Helper()
+		e.clock.Advance(time.Second)
+		g, err := e.s.CreateGrant(e.ctx, ng)
+		if err != nil {
+			t.Fatalf("CreateGrant(%+v): %v", ng, err)
+		}
+		if !store.ValidID(store.GrantIDPrefix, g.ID) {
+			t.Errorf("grant ID %q is not g- and 10 base32 characters", g.ID)
+		}
+		want := store.Grant{ID: g.ID, Kind: ng.Kind, Subject: ng.Subject, ClusterID: ng.ClusterID, Role: ng.Role, CreatedAt: e.clock.Stored()}
+		wantEqual(t, "CreateGrant", g, want)
+		return g
+	}
+	aliceA := mk(store.NewGrant{Kind: store.SubjectUser, Subject: "alice", ClusterID: a.ID, Role: store.ClusterEdit})
+	devsAll := mk(store.NewGrant{Kind: store.SubjectGroup, Subject: "devs", Role: store.ClusterView})
+	bobB := mk(store.NewGrant{Kind: store.SubjectUser, Subject: "bob", ClusterID: b.ID, Role: store.ClusterAdmin})
+	// The same name as a user and as a group are different subjects.
+	aliceGroupA := mk(store.NewGrant{Kind: store.SubjectGroup, Subject: "alice", ClusterID: a.ID, Role: store.ClusterAdmin})
+
+	_, err := e.s.CreateGrant(e.ctx, store.NewGrant{Kind: store.SubjectUser, Subject: "alice", ClusterID: a.ID, Role: store.ClusterView})
+	wantErr(t, "a second grant to alice on a", err, store.ErrConflict)
+	_, err = e.s.CreateGrant(e.ctx, store.NewGrant{Kind: store.SubjectUser, Subject: "alice", ClusterID: "c-aaaaaaaaaa", Role: store.ClusterView})
+	wantErr(t, "a grant on a cluster that does not exist", err, store.ErrNotFound)
+
+	list := func(what string, got []store.Grant, err error, want ...store.Grant) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if want == nil {
+			want = []store.Grant{}
+		}
+		wantEqual(t, what, got, want)
+	}
+	gs, err := e.s.ListGrants(e.ctx, "")
+	list("ListGrants", gs, err, aliceA, devsAll, bobB, aliceGroupA)
+	gs, err = e.s.ListGrants(e.ctx, a.ID)
+	list("ListGrants(a)", gs, err, aliceA, aliceGroupA)
+	gs, err = e.s.GrantsFor(e.ctx, "alice", nil)
+	list("GrantsFor(alice)", gs, err, aliceA)
+	gs, err = e.s.GrantsFor(e.ctx, "alice", []string{"devs", "ops"})
+	list("GrantsFor(alice, devs)", gs, err, aliceA, devsAll)
+	gs, err = e.s.GrantsFor(e.ctx, "carol", []string{"alice"})
+	list("GrantsFor(carol in group alice)", gs, err, aliceGroupA)
+	gs, err = e.s.GrantsFor(e.ctx, "mallory", []string{"'); --", "%"})
+	list("GrantsFor(mallory)", gs, err)
+
+	if err := e.s.DeleteGrant(e.ctx, devsAll.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "deleting a grant twice", e.s.DeleteGrant(e.ctx, devsAll.ID), store.ErrNotFound)
+	// Deleting a cluster deletes its grants; a new cluster does not
+	// inherit them.
+	if err := e.s.DeleteCluster(e.ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	gs, err = e.s.ListGrants(e.ctx, "")
+	list("ListGrants after deleting a", gs, err, bobB)
+}
+
+func testGrantValidation(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	c := e.create("validation")
+	valid := store.NewGrant{Kind: store.SubjectUser, Subject: "alice", ClusterID: c.ID, Role: store.ClusterView}
+	tests := []struct {
+		name   string
+		modify func(*store.NewGrant)
+	}{
+		{"empty kind", func(g *store.NewGrant) { g.Kind = "" }},
+		{"unknown kind", func(g *store.NewGrant) { g.Kind = "serviceaccount" }},
+		{"empty subject", func(g *store.NewGrant) { g.Subject = "" }},
+		{"user with a colon", func(g *store.NewGrant) { g.Subject = "system:admin" }},
+		{"group with a slash", func(g *store.NewGrant) { g.Kind, g.Subject = store.SubjectGroup, "a/b" }},
+		{"bad cluster ID", func(g *store.NewGrant) { g.ClusterID = "cluster-a" }},
+		{"empty role", func(g *store.NewGrant) { g.Role = "" }},
+		{"cluster-admin is spelled admin", func(g *store.NewGrant) { g.Role = "cluster-admin" }},
+	}
+	for _, tt := range tests {
+		in := valid
+		tt.modify(&in)
+		_, err := e.s.CreateGrant(e.ctx, in)
+		wantErr(t, tt.name, err, store.ErrInvalid)
+	}
+	if gs, err := e.s.ListGrants(e.ctx, ""); err != nil || len(gs) != 0 {
+		t.Errorf("invalid input created grants: %v, %v", gs, err)
+	}
+}
+
+func testListIDs(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	a, _, c := e.create("ids-a"), e.create("ids-b"), e.create("ids-c")
+	tests := []struct {
+		name string
+		opts store.ListOptions
+		want []string
+	}{
+		{"nil keeps all", store.ListOptions{}, []string{"ids-a", "ids-b", "ids-c"}},
+		{"empty keeps none", store.ListOptions{IDs: []string{}}, []string{}},
+		{"two", store.ListOptions{IDs: []string{c.ID, a.ID}}, []string{"ids-a", "ids-c"}},
+		{"unknown IDs", store.ListOptions{IDs: []string{"c-aaaaaaaaaa", "x"}}, []string{}},
+		{"with a search", store.ListOptions{IDs: []string{a.ID, c.ID}, Search: "ids-c"}, []string{"ids-c"}},
+		{"descending", store.ListOptions{IDs: []string{a.ID, c.ID}, Desc: true}, []string{"ids-c", "ids-a"}},
+	}
+	for _, tt := range tests {
+		page, err := e.s.ListClusters(e.ctx, tt.opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		wantEqual(t, tt.name, names(page.Clusters), tt.want)
+		if page.Total != len(tt.want) {
+			t.Errorf("%s: Total = %d, want %d", tt.name, page.Total, len(tt.want))
+		}
 	}
 }
