@@ -102,8 +102,8 @@ func TestSchemaVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v != 1 {
-		t.Errorf("schema version %d, want 1", v)
+	if v != 2 {
+		t.Errorf("schema version %d, want 2", v)
 	}
 	c, err := s.CreateCluster(ctx, store.NewCluster{Name: "kept", Provider: store.ProviderGeneric, AgentCredentialHash: storetest.Hash("kept")})
 	if err != nil {
