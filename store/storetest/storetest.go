@@ -1251,7 +1251,9 @@ func testIdentityPinRace(t *testing.T, open OpenFunc) {
 	var wg sync.WaitGroup
 	errs := make([]error, 16)
 	for i := range errs {
-		wg.Go(func() { errs[i] = e.s.PinIdentity(e.ctx, c.ID, "https://i", fmt.Appendf(nil, `{"keys":[%d]}`, i), false) })
+		wg.Go(func() {
+			errs[i] = e.s.PinIdentity(e.ctx, c.ID, "https://i", fmt.Appendf(nil, `{"keys":[%d]}`, i), false)
+		})
 	}
 	wg.Wait()
 	won := 0
