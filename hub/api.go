@@ -49,6 +49,10 @@ func (h *Hub) routes() {
 	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", store.RoleViewer, h.kubeconfig)
 	api("GET /api/v1/clusters/{id}/status", "status", store.RoleViewer, h.clusterStatus)
 	api("GET /api/v1/clusters/{id}/history", "history", store.RoleViewer, h.statusHistory)
+	api("GET /api/v1/clusters/{id}/identity", "get-identity", store.RoleAdmin, h.getIdentity)
+	api("PATCH /api/v1/clusters/{id}/identity", "patch-identity", store.RoleAdmin, h.patchIdentity)
+	api("POST /api/v1/clusters/{id}/identity/approve", "approve-identity", store.RoleAdmin, h.approveIdentity)
+	api("POST /api/v1/clusters/{id}/identity/reset", "reset-identity", store.RoleAdmin, h.resetIdentity)
 	api("GET /api/v1/tokens", "list-tokens", store.RoleAdmin, h.listTokens)
 	api("POST /api/v1/tokens", "create-token", store.RoleAdmin, h.createToken)
 	api("DELETE /api/v1/tokens/{id}", "revoke-token", store.RoleAdmin, h.revokeToken)
@@ -82,15 +86,19 @@ func (h *Hub) countAPI(route string, next http.HandlerFunc) http.HandlerFunc {
 
 // ClusterJSON is a cluster as the API shows it.
 type ClusterJSON struct {
-	ID          string     `json:"id"`
-	Name        string     `json:"name"`
-	Provider    string     `json:"provider"`
-	Region      string     `json:"region,omitempty"`
-	CloudRef    string     `json:"cloudRef,omitempty"`
-	CloudHealth string     `json:"cloudHealth,omitempty"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	Fingerprint string     `json:"fingerprint,omitempty"`
-	Status      StatusJSON `json:"status"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Provider    string    `json:"provider"`
+	Region      string    `json:"region,omitempty"`
+	CloudRef    string    `json:"cloudRef,omitempty"`
+	CloudHealth string    `json:"cloudHealth,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	// IdentityState is how the cluster's agents prove their identity:
+	// Issuer (a configured OIDC issuer), Unpinned, AwaitingApproval or
+	// Pinned. The values behind it are for administrators only (GET
+	// /api/v1/clusters/{id}/identity).
+	IdentityState string     `json:"identityState"`
+	Status        StatusJSON `json:"status"`
 	// Links to the cluster's install YAML, kubeconfig and proxy.
 	Links map[string]string `json:"links"`
 }
@@ -110,8 +118,9 @@ func (h *Hub) clusterJSON(c store.Cluster) ClusterJSON {
 	base := h.cfg.ExternalURL
 	return ClusterJSON{
 		ID: c.ID, Name: c.Name, Provider: string(c.Provider), Region: c.Region, CloudRef: c.CloudRef,
-		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt, Fingerprint: c.Fingerprint,
-		Status: statusJSON(c.Status),
+		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt,
+		IdentityState: identityStateName(c.Identity, c.IdentityState),
+		Status:        statusJSON(c.Status),
 		Links: map[string]string{
 			"self":       base + "/api/v1/clusters/" + c.ID,
 			"install":    base + "/api/v1/clusters/" + c.ID + "/install.yaml",
@@ -146,6 +155,9 @@ type createClusterRequest struct {
 	Provider string `json:"provider"`
 	Region   string `json:"region"`
 	CloudRef string `json:"cloudRef"`
+	// OIDCIssuer and RequireApproval configure the identity proof.
+	OIDCIssuer      string `json:"oidcIssuer"`
+	RequireApproval bool   `json:"requireApproval"`
 }
 
 func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +167,7 @@ func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := h.ImportCluster(r.Context(), ImportRequest{
 		Name: req.Name, Provider: store.Provider(req.Provider), Region: req.Region, CloudRef: req.CloudRef,
+		Identity: store.IdentityConfig{OIDCIssuer: req.OIDCIssuer, RequireApproval: req.RequireApproval},
 	})
 	if err != nil {
 		writeStoreError(w, err)

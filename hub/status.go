@@ -34,6 +34,7 @@ type statusItem struct {
 	event     *tunnel.Event
 	clusterID string
 	update    store.StatusUpdate
+	note      string // if not empty, a history note instead of update
 }
 
 // Reasons the hub records.
@@ -80,6 +81,14 @@ func (t *statusTracker) record(clusterID string, u store.StatusUpdate) {
 	}
 }
 
+// note queues a history note that changes no state (Store.NoteStatus).
+func (t *statusTracker) note(clusterID, note string) {
+	select {
+	case t.items <- statusItem{clusterID: clusterID, note: note}:
+	case <-t.stop:
+	}
+}
+
 // close applies what is queued and stops the goroutine.
 func (t *statusTracker) close() {
 	select {
@@ -110,6 +119,14 @@ func (t *statusTracker) run() {
 }
 
 func (t *statusTracker) apply(it statusItem) {
+	if it.note != "" {
+		ctx, cancel := bg(10 * time.Second)
+		defer cancel()
+		if err := t.store.NoteStatus(ctx, it.clusterID, it.note); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.logger.Error("noting status", "cluster", it.clusterID, "err", err)
+		}
+		return
+	}
 	if it.event == nil {
 		t.write(it.clusterID, it.update)
 		return
