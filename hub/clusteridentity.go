@@ -246,7 +246,7 @@ func fetchClusterJWKS(ctx context.Context, dial func(context.Context) (net.Conn,
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", install.IdentityKeysPath, err)

@@ -226,7 +226,7 @@ func (d *Discovery) get(ctx context.Context, u string, limit int64) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
 		return nil, err
