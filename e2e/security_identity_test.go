@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,13 +182,14 @@ func TestSecurityIdentity(t *testing.T) {
 		reason string // the failure admins see
 	}{
 		{"the YAML used from a plain program without a ServiceAccount token", "", "missing"},
-		{"the YAML used from a plain program with a made-up token", "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl", "malformed"},
+		{"the YAML used from a plain program with a made-up token", "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl", "signature"},
+		{"the YAML used from a plain program with something that is not a JWT", "bm90.YS5qd3Q", "malformed"},
 		{"the YAML replayed in a second real cluster: its eco-agent token for the hub", requestToken(t, other, install.DefaultNamespace, install.AgentName, aud), "unknown-key"},
 		{"a token of A's eco-agent for another audience (the API server's)", requestToken(t, cluster, install.DefaultNamespace, install.AgentName), "audience"},
 		{"a token of another ServiceAccount of A's agent namespace, for the hub", requestToken(t, cluster, install.DefaultNamespace, "default", aud), "subject"},
 		{"a token of an eco-agent ServiceAccount in another namespace of A, for the hub", requestToken(t, cluster, "eco-evil", install.AgentName, aud), "subject"},
 		{"A's own agent token with a forged signature under A's key ID", forgeToken(t, ownToken), "signature"},
-		{"a long-lived legacy Secret token of A's eco-agent", legacyToken(t, cluster, install.DefaultNamespace, install.AgentName), "audience"},
+		{"a long-lived legacy Secret token of A's eco-agent", legacyToken(t, cluster, install.DefaultNamespace, install.AgentName), "issuer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.attack, func(t *testing.T) {
@@ -249,8 +251,8 @@ func TestSecurityIdentity(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(m), "eco_hub_agent_takeover_refusals_total 8") {
-		t.Errorf("the takeover metric does not count the 8 attempts")
+	if !strings.Contains(string(m), "eco_hub_agent_takeover_refusals_total 9") {
+		t.Errorf("the takeover metric does not count the 9 attempts")
 	}
 }
 
@@ -342,7 +344,7 @@ func TestSecurityPrePinSquatting(t *testing.T) {
 	if id.State != "AwaitingApproval" || h.Tunnels().Connected(c.ID) {
 		t.Fatalf("after the squatter: %+v, connected %v", id, h.Tunnels().Connected(c.ID))
 	}
-	squatterKids := id.KeyIDs
+	squatterKids := slices.Clone(id.KeyIDs)
 	// The real cluster's agent is refused too while the pin waits.
 	real, err := localeco.Install(ctx, h, cluster, c.ID, filepath.Join(dir, "real"))
 	if err != nil {
