@@ -11,9 +11,12 @@
 //
 // Run does the rest of the agent's job:
 //
-//   - it sends the hub, in the tunnel handshake, the agent and Kubernetes
-//     versions and the cluster fingerprint (the kube-system namespace UID),
-//     which the hub pins so that an install YAML cannot serve another cluster;
+//   - it sends the hub, in the tunnel handshake, its identity token (a
+//     ServiceAccount token its cluster signed with the hub's URL as audience,
+//     re-read at every connect as the kubelet rotates it), which proves to
+//     the hub which cluster it runs in, so that an install YAML cannot serve
+//     another cluster; and, as information, the agent and Kubernetes
+//     versions and the cluster fingerprint (the kube-system namespace UID);
 //   - it reconnects with jittered exponential backoff when the tunnel is lost,
 //     and keeps retrying, slowly, when the hub rejects it;
 //   - it checks every Config.CheckInterval, and whenever something suggests
@@ -39,7 +42,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +108,12 @@ type Config struct {
 	// Token is the agent credential the hub issued for this cluster.
 	// Required.
 	Token string
+	// IdentityTokenFile holds the agent's identity token: a
+	// ServiceAccount token for the agent with the hub's URL as audience
+	// (install.IdentityTokenPath in a pod, a projected token the kubelet
+	// rotates). It is re-read at every connect. If empty, or unreadable,
+	// no token is sent and the hub refuses the agent.
+	IdentityTokenFile string
 	// HubCAPEM holds the PEM certificates to trust for the hub. If empty,
 	// the system roots.
 	HubCAPEM []byte
@@ -484,13 +495,34 @@ func (a *Agent) forwardError(err error) {
 	}
 }
 
-// hello is the Hello the agent sends now.
+// hello is the Hello the agent sends now, with the identity token read
+// afresh.
 func (a *Agent) hello() tunnel.Hello {
+	token := a.identityToken()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return tunnel.Hello{
 		AgentVersion:      a.cfg.Version,
 		KubernetesVersion: a.kubeVersion,
 		Fingerprint:       a.fingerprint,
+		IdentityToken:     token,
 	}
+}
+
+// identityToken reads the identity token file, "" if there is none.
+func (a *Agent) identityToken() string {
+	if a.cfg.IdentityTokenFile == "" {
+		return ""
+	}
+	b, err := os.ReadFile(a.cfg.IdentityTokenFile)
+	if err != nil {
+		a.log.Warn("cannot read the identity token: the hub will refuse the agent", "file", a.cfg.IdentityTokenFile, "err", err)
+		return ""
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) > tunnel.MaxIdentityTokenLen {
+		a.log.Warn("the identity token is too long: the hub will refuse the agent", "file", a.cfg.IdentityTokenFile, "bytes", len(tok))
+		return ""
+	}
+	return tok
 }

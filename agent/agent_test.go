@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -477,6 +478,34 @@ func TestHubRestart(t *testing.T) {
 	}
 	if m := scrape(t, a); m["eco_agent_tunnel_reconnects_total"] != 1 || m["eco_agent_tunnel_sessions_total"] != 2 {
 		t.Errorf("reconnects %v, sessions %v; want 1 and 2", m["eco_agent_tunnel_reconnects_total"], m["eco_agent_tunnel_sessions_total"])
+	}
+}
+
+// TestIdentityTokenReadAtEveryConnect: the agent presents the identity
+// token file's content, read afresh at every connect, as the kubelet
+// rotates the projected token.
+func TestIdentityTokenReadAtEveryConnect(t *testing.T) {
+	needCluster(t)
+	e := setup(t, mainCluster)
+	hub := newTestHub(t)
+	file := filepath.Join(t.TempDir(), "identity-token")
+	writeFileAtomic(t, file, "eyJhbGciOiJSUzI1NiJ9.eyJmaXJzdCI6MX0.c2ln\n")
+	startAgent(t, e, hub, testClusterID, agentToken(t, e, t.TempDir(), nil), func(c *agent.Config) { c.IdentityTokenFile = file })
+	_, next := hub.waitEvent(0, 20*time.Second, "Connected", isConnected(testClusterID))
+	if got := hub.lastToken(); got != "eyJhbGciOiJSUzI1NiJ9.eyJmaXJzdCI6MX0.c2ln" {
+		t.Fatalf("first connect presented %q", got)
+	}
+	writeFileAtomic(t, file, "eyJhbGciOiJSUzI1NiJ9.eyJzZWNvbmQiOjJ9.c2ln")
+	hub.stop()
+	hub.restart()
+	hub.waitEvent(next, 20*time.Second, "Connected", isConnected(testClusterID))
+	if got := hub.lastToken(); got != "eyJhbGciOiJSUzI1NiJ9.eyJzZWNvbmQiOjJ9.c2ln" {
+		t.Fatalf("reconnect presented %q, want the rotated token", got)
+	}
+	for _, ev := range hub.eventsSince(0) {
+		if ev.Hello.IdentityToken != "" {
+			t.Fatal("an event carries the identity token")
+		}
 	}
 }
 

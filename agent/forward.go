@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/eco-project/eco/install"
 )
 
 // Forwarder passes the requests the hub sends through the tunnel on to the
@@ -211,7 +213,7 @@ func (s *stream) forward(ctx context.Context, req *http.Request) bool {
 	if f.onRequest != nil {
 		f.onRequest()
 	}
-	if err := checkImpersonation(req.Header); err != nil {
+	if err := checkImpersonation(req.Header); err != nil && !isIdentityKeysRequest(req) {
 		f.logger.Debug("refused", "method", req.Method, "path", req.URL.Path, "err", err)
 		if f.onError != nil {
 			f.onError(err)
@@ -440,6 +442,26 @@ func checkImpersonation(h http.Header) error {
 		}
 	}
 	return nil
+}
+
+// isIdentityKeysRequest reports whether req is the one kind of request the
+// agent sends as itself: a plain GET of its API server's service-account
+// issuer keys or discovery document (public documents the default
+// system:service-account-issuer-discovery binding lets every
+// ServiceAccount read), without query, body or any Impersonate-* header.
+// The hub fetches the keys this way to check the agent's identity token.
+func isIdentityKeysRequest(req *http.Request) bool {
+	if req.Method != http.MethodGet || req.URL.RawQuery != "" || req.URL.RawPath != "" ||
+		(req.URL.Path != install.IdentityKeysPath && req.URL.Path != install.IdentityDiscoveryPath) ||
+		req.ContentLength != 0 || len(req.TransferEncoding) > 0 || isUpgrade(req.Header) {
+		return false
+	}
+	for k := range req.Header {
+		if strings.HasPrefix(http.CanonicalHeaderKey(k), "Impersonate-") {
+			return false
+		}
+	}
+	return true
 }
 
 // isUpgrade reports whether a request asks for a protocol upgrade

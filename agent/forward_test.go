@@ -25,6 +25,8 @@ import (
 
 	"go.uber.org/goleak"
 	"k8s.io/client-go/rest"
+
+	"github.com/eco-project/eco/install"
 )
 
 // The Forwarder's tests run it against a real TLS API server stand-in on
@@ -71,7 +73,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		a.paths = append(a.paths, r.URL.Path)
 		a.mu.Unlock()
 		switch strings.TrimPrefix(r.URL.Path, "/prefix") {
-		case "/echo":
+		case "/echo", install.IdentityKeysPath, install.IdentityDiscoveryPath:
 			b, err := io.ReadAll(r.Body)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
@@ -352,6 +354,30 @@ func TestForwardRequests(t *testing.T) {
 		{name: "system user", method: "GET", path: "/echo", header: http.Header{"Impersonate-User": {"system:kube-scheduler"}},
 			code: 403, refused: ErrReservedUser},
 		{name: "no impersonation, with a body", method: "POST", path: "/echo", body: strings.NewReader(strings.Repeat("body ", 10000)),
+			header: http.Header{"Impersonate-User": {"-"}}, code: 403, refused: ErrNoImpersonation},
+		// The one request the agent sends as itself: its API server's
+		// service-account issuer keys, for the hub's identity proof.
+		{name: "issuer keys as the agent", method: "GET", path: install.IdentityKeysPath, header: http.Header{"Impersonate-User": {"-"}},
+			code: 200, check: func(t *testing.T, s seen) {
+				if s.Path != install.IdentityKeysPath || s.ImpersonateUser != "" || s.Authorization != "Bearer agent-token" {
+					t.Errorf("the API server saw %+v, want the keys fetched as the agent", s)
+				}
+			}},
+		{name: "issuer discovery as the agent", method: "GET", path: install.IdentityDiscoveryPath, header: http.Header{"Impersonate-User": {"-"}},
+			code: 200, check: func(t *testing.T, s seen) {
+				if s.ImpersonateUser != "" || s.Authorization != "Bearer agent-token" {
+					t.Errorf("the API server saw %+v", s)
+				}
+			}},
+		{name: "issuer keys path with a query, as the agent", method: "GET", path: install.IdentityKeysPath + "?x=1",
+			header: http.Header{"Impersonate-User": {"-"}}, code: 403, refused: ErrNoImpersonation},
+		{name: "issuer keys path with a body, as the agent", method: "POST", path: install.IdentityKeysPath, body: strings.NewReader("x"),
+			header: http.Header{"Impersonate-User": {"-"}}, code: 403, refused: ErrNoImpersonation},
+		{name: "issuer keys path escaped, as the agent", method: "GET", path: "/openid%2Fv1/jwks",
+			header: http.Header{"Impersonate-User": {"-"}}, code: 403, refused: ErrNoImpersonation},
+		{name: "issuer keys path impersonating a group only", method: "GET", path: install.IdentityKeysPath,
+			header: http.Header{"Impersonate-User": {"-"}, "Impersonate-Group": {"system:masters"}}, code: 403, refused: ErrNoImpersonation},
+		{name: "a path below the keys, as the agent", method: "GET", path: install.IdentityKeysPath + "/../../api/v1/secrets",
 			header: http.Header{"Impersonate-User": {"-"}}, code: 403, refused: ErrNoImpersonation},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -279,6 +279,7 @@ type testHub struct {
 	changed chan struct{} // closed and replaced when events grows
 	reject  string        // if set, Admit refuses with this reason
 	admits  int
+	tokens  []string // the identity token of every Admit
 }
 
 func newTestHub(t *testing.T) *testHub {
@@ -311,6 +312,7 @@ func (h *testHub) start(ln net.Listener) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.admits++
+			h.tokens = append(h.tokens, hello.IdentityToken)
 			if h.reject != "" {
 				return &tunnel.RejectError{Reason: h.reject}
 			}
@@ -378,6 +380,16 @@ func (h *testHub) setReject(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.reject = reason
+}
+
+// lastToken returns the identity token of the last Admit.
+func (h *testHub) lastToken() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.tokens) == 0 {
+		return ""
+	}
+	return h.tokens[len(h.tokens)-1]
 }
 
 func (h *testHub) admitCount() int {

@@ -49,6 +49,7 @@ type childFlags struct {
 	addr      string // tunnel listen address (fixed for restarts)
 	cluster   string
 	token     string
+	identity  string // the agent's identity token
 	n, conc   int
 	dir       string
 }
@@ -70,6 +71,7 @@ func RunChild(args []string) error {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:0", "tunnel listen address")
 	fs.StringVar(&f.cluster, "cluster", "c1", "cluster ID")
 	fs.StringVar(&f.token, "token", "", "agent credential")
+	fs.StringVar(&f.identity, "identity-token", "", "agent identity token")
 	fs.IntVar(&f.n, "n", 1, "number of agents")
 	fs.IntVar(&f.conc, "c", 64, "agents dialing at once")
 	fs.StringVar(&f.dir, "dir", "", "working directory")
@@ -157,8 +159,11 @@ type readyInfo struct {
 	Tunnel    string `json:"tunnel,omitempty"`    // agents dial this
 	Cluster   string `json:"cluster,omitempty"`
 	Token     string `json:"token,omitempty"` // agent credential
-	Stats     string `json:"stats,omitempty"` // GET for childStats
-	ReadyAt   int64  `json:"readyAt"`         // unix ns
+	// IdentityToken is the agent's identity token, signed by a key the
+	// hub pinned for the bench cluster.
+	IdentityToken string `json:"identityToken,omitempty"`
+	Stats         string `json:"stats,omitempty"` // GET for childStats
+	ReadyAt       int64  `json:"readyAt"`         // unix ns
 }
 
 // childStats is served at /bench/stats by hub-side children.

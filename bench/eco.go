@@ -2,8 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,11 +20,14 @@ import (
 	"sync"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/store/sqlite"
 	"github.com/eco-project/eco/tunnel"
@@ -89,6 +95,10 @@ func runEcoHub(ctx context.Context, f childFlags) error {
 	if err != nil {
 		return err
 	}
+	identityToken, err := pinBenchIdentity(ctx, st, c.ID, external)
+	if err != nil {
+		return err
+	}
 
 	eln, err := listen("127.0.0.1:0")
 	if err != nil {
@@ -103,16 +113,46 @@ func runEcoHub(ctx context.Context, f childFlags) error {
 	serve(ctx, &wg, &http.Server{Handler: h, ErrorLog: quietLog()}, tln)
 	base := "http://" + eln.Addr().String()
 	ready(readyInfo{
-		Entry:     base + hub.ProxyPrefix + c.ID + hub.ProxySuffix,
-		UserToken: userToken,
-		Tunnel:    scheme + "://" + tln.Addr().String() + hub.TunnelPath,
-		Cluster:   c.ID,
-		Token:     agentToken,
-		Stats:     base + "/bench/stats",
-		ReadyAt:   time.Now().UnixNano(),
+		Entry:         base + hub.ProxyPrefix + c.ID + hub.ProxySuffix,
+		UserToken:     userToken,
+		Tunnel:        scheme + "://" + tln.Addr().String() + hub.TunnelPath,
+		Cluster:       c.ID,
+		Token:         agentToken,
+		Stats:         base + "/bench/stats",
+		IdentityToken: identityToken,
+		ReadyAt:       time.Now().UnixNano(),
 	})
 	<-ctx.Done()
 	return nil
+}
+
+// pinBenchIdentity stands in for a cluster's service-account issuer: it
+// pins a fresh key for cluster id in st, as a first connect would, and
+// returns an identity token for the agent signed with it, valid for a day.
+func pinBenchIdentity(ctx context.Context, st store.Store, id, hubURL string) (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	const iss = "https://bench.invalid"
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "bench", Algorithm: "ES256", Use: "sig"}}})
+	if err != nil {
+		return "", err
+	}
+	if err := st.PinIdentity(ctx, id, iss, jwks, false); err != nil {
+		return "", err
+	}
+	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "bench"))
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	claims := map[string]any{
+		"iss": iss, "aud": []string{hubURL}, "sub": "system:serviceaccount:" + install.DefaultNamespace + ":" + install.AgentName,
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(23 * time.Hour).Unix(),
+		"kubernetes.io": map[string]any{"namespace": install.DefaultNamespace, "serviceaccount": map[string]any{"name": install.AgentName}},
+	}
+	return jwt.Signed(sg).Claims(claims).Serialize()
 }
 
 // tokenFromInstallYAML finds the agent credential in the install YAML's
@@ -153,7 +193,8 @@ func runEcoAgent(ctx context.Context, f childFlags) error {
 	}
 	cfg := tunnel.ClientConfig{
 		URL: f.tunnelURL, ClusterID: f.cluster, Token: f.token, TLSConfig: tlsCfg,
-		Hello: tunnel.Hello{AgentVersion: "bench", KubernetesVersion: "v0.0.0", Fingerprint: benchFingerprint},
+		Hello: tunnel.Hello{AgentVersion: "bench", KubernetesVersion: "v0.0.0", Fingerprint: benchFingerprint,
+			IdentityToken: f.identity},
 		Proxy: noProxy,
 	}
 	first := true

@@ -177,13 +177,23 @@ func RunReal(ctx context.Context, o RealOptions) (*RealResults, error) {
 	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
 		return nil, err
 	}
+	// The identity token, as the install YAML's projected volume gives it.
+	tr, err = admin.CoreV1().ServiceAccounts(install.DefaultNamespace).CreateToken(ctx, install.AgentName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp, Audiences: []string{hubURL}}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("TokenRequest for the identity token: %w", err)
+	}
+	identityFile := filepath.Join(dir, "identity-token")
+	if err := os.WriteFile(identityFile, []byte(tr.Status.Token), 0o600); err != nil {
+		return nil, err
+	}
 
 	// The agent.
 	actx, acancel := context.WithCancel(ctx)
 	agentDone := make(chan error, 1)
 	go func() {
 		agentDone <- agent.Run(actx, agent.Config{
-			HubURL: hubURL, ClusterID: c.ID, Token: agentTok, HubCAPEM: caPEM,
+			HubURL: hubURL, ClusterID: c.ID, Token: agentTok, HubCAPEM: caPEM, IdentityTokenFile: identityFile,
 			Namespace: install.DefaultNamespace,
 			RESTConfig: &rest.Config{Host: kc.URL, TLSClientConfig: rest.TLSClientConfig{CAData: kc.CAPEM},
 				BearerTokenFile: tokenFile},

@@ -91,7 +91,8 @@ func startTarget(ctx context.Context, name string, e env) (*target, error) {
 			return nil, err
 		}
 		ag, err := startChild(ctx, roleEcoAgent, append([]string{"-backend", e.backend,
-			"-tunnel", t.hub.info.Tunnel, "-cluster", t.hub.info.Cluster, "-token", t.hub.info.Token}, tlsArgs...)...)
+			"-tunnel", t.hub.info.Tunnel, "-cluster", t.hub.info.Cluster, "-token", t.hub.info.Token,
+			"-identity-token", t.hub.info.IdentityToken}, tlsArgs...)...)
 		if err != nil {
 			t.hub.stop()
 			return nil, err

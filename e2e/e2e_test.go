@@ -553,7 +553,8 @@ func TestBigListsAndManyWatches(t *testing.T) {
 }
 
 // TestYAMLServesOneClusterOnly applies cluster A's install YAML to a second
-// real cluster: the hub refuses its agent and says why.
+// real cluster: its real agent, with a real token of that cluster, cannot
+// prove it runs in A; the hub refuses it without naming anything pinned.
 func TestYAMLServesOneClusterOnly(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
@@ -590,8 +591,27 @@ func TestYAMLServesOneClusterOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(st.Reason, "different cluster") {
-		t.Fatalf("Failing reason %q does not say the YAML was applied to a different cluster", st.Reason)
+	// The status says the identity is not proven, and names nothing
+	// pinned: no issuer, no kube-system UID.
+	if !strings.HasPrefix(st.Reason, "agent identity not proven") || strings.Contains(st.Reason, "kubernetes.default.svc") {
+		t.Fatalf("Failing reason %q, want the generic identity refusal", st.Reason)
+	}
+	cs, err := cluster.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist struct{ Items []hub.TransitionJSON }
+	if err := w.hub.Do(ctx, "GET", "/api/v1/clusters/"+w.id+"/history", "", nil, &hist); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range hist.Items {
+		if strings.Contains(tr.Reason, string(ks.UID)) || strings.Contains(tr.Reason, "kubernetes.default.svc") {
+			t.Fatalf("the history reveals a pinned value: %q", tr.Reason)
+		}
 	}
 	// The rightful agent comes back and is admitted.
 	cancel()

@@ -207,7 +207,7 @@ func TestTokenExpiryAndScope(t *testing.T) {
 	)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	e := newEnvWith(t, func(c *hub.Config) { c.Now = clock })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.Now = clock }})
 	a, b := e.createCluster("alpha"), e.createCluster("beta")
 	e.echoAgent(a, nil)
 	e.echoAgent(b, nil)
@@ -290,7 +290,7 @@ func TestTokenExpiryAndScope(t *testing.T) {
 // longer hands out the caller's token but a new one for that cluster alone
 // that expires, never later than the caller's.
 func TestKubeconfigMintsAScopedToken(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.KubeconfigTTL = 2 * time.Hour })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.KubeconfigTTL = 2 * time.Hour }})
 	a, b := e.createCluster("alpha"), e.createCluster("beta")
 	e.echoAgent(a, nil)
 	e.echoAgent(b, nil)
@@ -357,7 +357,7 @@ func TestKubeconfigMintsAScopedToken(t *testing.T) {
 // the cluster's yes, for each user, group, UID and extra; headers in any
 // case count, trailers never do.
 func TestProxyImpersonation(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.UserPrefix = "eco:" })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.UserPrefix = "eco:" }})
 	a := e.createCluster("alpha")
 	// The "cluster" lets eco:admin impersonate bob and group devs only.
 	log := e.echoAgent(a, func(ra authorizationv1.ResourceAttributes, user string) bool {

@@ -53,6 +53,10 @@ func (h *Hub) routes() {
 	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", anyUser, h.kubeconfig)
 	api("GET /api/v1/clusters/{id}/status", "status", anyUser, h.clusterStatus)
 	api("GET /api/v1/clusters/{id}/history", "history", anyUser, h.statusHistory)
+	api("GET /api/v1/clusters/{id}/identity", "get-identity", hubAdmin, h.getIdentity)
+	api("PATCH /api/v1/clusters/{id}/identity", "patch-identity", hubAdmin, h.patchIdentity)
+	api("POST /api/v1/clusters/{id}/identity/approve", "approve-identity", hubAdmin, h.approveIdentity)
+	api("POST /api/v1/clusters/{id}/identity/reset", "reset-identity", hubAdmin, h.resetIdentity)
 	api("GET /api/v1/clusters/{id}/audit", "cluster-audit", clusterAdmin, h.clusterAuditLog)
 	api("GET /api/v1/audit", "audit", hubAdmin, h.auditLog)
 	api("GET /api/v1/tokens", "list-tokens", hubAdmin, h.listTokens)
@@ -116,15 +120,19 @@ type auditIdentityKey struct{}
 
 // ClusterJSON is a cluster as the API shows it.
 type ClusterJSON struct {
-	ID          string     `json:"id"`
-	Name        string     `json:"name"`
-	Provider    string     `json:"provider"`
-	Region      string     `json:"region,omitempty"`
-	CloudRef    string     `json:"cloudRef,omitempty"`
-	CloudHealth string     `json:"cloudHealth,omitempty"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	Fingerprint string     `json:"fingerprint,omitempty"`
-	Status      StatusJSON `json:"status"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Provider    string    `json:"provider"`
+	Region      string    `json:"region,omitempty"`
+	CloudRef    string    `json:"cloudRef,omitempty"`
+	CloudHealth string    `json:"cloudHealth,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	// IdentityState is how the cluster's agents prove their identity:
+	// Issuer (a configured OIDC issuer), Unpinned, AwaitingApproval or
+	// Pinned. The values behind it are for administrators only (GET
+	// /api/v1/clusters/{id}/identity).
+	IdentityState string     `json:"identityState"`
+	Status        StatusJSON `json:"status"`
 	// Links to the cluster's install YAML, kubeconfig and proxy.
 	Links map[string]string `json:"links"`
 }
@@ -144,8 +152,9 @@ func (h *Hub) clusterJSON(c store.Cluster) ClusterJSON {
 	base := h.cfg.ExternalURL
 	return ClusterJSON{
 		ID: c.ID, Name: c.Name, Provider: string(c.Provider), Region: c.Region, CloudRef: c.CloudRef,
-		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt, Fingerprint: c.Fingerprint,
-		Status: statusJSON(c.Status),
+		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt,
+		IdentityState: identityStateName(c.Identity, c.IdentityState),
+		Status:        statusJSON(c.Status),
 		Links: map[string]string{
 			"self":       base + "/api/v1/clusters/" + c.ID,
 			"install":    base + "/api/v1/clusters/" + c.ID + "/install.yaml",
@@ -191,6 +200,9 @@ type createClusterRequest struct {
 	Provider string `json:"provider"`
 	Region   string `json:"region"`
 	CloudRef string `json:"cloudRef"`
+	// OIDCIssuer and RequireApproval configure the identity proof.
+	OIDCIssuer      string `json:"oidcIssuer"`
+	RequireApproval bool   `json:"requireApproval"`
 }
 
 func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +212,7 @@ func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := h.ImportCluster(r.Context(), ImportRequest{
 		Name: req.Name, Provider: store.Provider(req.Provider), Region: req.Region, CloudRef: req.CloudRef,
+		Identity: store.IdentityConfig{OIDCIssuer: req.OIDCIssuer, RequireApproval: req.RequireApproval},
 	})
 	if err != nil {
 		writeStoreError(w, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eco-project/eco/hub/audit"
+	"github.com/eco-project/eco/hub/saproof"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
@@ -88,6 +89,16 @@ type Config struct {
 	// HeartbeatInterval is how often the hub pings agents. Zero means the
 	// tunnel package's default (10 s).
 	HeartbeatInterval time.Duration
+	// IssuerClient fetches the OIDC discovery documents and keys of the
+	// clusters' configured service-account issuers. Nil means an
+	// http.Client with the default transport (system roots, proxy from
+	// the environment).
+	IssuerClient *http.Client
+	// IdentityRefresh is how often the hub fetches, through each
+	// connected agent whose cluster's keys are pinned, the keys the
+	// cluster serves now, to follow its key rotation. Zero means
+	// DefaultIdentityRefresh (10 min).
+	IdentityRefresh time.Duration
 	// Registry receives the hub's Prometheus metrics. Nil means a new
 	// private registry. The hub serves it at /metrics to admins (a hub
 	// API token with the admin role); MetricsHandler serves it without
@@ -124,6 +135,13 @@ type Hub struct {
 	status   *statusTracker
 	tokens   tokenCache
 	audit    *audit.Recorder
+
+	// The proof of cluster identity (clusteridentity.go).
+	discovery   *saproof.Discovery
+	idMetrics   *identityMetrics
+	ids         identityState
+	refreshStop chan struct{}
+	refreshDone sync.WaitGroup
 
 	closeOnce sync.Once
 	ready     chan struct{}
@@ -185,10 +203,21 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: audit: %w", err)
 	}
+	if h.idMetrics, err = newIdentityMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if cfg.IdentityRefresh <= 0 {
+		cfg.IdentityRefresh = DefaultIdentityRefresh
+		h.cfg.IdentityRefresh = cfg.IdentityRefresh
+	}
+	h.discovery = saproof.NewDiscovery(saproof.DiscoveryConfig{Client: cfg.IssuerClient, Now: cfg.Now})
+	h.ids.failures = map[string]identityFailure{}
+	h.ids.noted = map[string]time.Time{}
 	h.status = newStatusTracker(cfg.Store, cfg.Logger, cfg.Now, h.metrics)
 	h.tunnels, err = tunnel.NewServer(tunnel.ServerConfig{
 		Authenticate:      h.authenticateAgent,
 		Admit:             h.admitAgent,
+		Prove:             h.proveAgent,
 		Events:            h.status.event,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            cfg.Logger.With("component", "tunnel"),
@@ -206,6 +235,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
 	h.routes()
+	h.refreshStop = make(chan struct{})
+	h.refreshDone.Add(1)
+	go func() { // owned: Close stops and waits
+		defer h.refreshDone.Done()
+		h.refreshLoop(cfg.IdentityRefresh, h.refreshStop)
+	}()
 	close(h.ready)
 	return h, nil
 }
@@ -229,6 +264,8 @@ func (h *Hub) MetricsHandler() http.Handler {
 func (h *Hub) Close() error {
 	var err error
 	h.closeOnce.Do(func() {
+		close(h.refreshStop)
+		h.refreshDone.Wait()
 		err = h.tunnels.Close()
 		h.proxy.close()
 		h.status.close()

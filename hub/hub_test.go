@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +33,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// env is a hub on a loopback TLS server with a real SQLite store.
+// env is a hub on a loopback TLS server with a real SQLite store, and a
+// cluster's service-account issuer that mints the agents' identity tokens.
 type env struct {
 	t      *testing.T
 	hub    *hub.Hub
@@ -40,15 +42,23 @@ type env struct {
 	admin  string
 	client *http.Client
 	roots  *x509.CertPool
+	// issuer signs identity tokens; its keys are what the fake agents'
+	// API servers serve at /openid/v1/jwks.
+	issuer *issuer
+	// now is the hub's clock: time.Now plus skew.
+	skew atomic.Int64
 }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	return newEnvWith(t, nil)
+// envOpts adjust newEnv's hub.
+type envOpts struct {
+	hub func(*hub.Config)
 }
 
-// newEnvWith is newEnv with cfg changed by mutate before the hub starts.
-func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOpts{}) }
+
+// newEnvWith is newEnv with the hub's Config changed by o.hub before the
+// hub starts.
+func newEnvWith(t *testing.T, o envOpts) *env {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir()+"/eco.db", store.Config{})
 	if err != nil {
@@ -63,6 +73,7 @@ func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
 		t.Fatal(err)
 	}
 	srv.TLS.Certificates = []tls.Certificate{ident.Certificate}
+	e := &env{t: t, srv: srv, issuer: newIssuer(t, clusterIssuer)}
 	cfg := hub.Config{
 		Store:             st,
 		ExternalURL:       srv.URL,
@@ -70,9 +81,10 @@ func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
 		SecretKey:         []byte(strings.Repeat("k", 32)),
 		HeartbeatInterval: 200 * time.Millisecond,
 		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Now:               func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) },
 	}
-	if mutate != nil {
-		mutate(&cfg)
+	if o.hub != nil {
+		o.hub(&cfg)
 	}
 	h, err := hub.New(cfg)
 	if err != nil {
@@ -91,7 +103,8 @@ func newEnvWith(t *testing.T, mutate func(*hub.Config)) *env {
 	roots.AppendCertsFromPEM(ident.CAPEM)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &env{t: t, hub: h, srv: srv, admin: admin, client: &http.Client{Transport: tr}, roots: roots}
+	e.hub, e.admin, e.client, e.roots = h, admin, &http.Client{Transport: tr}, roots
+	return e
 }
 
 type testWriter struct{ t *testing.T }
@@ -156,25 +169,46 @@ func (e *env) credential(id string) string {
 	return ""
 }
 
-// agent dials the hub as cluster id with credential, serving handler on
-// the tunnel.
+// agent dials the hub as cluster id with credential and an identity token
+// from e's issuer, serving on the tunnel the issuer's keys at
+// /openid/v1/jwks and handler for the rest.
 func (e *env) agent(id, credential, fingerprint string, handler http.Handler) (*tunnel.ClientSession, error) {
+	e.t.Helper()
+	return e.agentWith(agentOpts{id: id, credential: credential, fingerprint: fingerprint, handler: handler,
+		token: e.issuer.token(e.t, e.srv.URL, nil), keys: e.issuer})
+}
+
+// agentOpts describe a fake agent: what it presents and what its API
+// server serves.
+type agentOpts struct {
+	id, credential, fingerprint string
+	token                       string  // the identity token
+	keys                        *issuer // whose keys its API server serves; nil: none
+	handler                     http.Handler
+	mux                         tunnel.MuxConfig
+	listener                    func(net.Listener) net.Listener
+}
+
+func (e *env) agentWith(o agentOpts) (*tunnel.ClientSession, error) {
 	e.t.Helper()
 	sess, err := tunnel.Dial(e.t.Context(), tunnel.ClientConfig{
 		URL:       "wss" + strings.TrimPrefix(e.srv.URL, "https") + hub.TunnelPath,
-		ClusterID: id,
-		Token:     credential,
+		ClusterID: o.id,
+		Token:     o.credential,
 		TLSConfig: &tls.Config{RootCAs: e.roots},
-		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: fingerprint},
+		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: o.fingerprint, IdentityToken: o.token},
+		Mux:       o.mux,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if handler != nil {
-		srv := &http.Server{Handler: handler}
-		go srv.Serve(sess)
-		e.t.Cleanup(func() { srv.Close() })
+	var ln net.Listener = sess
+	if o.listener != nil {
+		ln = o.listener(sess)
 	}
+	srv := &http.Server{Handler: apiServer(o.keys, o.handler)}
+	go srv.Serve(ln)
+	e.t.Cleanup(func() { srv.Close() })
 	e.t.Cleanup(func() { sess.Close() })
 	return sess, nil
 }
@@ -362,47 +396,6 @@ func TestAgentCredentials(t *testing.T) {
 	})
 }
 
-func TestFingerprintPinning(t *testing.T) {
-	e := newEnv(t)
-	c := e.createCluster("pinned")
-	cred := e.credential(c.ID)
-
-	first, err := e.agent(c.ID, cred, "uid-of-cluster-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitState(c.ID, store.StateConnected)
-	var got hub.ClusterJSON
-	e.do("GET", "/api/v1/clusters/"+c.ID, e.admin, "", &got)
-	if got.Fingerprint != "uid-of-cluster-1" {
-		t.Fatalf("fingerprint = %q, want it pinned on first connect", got.Fingerprint)
-	}
-
-	_, err = e.agent(c.ID, cred, "uid-of-cluster-2", nil)
-	var rej *tunnel.RejectError
-	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "different cluster") {
-		t.Fatalf("same YAML in another cluster: Dial error = %v, want a rejection naming the other cluster", err)
-	}
-	// The rightful agent stays connected and its status untouched.
-	select {
-	case <-first.Done():
-		t.Fatal("the rightful agent was disconnected by an impostor")
-	default:
-	}
-	e.waitState(c.ID, store.StateConnected)
-
-	first.Close()
-	e.waitState(c.ID, store.StateDisconnected)
-	_, err = e.agent(c.ID, cred, "uid-of-cluster-2", nil)
-	if !tunnel.IsRejected(err) {
-		t.Fatalf("Dial error = %v, want rejection", err)
-	}
-	st := e.waitState(c.ID, store.StateFailing)
-	if !strings.Contains(st.Reason, "uid-of-cluster-2") {
-		t.Fatalf("status reason %q does not explain the rejection", st.Reason)
-	}
-}
-
 func TestStatusTransitions(t *testing.T) {
 	e := newEnv(t)
 	c := e.createCluster("life")
@@ -562,23 +555,18 @@ func TestProxyStreamsWatches(t *testing.T) {
 func TestProxyBurstBeyondAcceptBacklog(t *testing.T) {
 	e := newEnv(t)
 	c := e.createCluster("burst")
-	sess, err := tunnel.Dial(t.Context(), tunnel.ClientConfig{
-		URL:       "wss" + strings.TrimPrefix(e.srv.URL, "https") + hub.TunnelPath,
-		ClusterID: c.ID,
-		Token:     e.credential(c.ID),
-		TLSConfig: &tls.Config{RootCAs: e.roots},
-		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: "fp"},
-		Mux:       tunnel.MuxConfig{AcceptBacklog: 2},
+	_, err := e.agentWith(agentOpts{
+		id: c.ID, credential: e.credential(c.ID), fingerprint: "fp",
+		token: e.issuer.token(t, e.srv.URL, nil), keys: e.issuer,
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, `{"kind":"Pod"}`)
+		}),
+		mux:      tunnel.MuxConfig{AcceptBacklog: 2},
+		listener: func(l net.Listener) net.Listener { return slowListener{l} }, // an agent that accepts a stream every 2 ms
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sess.Close() })
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, `{"kind":"Pod"}`)
-	})}
-	go srv.Serve(slowListener{sess}) // an agent that accepts a stream every 2 ms
-	t.Cleanup(func() { srv.Close() })
 	e.waitState(c.ID, store.StateConnected)
 
 	const burst = 24

@@ -15,6 +15,10 @@ type ImportRequest struct {
 	Provider store.Provider
 	Region   string
 	CloudRef string
+	// Identity configures how the cluster's agents prove their identity:
+	// an OIDC issuer, or first-use pinning, held for approval if
+	// RequireApproval.
+	Identity store.IdentityConfig
 }
 
 // ImportCluster records a new cluster and gives it its agent credential.
@@ -26,13 +30,16 @@ func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Clust
 	if req.Provider == "" {
 		req.Provider = store.ProviderGeneric
 	}
+	if err := h.validateIdentityConfig(req.Identity); err != nil {
+		return store.Cluster{}, fmt.Errorf("importing cluster: %w", err)
+	}
 	placeholder, err := install.NewAgentToken()
 	if err != nil {
 		return store.Cluster{}, err
 	}
 	c, err := h.store.CreateCluster(ctx, store.NewCluster{
 		Name: req.Name, Provider: req.Provider, Region: req.Region, CloudRef: req.CloudRef,
-		AgentCredentialHash: hashSecret(placeholder),
+		AgentCredentialHash: hashSecret(placeholder), Identity: req.Identity,
 	})
 	if err != nil {
 		return store.Cluster{}, fmt.Errorf("importing cluster: %w", err)

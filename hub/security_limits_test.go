@@ -325,7 +325,7 @@ func wantTooMany(t *testing.T, resp *http.Response, cap string) {
 }
 
 func watchFloodUser(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.Limits.WatchesPerUser = 3 })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.Limits.WatchesPerUser = 3 }})
 	c, _ := e.connected("watched", blocking())
 	eve := e.userToken("eve", store.RoleMember)
 	bob := e.userToken("bob", store.RoleMember)
@@ -363,7 +363,7 @@ func watchFloodUser(t *testing.T) {
 }
 
 func watchFloodCluster(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.Limits.WatchesPerUser = 3; c.Limits.WatchesPerCluster = 4 })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.Limits.WatchesPerUser = 3; c.Limits.WatchesPerCluster = 4 }})
 	c, _ := e.connected("watched", blocking())
 	other := e.createCluster("other")
 	_ = other
@@ -382,7 +382,7 @@ func watchFloodCluster(t *testing.T) {
 }
 
 func streamFloodUser(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.Limits.StreamsPerUser = 3 })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.Limits.StreamsPerUser = 3 }})
 	c, _ := e.connected("slow", blocking())
 	eve := e.userToken("eve", store.RoleMember)
 	for range 3 {
@@ -410,7 +410,7 @@ func (d *drip) Read(p []byte) (int, error) {
 }
 
 func slowBody(t *testing.T) {
-	e := newEnvWith(t, func(c *hub.Config) { c.Limits.BodyTimeout = 500 * time.Millisecond })
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.Limits.BodyTimeout = 500 * time.Millisecond }})
 	c, _ := e.connected("sink", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// As an API server does, a body cut short is an error.
 		if n, err := io.Copy(io.Discard, r.Body); err != nil {

@@ -42,6 +42,7 @@ type statusItem struct {
 	event     *tunnel.Event
 	clusterID string
 	update    store.StatusUpdate
+	note      string // if not empty, a history note instead of update
 }
 
 // maxQueuedPerCluster bounds a cluster's queue for heartbeats and status
@@ -130,6 +131,11 @@ func (t *statusTracker) next() (statusItem, bool) {
 	return it, true
 }
 
+// note queues a history note that changes no state (Store.NoteStatus).
+func (t *statusTracker) note(clusterID, note string) {
+	t.enqueue(clusterID, statusItem{clusterID: clusterID, note: note})
+}
+
 // close applies what is queued and stops the goroutine.
 func (t *statusTracker) close() {
 	select {
@@ -162,6 +168,14 @@ func (t *statusTracker) run() {
 }
 
 func (t *statusTracker) apply(it statusItem) {
+	if it.note != "" {
+		ctx, cancel := bg(10 * time.Second)
+		defer cancel()
+		if err := t.store.NoteStatus(ctx, it.clusterID, it.note); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.logger.Error("noting status", "cluster", it.clusterID, "err", err)
+		}
+		return
+	}
 	if it.event == nil {
 		t.write(it.clusterID, it.update)
 		return

@@ -75,18 +75,24 @@ func (s *servedHub) connect(t *testing.T, name string, roots *x509.CertPool, cac
 	if err != nil {
 		t.Fatal(err)
 	}
+	is := newIssuer(t, clusterIssuer)
 	sess, err := tunnel.Dial(t.Context(), tunnel.ClientConfig{
 		URL:          "wss" + strings.TrimPrefix(s.url, "https") + hub.TunnelPath,
 		ClusterID:    c.ID,
 		Token:        (&env{t: t, hub: s.hub}).credential(c.ID),
 		TLSConfig:    &tls.Config{RootCAs: roots},
 		SessionCache: cache,
-		Hello:        tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: "fp-" + name},
+		Hello: tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: "fp-" + name,
+			IdentityToken: is.token(t, s.url, nil)},
 	})
 	if err != nil {
 		t.Fatalf("agent of %s: %v", name, err)
 	}
 	defer sess.Close()
+	// The hub pins the cluster's keys through the new session.
+	srv := &http.Server{Handler: apiServer(is, nil)}
+	go srv.Serve(sess)
+	defer srv.Close()
 	return sess.TLS().DidResume
 }
 

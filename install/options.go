@@ -66,6 +66,29 @@ const (
 	// AgentUID is the numeric user and group the agent container runs as
 	// (the distroless "nonroot" user).
 	AgentUID = 65532
+
+	// IdentityTokenDir is where the Deployment mounts the agent's identity
+	// token: a projected ServiceAccount token with the hub's URL as
+	// audience, which the kubelet rotates; the agent presents it to the
+	// hub at every connect to prove which cluster it runs in.
+	IdentityTokenDir = "/var/run/secrets/eco.dev/identity"
+	// IdentityTokenFile is the token's file name in IdentityTokenDir.
+	IdentityTokenFile = "token"
+	// IdentityTokenPath is the token's full path in the agent container.
+	IdentityTokenPath = IdentityTokenDir + "/" + IdentityTokenFile
+	// IdentityTokenFlag is the eco-agent flag naming the token file.
+	IdentityTokenFlag = "identity-token-file"
+	// IdentityTokenExpirySeconds is the identity token's lifetime: 10
+	// minutes, the least the kubelet allows; it rotates the token at 80%.
+	IdentityTokenExpirySeconds = 600
+
+	// IdentityKeysPath is where an API server serves its service-account
+	// issuer's public keys (a JWKS). The hub fetches it through the
+	// agent, which sends that one request as its own ServiceAccount.
+	IdentityKeysPath = "/openid/v1/jwks"
+	// IdentityDiscoveryPath is the API server's OIDC discovery document,
+	// which the agent serves the same way.
+	IdentityDiscoveryPath = "/.well-known/openid-configuration"
 )
 
 // Labels and annotations the install sets.

@@ -232,7 +232,7 @@ func agentDeployment(opts Options, meta metav1.ObjectMeta, podLabels map[string]
 						Image:           opts.Image,
 						ImagePullPolicy: opts.ImagePullPolicy,
 						Command:         []string{AgentName},
-						Args:            []string{"--" + ConfigDirFlag + "=" + ConfigDir},
+						Args:            []string{"--" + ConfigDirFlag + "=" + ConfigDir, "--" + IdentityTokenFlag + "=" + IdentityTokenPath},
 						Env:             env,
 						Ports: []corev1.ContainerPort{{
 							Name:          "health",
@@ -254,6 +254,10 @@ func agentDeployment(opts Options, meta metav1.ObjectMeta, podLabels map[string]
 							Name:      "config",
 							MountPath: ConfigDir,
 							ReadOnly:  true,
+						}, {
+							Name:      identityVolume,
+							MountPath: IdentityTokenDir,
+							ReadOnly:  true,
 						}},
 						SecurityContext: &corev1.SecurityContext{
 							RunAsNonRoot:             ptr(true),
@@ -272,12 +276,30 @@ func agentDeployment(opts Options, meta metav1.ObjectMeta, podLabels map[string]
 							// Readable by the agent's group (FSGroup) only.
 							DefaultMode: ptr[int32](0o440),
 						}},
+					}, {
+						// The identity token: minted by the kubelet for the
+						// agent's ServiceAccount with the hub's URL as
+						// audience, rotated before its 10 minutes are up.
+						// It proves to the hub which cluster the agent
+						// runs in; no other audience accepts it.
+						Name: identityVolume,
+						VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+							Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+								Audience:          opts.HubURL,
+								ExpirationSeconds: ptr[int64](IdentityTokenExpirySeconds),
+								Path:              IdentityTokenFile,
+							}}},
+							DefaultMode: ptr[int32](0o440),
+						}},
 					}},
 				},
 			},
 		},
 	}
 }
+
+// identityVolume names the volume of the agent's identity token.
+const identityVolume = "identity-token"
 
 // secretHash returns a hex SHA-256 over the Secret's keys and values, in
 // key order, each length-prefixed so that no two contents collide.

@@ -354,19 +354,33 @@ func TestSecretAndDeployment(t *testing.T) {
 	if c.Image != "ghcr.io/eco-project/eco-agent:v0.1.0" || c.ImagePullPolicy != corev1.PullIfNotPresent {
 		t.Errorf("image %q %q", c.Image, c.ImagePullPolicy)
 	}
-	if cmd := append(slices.Clone(c.Command), c.Args...); !slices.Equal(cmd, []string{"eco-agent", "--config-dir=/etc/eco-agent"}) {
+	if cmd := append(slices.Clone(c.Command), c.Args...); !slices.Equal(cmd, []string{"eco-agent", "--config-dir=/etc/eco-agent", "--identity-token-file=/var/run/secrets/eco.dev/identity/token"}) {
 		t.Errorf("command %q", cmd)
 	}
 	wantEnv := []corev1.EnvVar{{Name: "HTTPS_PROXY", Value: "http://proxy.corp:3128"}, {Name: "NO_PROXY", Value: ".corp"}}
 	if !reflect.DeepEqual(c.Env, wantEnv) {
 		t.Errorf("env %v, want %v", c.Env, wantEnv)
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != ConfigDir || !c.VolumeMounts[0].ReadOnly {
+	if len(c.VolumeMounts) != 2 || c.VolumeMounts[0].MountPath != ConfigDir || !c.VolumeMounts[0].ReadOnly ||
+		c.VolumeMounts[1].MountPath != IdentityTokenDir || !c.VolumeMounts[1].ReadOnly {
 		t.Errorf("mounts %+v", c.VolumeMounts)
 	}
-	if len(spec.Volumes) != 1 || spec.Volumes[0].Name != c.VolumeMounts[0].Name ||
+	if len(spec.Volumes) != 2 || spec.Volumes[0].Name != c.VolumeMounts[0].Name ||
 		spec.Volumes[0].Secret == nil || spec.Volumes[0].Secret.SecretName != secret.Name {
 		t.Errorf("volumes %+v", spec.Volumes)
+	}
+	// The identity token: the agent's ServiceAccount, the hub's URL as
+	// audience, 10 minutes.
+	if len(spec.Volumes) == 2 {
+		v := spec.Volumes[1]
+		if v.Name != c.VolumeMounts[1].Name || v.Projected == nil || len(v.Projected.Sources) != 1 {
+			t.Fatalf("identity volume %+v", v)
+		}
+		sat := v.Projected.Sources[0].ServiceAccountToken
+		if sat == nil || sat.Audience != "https://eco.example.com" || sat.ExpirationSeconds == nil ||
+			*sat.ExpirationSeconds != 600 || sat.Path+"" != IdentityTokenFile {
+			t.Errorf("identity token projection %+v", sat)
+		}
 	}
 	sc := c.SecurityContext
 	if sc == nil || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||

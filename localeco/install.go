@@ -34,6 +34,11 @@ type AgentSetup struct {
 	// TokenFile holds a ServiceAccount token from TokenRequest; see
 	// RefreshToken.
 	TokenFile string
+	// IdentityTokenFile holds the agent's identity token: a TokenRequest
+	// token for the same ServiceAccount with the hub's URL as audience
+	// and a 10-minute expiry, as the install YAML's projected volume
+	// gives the pod; see RefreshToken.
+	IdentityTokenFile string
 	// Kubeconfig reaches the cluster's API server with TokenFile, for an
 	// agent run as a process (eco-agent --kubeconfig).
 	Kubeconfig string
@@ -60,11 +65,12 @@ func Install(ctx context.Context, h *Hub, c *localcluster.Cluster, id, dir strin
 		return nil, fmt.Errorf("kubectl apply printed nothing expected:\n%s", out)
 	}
 	s := &AgentSetup{
-		ClusterID:  id,
-		ConfigDir:  filepath.Join(dir, "config"),
-		TokenFile:  filepath.Join(dir, "token"),
-		Kubeconfig: filepath.Join(dir, "agent.kubeconfig"),
-		cluster:    c,
+		ClusterID:         id,
+		ConfigDir:         filepath.Join(dir, "config"),
+		TokenFile:         filepath.Join(dir, "token"),
+		IdentityTokenFile: filepath.Join(dir, "identity.token"),
+		Kubeconfig:        filepath.Join(dir, "agent.kubeconfig"),
+		cluster:           c,
 	}
 	cs, err := c.Clientset()
 	if err != nil {
@@ -115,29 +121,45 @@ func ApplyYAML(ctx context.Context, c *localcluster.Cluster, yaml []byte) (strin
 	return string(out), nil
 }
 
-// RefreshToken requests a new ServiceAccount token and replaces TokenFile
-// atomically, as the kubelet rotates a projected token.
+// IdentityTokenTTL is the identity token's lifetime, as in the install
+// YAML's projected volume.
+const IdentityTokenTTL = install.IdentityTokenExpirySeconds * time.Second
+
+// RefreshToken requests new ServiceAccount tokens, one for the API server
+// and the identity token with the hub's URL as audience, and replaces
+// TokenFile and IdentityTokenFile atomically, as the kubelet rotates a
+// projected token.
 func (s *AgentSetup) RefreshToken(ctx context.Context) error {
+	if err := s.requestToken(ctx, s.TokenFile, TokenTTL, nil); err != nil {
+		return err
+	}
+	return s.requestToken(ctx, s.IdentityTokenFile, IdentityTokenTTL, []string{s.Config.HubURL})
+}
+
+// requestToken writes a TokenRequest token for the agent's ServiceAccount
+// to file.
+func (s *AgentSetup) requestToken(ctx context.Context, file string, ttl time.Duration, audiences []string) error {
 	cs, err := s.cluster.Clientset()
 	if err != nil {
 		return err
 	}
-	ttl := int64(TokenTTL / time.Second)
+	secs := int64(ttl / time.Second)
 	tr, err := cs.CoreV1().ServiceAccounts(s.Namespace).CreateToken(ctx, install.AgentName,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl}}, metav1.CreateOptions{})
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs, Audiences: audiences}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("TokenRequest for %s/%s: %w", s.Namespace, install.AgentName, err)
 	}
-	tmp := s.TokenFile + ".tmp"
+	tmp := file + ".tmp"
 	if err := os.WriteFile(tmp, []byte(tr.Status.Token), 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, s.TokenFile)
+	return os.Rename(tmp, file)
 }
 
-// KeepTokenFresh refreshes the token every TokenTTL*0.8, until ctx ends.
+// KeepTokenFresh refreshes the tokens every IdentityTokenTTL*0.8 (the
+// shorter-lived one's due), until ctx ends.
 func (s *AgentSetup) KeepTokenFresh(ctx context.Context) {
-	t := time.NewTicker(TokenTTL * 8 / 10)
+	t := time.NewTicker(IdentityTokenTTL * 8 / 10)
 	defer t.Stop()
 	for {
 		select {
@@ -152,13 +174,14 @@ func (s *AgentSetup) KeepTokenFresh(ctx context.Context) {
 // AgentConfig is the configuration for running the agent in-process.
 func (s *AgentSetup) AgentConfig() agent.Config {
 	return agent.Config{
-		HubURL:     s.Config.HubURL,
-		ClusterID:  s.Config.ClusterID,
-		Token:      s.Config.Token,
-		HubCAPEM:   s.Config.CAPEM,
-		Namespace:  s.Namespace,
-		RESTConfig: &rest.Config{Host: s.cluster.URL, TLSClientConfig: rest.TLSClientConfig{CAData: s.cluster.CAPEM}, BearerTokenFile: s.TokenFile},
-		HealthAddr: "127.0.0.1:0",
+		HubURL:            s.Config.HubURL,
+		ClusterID:         s.Config.ClusterID,
+		Token:             s.Config.Token,
+		HubCAPEM:          s.Config.CAPEM,
+		IdentityTokenFile: s.IdentityTokenFile,
+		Namespace:         s.Namespace,
+		RESTConfig:        &rest.Config{Host: s.cluster.URL, TLSClientConfig: rest.TLSClientConfig{CAData: s.cluster.CAPEM}, BearerTokenFile: s.TokenFile},
+		HealthAddr:        "127.0.0.1:0",
 	}
 }
 
@@ -168,6 +191,7 @@ func (s *AgentSetup) AgentCommand(ctx context.Context, bin, healthAddr string) *
 	return exec.CommandContext(ctx, bin,
 		"--config-dir="+s.ConfigDir,
 		"--kubeconfig="+s.Kubeconfig,
+		"--identity-token-file="+s.IdentityTokenFile,
 		"--namespace="+s.Namespace,
 		"--health-addr="+healthAddr,
 		"--log-format=text",

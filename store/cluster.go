@@ -66,6 +66,11 @@ type Cluster struct {
 	// CloudHealth is the health string the cloud provider reports, verbatim;
 	// empty if unknown.
 	CloudHealth string
+	// Identity is how the cluster's identity is established.
+	Identity IdentityConfig
+	// IdentityState is where its identity pin stands (see
+	// [Store.ClusterIdentity] for the pin itself).
+	IdentityState IdentityState
 	// Status is the current operator status.
 	Status Status
 }
@@ -77,6 +82,7 @@ type NewCluster struct {
 	Region              string   // optional, at most MaxRegionLen bytes
 	CloudRef            string   // optional, at most MaxCloudRefLen bytes
 	AgentCredentialHash []byte   // required, MinHashLen to MaxHashLen bytes
+	Identity            IdentityConfig
 }
 
 // Validate reports the first problem with c, wrapping [ErrInvalid].
@@ -91,6 +97,9 @@ func (c NewCluster) Validate() error {
 		return err
 	}
 	if err := validateText("cloud reference", c.CloudRef, MaxCloudRefLen); err != nil {
+		return err
+	}
+	if err := c.Identity.Validate(); err != nil {
 		return err
 	}
 	return ValidateHash("agent credential hash", c.AgentCredentialHash)

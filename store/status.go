@@ -135,6 +135,10 @@ func (s Status) Apply(u StatusUpdate, now time.Time) (next Status, changed bool)
 	return next, changed
 }
 
+// TruncateReason cuts a reason to MaxReasonLen bytes, as UpdateStatus
+// does.
+func TruncateReason(s string) string { return truncate(s, MaxReasonLen) }
+
 // truncate cuts s to at most max bytes without splitting a UTF-8 sequence.
 func truncate(s string, max int) string {
 	if len(s) <= max {

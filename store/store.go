@@ -66,6 +66,29 @@ type Store interface {
 	// SetCloudHealth records the health string the cloud provider reports.
 	SetCloudHealth(ctx context.Context, id, health string) error
 
+	// ClusterIdentity returns the cluster's identity configuration and pin.
+	ClusterIdentity(ctx context.Context, id string) (Identity, error)
+	// SetIdentityConfig replaces the cluster's identity configuration; the
+	// pin is kept.
+	SetIdentityConfig(ctx context.Context, id string, cfg IdentityConfig) error
+	// PinIdentity atomically pins issuer and jwks as the cluster's keys,
+	// in state IdentityAwaitingApproval if awaitingApproval, else
+	// IdentityPinned. It returns ErrConflict if anything is pinned already.
+	PinIdentity(ctx context.Context, id, issuer string, jwks []byte, awaitingApproval bool) error
+	// ApproveIdentity turns a pin awaiting approval into IdentityPinned;
+	// ErrConflict if none awaits.
+	ApproveIdentity(ctx context.Context, id string) error
+	// UpdateIdentityKeys replaces the pinned keys (the cluster rotated its
+	// own); ErrConflict unless the cluster is IdentityPinned with issuer.
+	UpdateIdentityKeys(ctx context.Context, id, issuer string, jwks []byte) error
+	// ResetIdentity forgets the pin (state IdentityUnpinned); the
+	// configuration is kept.
+	ResetIdentity(ctx context.Context, id string) error
+	// NoteStatus appends note to the cluster's status history as a
+	// transition from its current state to itself, leaving the status as
+	// it is: an event worth showing that changes no state.
+	NoteStatus(ctx context.Context, id, note string) error
+
 	// UpdateStatus applies u to the cluster's current status as described by
 	// [Status.Apply]. When the state changes it also appends a [Transition]
 	// to the history, in the same transaction. It returns the new status.

@@ -55,6 +55,11 @@ type Hello struct {
 	// Capabilities names optional features the agent supports: at most
 	// 64 tokens without commas or spaces.
 	Capabilities []string `json:"capabilities,omitempty"`
+	// IdentityToken proves which cluster the agent runs in (eco: a
+	// ServiceAccount token with the hub's URL as audience): at most
+	// MaxIdentityTokenLen bytes of base64url and dots. The Server passes it
+	// to Admit and Prove only: events and SessionInfo never carry it.
+	IdentityToken string `json:"-"`
 }
 
 // State is an agent's self-reported condition.

@@ -44,6 +44,10 @@ var (
 	// ErrForbidden may be returned (wrapped) by ServerConfig.Authenticate to
 	// answer 403 Forbidden instead of 401 Unauthorized.
 	ErrForbidden = errors.New("forbidden")
+	// ErrProbation, wrapped in the error ServerConfig.Admit returns, admits
+	// the agent on probation: the upgrade completes, but the session only
+	// becomes its cluster's once ServerConfig.Prove accepts it.
+	ErrProbation = errors.New("tunnel: admitted on probation")
 )
 
 // RejectError is the hub refusing an agent's upgrade request: the

@@ -21,6 +21,8 @@ const (
 	HeaderFingerprint = "X-Eco-Cluster-Fingerprint"
 	// HeaderCapabilities carries Hello.Capabilities, comma-separated.
 	HeaderCapabilities = "X-Eco-Capabilities"
+	// HeaderIdentityToken carries Hello.IdentityToken.
+	HeaderIdentityToken = "X-Eco-Identity-Token"
 
 	// HeaderSessionID carries the hub's session ID in the 101 response.
 	HeaderSessionID = "X-Eco-Session-Id"
@@ -33,6 +35,9 @@ const (
 
 	// maxCapabilities bounds Hello.Capabilities.
 	maxCapabilities = 64
+	// MaxIdentityTokenLen bounds Hello.IdentityToken, in bytes. A
+	// Kubernetes projected ServiceAccount token is about 1 KiB.
+	MaxIdentityTokenLen = 8 << 10
 )
 
 // validateHello checks the limits of spec.md section 5 and that every
@@ -50,6 +55,9 @@ func validateHello(h *Hello) error {
 		if err := checkHeaderField(f.name, f.v, false); err != nil {
 			return err
 		}
+	}
+	if err := checkIdentityToken(h.IdentityToken); err != nil {
+		return err
 	}
 	if len(h.Capabilities) > maxCapabilities {
 		return fmt.Errorf("%w: %d capabilities, at most %d", ErrBadHello, len(h.Capabilities), maxCapabilities)
@@ -78,6 +86,22 @@ func checkHeaderField(name, v string, token bool) error {
 	return nil
 }
 
+// checkIdentityToken checks the identity token's limits: at most
+// MaxIdentityTokenLen bytes of base64url and dots (a compact JWS). What it
+// says is the hub's business.
+func checkIdentityToken(v string) error {
+	if len(v) > MaxIdentityTokenLen {
+		return fmt.Errorf("%w: identity token is %d bytes, at most %d", ErrBadHello, len(v), MaxIdentityTokenLen)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%w: identity token has a character other than base64url and '.' at byte %d", ErrBadHello, i)
+		}
+	}
+	return nil
+}
+
 // setHelloHeaders puts h into an upgrade request's headers.
 func setHelloHeaders(hdr http.Header, h *Hello) {
 	hdr.Set(HeaderAgentProtocol, h.ProtocolVersion)
@@ -86,6 +110,7 @@ func setHelloHeaders(hdr http.Header, h *Hello) {
 		{HeaderKubernetesVersion, h.KubernetesVersion},
 		{HeaderFingerprint, h.Fingerprint},
 		{HeaderCapabilities, strings.Join(h.Capabilities, ",")},
+		{HeaderIdentityToken, h.IdentityToken},
 	} {
 		if f.v != "" {
 			hdr.Set(f.key, f.v)
@@ -100,12 +125,13 @@ func helloFromHeaders(hdr http.Header) (Hello, error) {
 		AgentVersion:      hdr.Get(HeaderAgentVersion),
 		KubernetesVersion: hdr.Get(HeaderKubernetesVersion),
 		Fingerprint:       hdr.Get(HeaderFingerprint),
+		IdentityToken:     hdr.Get(HeaderIdentityToken),
 	}
 	if caps := hdr.Get(HeaderCapabilities); caps != "" {
 		h.Capabilities = strings.Split(caps, ",")
 	}
 	// Each header of the hello may appear once.
-	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities} {
+	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities, HeaderIdentityToken} {
 		if len(hdr[k]) > 1 {
 			return h, fmt.Errorf("%w: %s repeated", ErrBadHello, k)
 		}

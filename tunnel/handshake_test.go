@@ -27,6 +27,12 @@ func TestHelloHeaders(t *testing.T) {
 		{"comma in a capability", Hello{ProtocolVersion: "2.0", Capabilities: []string{"a,b"}}, ErrBadHello},
 		{"empty capability", Hello{ProtocolVersion: "2.0", Capabilities: []string{""}}, ErrBadHello},
 		{"too many capabilities", Hello{ProtocolVersion: "2.0", Capabilities: make([]string, maxCapabilities+1)}, ErrBadHello},
+		{"identity token", Hello{ProtocolVersion: "2.0", IdentityToken: "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJl-_"}, nil},
+		{"identity token of the maximum size", Hello{ProtocolVersion: "2.0", IdentityToken: strings.Repeat("a", MaxIdentityTokenLen)}, nil},
+		{"identity token too long", Hello{ProtocolVersion: "2.0", IdentityToken: strings.Repeat("a", MaxIdentityTokenLen+1)}, ErrBadHello},
+		{"identity token with a space", Hello{ProtocolVersion: "2.0", IdentityToken: "a.b c.d"}, ErrBadHello},
+		{"identity token with a header smuggled in", Hello{ProtocolVersion: "2.0", IdentityToken: "a.b.c\r\nX-Eco-Cluster-Id: other"}, ErrBadHello},
+		{"identity token with base64 padding", Hello{ProtocolVersion: "2.0", IdentityToken: "a.b.c=="}, ErrBadHello},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := validateHello(&tc.hello)
@@ -44,7 +50,8 @@ func TestHelloHeaders(t *testing.T) {
 			}
 		})
 	}
-	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities} {
+	full.IdentityToken = "x.y.z"
+	for _, k := range []string{HeaderAgentProtocol, HeaderAgentVersion, HeaderKubernetesVersion, HeaderFingerprint, HeaderCapabilities, HeaderIdentityToken} {
 		t.Run("repeated "+k, func(t *testing.T) {
 			hdr := http.Header{}
 			setHelloHeaders(hdr, &full)
@@ -84,4 +91,40 @@ func TestAcceptHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzHelloFromHeaders feeds arbitrary header values to the hub's reading
+// of a Hello: an accepted Hello must be within the limits and survive a
+// round trip through the agent's writing of it.
+func FuzzHelloFromHeaders(f *testing.F) {
+	f.Add("2.0", "v0.4.0", "v1.34.4", "7b1f6c1e", "exec,logs", "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln")
+	f.Add("2.0", "", "", "", "", "")
+	f.Add("2.1", "a\x00", "v1", "f p", ",,", "a.b.c==")
+	f.Fuzz(func(t *testing.T, proto, agent, kube, fp, caps, token string) {
+		hdr := http.Header{}
+		for k, v := range map[string]string{HeaderAgentProtocol: proto, HeaderAgentVersion: agent,
+			HeaderKubernetesVersion: kube, HeaderFingerprint: fp, HeaderCapabilities: caps, HeaderIdentityToken: token} {
+			if v != "" {
+				hdr[k] = []string{v}
+			}
+		}
+		h, err := helloFromHeaders(hdr)
+		if err != nil {
+			return
+		}
+		if len(h.IdentityToken) > MaxIdentityTokenLen || strings.ContainsAny(h.IdentityToken, " \r\n=,") {
+			t.Fatalf("accepted identity token %q", h.IdentityToken)
+		}
+		for _, v := range []string{h.AgentVersion, h.KubernetesVersion, h.Fingerprint} {
+			if len(v) > maxFieldLen || strings.ContainsAny(v, "\r\n") {
+				t.Fatalf("accepted field %q", v)
+			}
+		}
+		out := http.Header{}
+		setHelloHeaders(out, &h)
+		again, err := helloFromHeaders(out)
+		if err != nil || !reflect.DeepEqual(again, h) {
+			t.Fatalf("round trip of %+v: %+v, %v", h, again, err)
+		}
+	})
 }

@@ -53,8 +53,20 @@ type ServerConfig struct {
 	// handshake timeout or Close. An error refuses the agent with 403: its
 	// text (or a *RejectError's Reason) is the response body, which the
 	// agent surfaces as a *RejectError. If nil, every agent that speaks a
-	// supported protocol version is admitted.
+	// supported protocol version is admitted. An error wrapping
+	// ErrProbation admits the agent on probation (see Prove).
 	Admit func(ctx context.Context, clusterID string, hello Hello) error
+
+	// Prove decides on an agent Admit admitted on probation. It is called
+	// after the upgrade (the agent has its 101 and serves the streams the
+	// hub opens), before the session becomes its cluster's: DialContext
+	// does not reach it and it has replaced no other session. dial opens a
+	// stream to the agent over the new session, e.g. to fetch from its
+	// cluster what the proof needs; ctx ends with the handshake timeout or
+	// Close. Nil makes the session its cluster's; an error ends it at once
+	// with a goodbye whose reason is the error's *RejectError Reason, or
+	// "agent identity not proven". If nil, ErrProbation refuses the agent.
+	Prove func(ctx context.Context, clusterID string, hello Hello, dial func(context.Context) (net.Conn, error)) error
 
 	// Events, if not nil, is called synchronously from the session's
 	// goroutine for each session event (see EventKind). It must return
@@ -202,12 +214,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	probation := false
 	if s.cfg.Admit != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 		stop := context.AfterFunc(r.Context(), cancel)
 		err := s.cfg.Admit(ctx, clusterID, hello)
 		stop()
 		cancel()
+		if errors.Is(err, ErrProbation) && s.cfg.Prove != nil {
+			probation, err = true, nil
+		}
 		if err != nil {
 			reason := err.Error()
 			var re *RejectError
@@ -224,11 +240,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	// The identity token goes to Admit and Prove only: events and
+	// SessionInfo never carry it.
+	sessionHello := hello
+	sessionHello.IdentityToken = ""
 	h := &hubSession{
 		srv:        s,
 		clusterID:  clusterID,
 		remoteAddr: r.RemoteAddr,
-		hello:      hello,
+		hello:      sessionHello,
 		id:         s.nextID.Add(1),
 	}
 	acceptInfo{
@@ -255,6 +275,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux = mux.Client(h.conn, s.muxCfg)
 	h.ctrl = newControlStream(h.mux.Control(), s.cfg.MaxControlMessage)
 	h.connectedAt = time.Now()
+	if probation && !s.prove(h, uw, hello) {
+		return
+	}
 	if !s.register(h) {
 		h.mux.Close()
 		return
@@ -270,7 +293,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.start()
 }
 
-// register makes h the session of its cluster, replacing an older one.
+// prove runs Prove on a session admitted on probation, before it is
+// registered. It reports whether the session may become its cluster's; if
+// not, the session is ended with a goodbye.
+func (s *Server) prove(h *hubSession, uw *upgradeResponse, hello Hello) bool {
+	if err := uw.release(); err != nil {
+		s.stats.handshakeErrors.Add(1)
+		s.log.Info("tunnel: upgrade failed", "cluster", h.clusterID, "remote", h.remoteAddr, "err", err)
+		h.mux.Close()
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	dial := func(ctx context.Context) (net.Conn, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return h.mux.Open()
+	}
+	err := s.cfg.Prove(ctx, h.clusterID, hello, dial)
+	if err == nil {
+		return true
+	}
+	reason := "agent identity not proven"
+	var re *RejectError
+	if errors.As(err, &re) {
+		reason = re.Reason
+	}
+	if len(reason) > maxFieldLen {
+		reason = reason[:maxFieldLen]
+	}
+	s.stats.rejected.Add(1)
+	s.log.Info("tunnel: agent rejected on probation", "cluster", h.clusterID, "remote", h.remoteAddr, "reason", reason)
+	if err := h.ctrl.send(&message{Type: msgGoodbye, Reason: reason}, time.Now().Add(lingerTimeout)); err == nil {
+		h.linger()
+	}
+	h.mux.Close()
+	return false
+}
+
+// register makes h the session of its cluster, replacing an older one at
+// once: the hub admits (ServerConfig.Admit, Prove) only agents it trusts
+// to serve the cluster, so the newest of them is the live one, and an
+// agent restarted while its old connection lingers is reachable at once.
 // It fails once the Server is closed.
 func (s *Server) register(h *hubSession) bool {
 	s.mu.Lock()

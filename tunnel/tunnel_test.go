@@ -289,6 +289,114 @@ func TestAdmitRejection(t *testing.T) {
 	}
 }
 
+// TestProbation admits agents on probation: Prove reaches the agent over
+// the new session before it becomes its cluster's, and a refusal ends the
+// session with a goodbye while the live session keeps serving.
+func TestProbation(t *testing.T) {
+	var prove func(ctx context.Context, clusterID string, hello Hello, dial func(context.Context) (net.Conn, error)) error
+	h := newHarness(t, harnessOpts{server: func(c *ServerConfig) {
+		c.Admit = func(ctx context.Context, clusterID string, hello Hello) error {
+			if hello.IdentityToken == "a.probation.c" {
+				return ErrProbation
+			}
+			return nil
+		}
+		c.Prove = func(ctx context.Context, clusterID string, hello Hello, dial func(context.Context) (net.Conn, error)) error {
+			return prove(ctx, clusterID, hello, dial)
+		}
+	}})
+	handler := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
+	}
+	get := func(clusterID string) (string, error) {
+		tr := h.transport(clusterID)
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + clusterID + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	// askAgent is what the hub's Prove does: one request to the agent
+	// over the session on probation.
+	askAgent := func(ctx context.Context, dial func(context.Context) (net.Conn, error)) (string, error) {
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+
+	live := h.dial("c1", nil)
+	serve(t, live, handler("live"))
+	h.waitEvent(EventConnected, "c1", 5*time.Second)
+
+	// Refused on probation: the agent was reached, then said goodbye to;
+	// the live session still serves.
+	var heard string
+	var sawToken string
+	prove = func(ctx context.Context, clusterID string, hello Hello, dial func(context.Context) (net.Conn, error)) error {
+		sawToken = hello.IdentityToken
+		if _, err := h.srv.DialContext(ctx, clusterID); err != nil {
+			return fmt.Errorf("the live session is not reachable during probation: %w", err)
+		}
+		var err error
+		heard, err = askAgent(ctx, dial)
+		if err != nil {
+			return err
+		}
+		return &RejectError{Reason: "agent identity not proven"}
+	}
+	cand := h.dial("c1", func(c *ClientConfig) { c.Hello.IdentityToken = "a.probation.c" })
+	serve(t, cand, handler("candidate"))
+	waitDone(t, cand, 5*time.Second)
+	if !errors.Is(cand.Err(), ErrDisconnected) || !strings.Contains(cand.Err().Error(), "agent identity not proven") {
+		t.Fatalf("refused candidate ended with %v", cand.Err())
+	}
+	if heard != "candidate" || sawToken != "a.probation.c" {
+		t.Fatalf("Prove heard %q and saw token %q", heard, sawToken)
+	}
+	if got, err := get("c1"); got != "live" || err != nil {
+		t.Fatalf("after a refused probation the cluster answers %q, %v", got, err)
+	}
+
+	// Accepted on probation: the candidate replaces the live session.
+	prove = func(ctx context.Context, clusterID string, hello Hello, dial func(context.Context) (net.Conn, error)) error {
+		_, err := askAgent(ctx, dial)
+		return err
+	}
+	cand2 := h.dial("c1", func(c *ClientConfig) { c.Hello.IdentityToken = "a.probation.c" })
+	serve(t, cand2, handler("proven"))
+	waitDone(t, live, 5*time.Second)
+	if got, err := get("c1"); got != "proven" || err != nil {
+		t.Fatalf("after a proven probation the cluster answers %q, %v", got, err)
+	}
+	// The token never reaches events or SessionInfo.
+	for _, si := range h.srv.Sessions() {
+		if si.Hello.IdentityToken != "" {
+			t.Fatal("SessionInfo carries the identity token")
+		}
+	}
+	for {
+		select {
+		case ev := <-h.events:
+			if ev.Hello.IdentityToken != "" {
+				t.Fatal("an event carries the identity token")
+			}
+			continue
+		default:
+		}
+		break
+	}
+}
+
 func TestUnsupportedProtocolVersion(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	cfg := h.clientConfig("c1")

@@ -7,9 +7,11 @@
 //	eco-agent --config-dir=/etc/eco-agent
 //
 // Outside a cluster (the local demo, debugging), with a kubeconfig holding
-// the agent ServiceAccount's token:
+// the agent ServiceAccount's token and a token for the same ServiceAccount
+// with the hub's URL as audience (kubectl create token eco-agent -n
+// eco-system --audience=HUB-URL --duration=10m):
 //
-//	eco-agent --config-dir=DIR --kubeconfig=agent.kubeconfig --namespace=eco-system
+//	eco-agent --config-dir=DIR --kubeconfig=agent.kubeconfig --namespace=eco-system --identity-token-file=identity.token
 //
 // The version is set at link time:
 //
@@ -53,6 +55,7 @@ const envProxyCAFile = "ECO_PROXY_CA_FILE"
 // options are eco-agent's flags.
 type options struct {
 	configDir   string
+	identityTok string
 	kubeconfig  string
 	namespace   string
 	proxyCAFile string
@@ -67,6 +70,7 @@ type options struct {
 func defaultOptions(getenv func(string) string) options {
 	return options{
 		configDir:   install.ConfigDir,
+		identityTok: install.IdentityTokenPath,
 		proxyCAFile: getenv(envProxyCAFile),
 		healthAddr:  agent.DefaultHealthAddr,
 		logFormat:   "json",
@@ -80,6 +84,8 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&o.configDir, install.ConfigDirFlag, o.configDir,
 		"`directory` holding the agent configuration from the install Secret (files hub-url, cluster-id, token, ca.crt and, optionally, namespace)")
+	fs.StringVar(&o.identityTok, install.IdentityTokenFlag, o.identityTok,
+		"`file` holding the agent's identity token, re-read at every connect: a ServiceAccount token for the agent with the hub's URL as audience, which proves to the hub which cluster the agent runs in (the install YAML mounts a projected token the kubelet rotates here); empty sends none, and the hub refuses the agent")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", o.kubeconfig,
 		"kubeconfig `file` for the API server, for running outside the cluster; empty means the in-cluster ServiceAccount")
 	fs.StringVar(&o.namespace, "namespace", o.namespace,
@@ -219,16 +225,18 @@ func (o *options) agentConfig(log *slog.Logger) (agent.Config, error) {
 	// builds its API transports without a proxy anyway.
 	rc.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
 	return agent.Config{
-		HubURL:       ac.HubURL,
-		ClusterID:    ac.ClusterID,
-		Token:        ac.Token,
-		HubCAPEM:     ac.CAPEM,
-		ProxyRootCAs: proxyRoots,
-		Namespace:    ac.Namespace,
-		RESTConfig:   rc,
-		Version:      version,
-		HealthAddr:   o.healthAddr,
-		Logger:       log,
+		HubURL:    ac.HubURL,
+		ClusterID: ac.ClusterID,
+		Token:     ac.Token,
+		HubCAPEM:  ac.CAPEM,
+		// Re-read at every connect, as the kubelet rotates it.
+		IdentityTokenFile: o.identityTok,
+		ProxyRootCAs:      proxyRoots,
+		Namespace:         ac.Namespace,
+		RESTConfig:        rc,
+		Version:           version,
+		HealthAddr:        o.healthAddr,
+		Logger:            log,
 	}, nil
 }
 

@@ -16,14 +16,16 @@ import (
 // clusterColumns is what scanCluster reads, in order.
 const clusterColumns = `id, name, provider, region, cloud_ref, created_at, credential_hash,
 	fingerprint, fingerprint_pinned_at, cloud_health,
-	state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version`
+	state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version,
+	oidc_issuer, require_approval, identity_state`
 
 func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 	var c store.Cluster
 	err := row.Scan(&c.ID, &c.Name, &c.Provider, &c.Region, &c.CloudRef, scanTime{&c.CreatedAt}, &c.AgentCredentialHash,
 		&c.Fingerprint, scanTime{&c.FingerprintPinnedAt}, &c.CloudHealth,
 		&c.Status.State, &c.Status.Reason, scanTime{&c.Status.Since}, scanTime{&c.Status.LastHeartbeat},
-		&c.Status.RTT, &c.Status.AgentVersion, &c.Status.KubernetesVersion)
+		&c.Status.RTT, &c.Status.AgentVersion, &c.Status.KubernetesVersion,
+		&c.Identity.OIDCIssuer, &c.Identity.RequireApproval, &c.IdentityState)
 	return c, err
 }
 
@@ -46,6 +48,7 @@ func (s *Store) CreateCluster(ctx context.Context, nc store.NewCluster) (store.C
 		Provider:            nc.Provider,
 		Region:              nc.Region,
 		CloudRef:            nc.CloudRef,
+		Identity:            nc.Identity,
 		CreatedAt:           now,
 		AgentCredentialHash: slices.Clone(nc.AgentCredentialHash),
 		Status:              store.InitialStatus(now),
@@ -62,7 +65,8 @@ func insertCluster(o op, c *store.Cluster) error {
 	for range 3 {
 		c.ID = store.NewClusterID()
 		_, err := o.exec(qInsertCluster, c.ID, c.Name, string(c.Provider), c.Region, c.CloudRef, dbTime(c.CreatedAt),
-			c.AgentCredentialHash, string(c.Status.State), c.Status.Reason, dbTime(c.Status.Since))
+			c.AgentCredentialHash, string(c.Status.State), c.Status.Reason, dbTime(c.Status.Since),
+			c.Identity.OIDCIssuer, c.Identity.RequireApproval)
 		if !isUniqueViolation(err) {
 			return err
 		}

@@ -7,7 +7,8 @@ const (
 	qCredentialTaken  = `SELECT 1 FROM clusters WHERE credential_hash = ? AND id != ?`
 	qClusterExists    = `SELECT 1 FROM clusters WHERE id = ?`
 	qInsertCluster    = `INSERT INTO clusters (id, name, provider, region, cloud_ref, created_at,
-		credential_hash, state, reason, state_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		credential_hash, state, reason, state_since, oidc_issuer, require_approval)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qClusterByID   = `SELECT ` + clusterColumns + ` FROM clusters WHERE id = ?`
 	qClusterByName = `SELECT ` + clusterColumns + ` FROM clusters WHERE name = ?`
 	qClusterByHash = `SELECT ` + clusterColumns + ` FROM clusters WHERE credential_hash = ?`
@@ -31,6 +32,19 @@ const (
 		SELECT seq FROM status_transitions WHERE cluster_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`
 	qHistory = `SELECT cluster_id, from_state, to_state, reason, at
 		FROM status_transitions WHERE cluster_id = ? ORDER BY seq DESC LIMIT ?`
+
+	qIdentity = `SELECT oidc_issuer, require_approval, identity_state, identity_issuer, identity_jwks,
+		identity_pinned_at, identity_keys_at FROM clusters WHERE id = ?`
+	qSetIdentityConfig = `UPDATE clusters SET oidc_issuer = ?, require_approval = ? WHERE id = ?`
+	qPinIdentity       = `UPDATE clusters SET identity_state = ?, identity_issuer = ?, identity_jwks = ?,
+		identity_pinned_at = ?, identity_keys_at = ? WHERE id = ? AND identity_state = ''`
+	qApproveIdentity = `UPDATE clusters SET identity_state = 'Pinned' WHERE id = ? AND identity_state = 'AwaitingApproval'`
+	qUpdateKeys      = `UPDATE clusters SET identity_jwks = ?, identity_keys_at = ?
+		WHERE id = ? AND identity_state = 'Pinned' AND identity_issuer = ?`
+	qResetIdentity = `UPDATE clusters SET identity_state = '', identity_issuer = '', identity_jwks = NULL,
+		identity_pinned_at = NULL, identity_keys_at = NULL WHERE id = ?`
+	qNoteTransition = `INSERT INTO status_transitions (cluster_id, from_state, to_state, reason, at)
+		SELECT id, state, state, ?, ? FROM clusters WHERE id = ?`
 
 	qInsertToken = `INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at, clusters, read_only, groups)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -66,12 +80,13 @@ func writeQueries() []string {
 		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
 		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken, qInsertAudit, qPruneAudit,
 		qInsertGrant, qGrantTaken, qDeleteGrant, qDeleteClusterGrants,
+		qSetIdentityConfig, qPinIdentity, qApproveIdentity, qUpdateKeys, qResetIdentity, qNoteTransition,
 	}
 }
 
 func readQueries() []string {
 	return []string{
 		qClusterByID, qClusterByName, qClusterByHash, qClusterExists, qHistory,
-		qTokenByHash, qTokens, qCountTokens, qGrants, qClusterGrants, qGrantsFor,
+		qTokenByHash, qTokens, qCountTokens, qGrants, qClusterGrants, qGrantsFor, qIdentity,
 	}
 }

@@ -52,6 +52,9 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Clusters/PinFingerprint", testPinFingerprint},
 		{"Clusters/PinFingerprintRace", testPinFingerprintRace},
 		{"Clusters/RotateCredential", testRotateCredential},
+		{"Clusters/Identity", testIdentity},
+		{"Clusters/IdentityPinRace", testIdentityPinRace},
+		{"Status/Note", testNoteStatus},
 		{"Clusters/CloudHealth", testCloudHealth},
 		{"Status/Transitions", testStatusTransitions},
 		{"Status/Validation", testStatusValidation},
@@ -1374,4 +1377,113 @@ func testListIDs(t *testing.T, open OpenFunc) {
 			t.Errorf("%s: Total = %d, want %d", tt.name, page.Total, len(tt.want))
 		}
 	}
+}
+
+func testIdentity(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	cfg := store.IdentityConfig{OIDCIssuer: "https://oidc.example.com/id/1", RequireApproval: true}
+	c, err := e.s.CreateCluster(e.ctx, store.NewCluster{Name: "ident", Provider: store.ProviderEKS,
+		AgentCredentialHash: []byte("0123456789abcdef-ident"), Identity: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(c.ID); got.Identity != cfg || got.IdentityState != store.IdentityUnpinned {
+		t.Fatalf("created with identity %+v (%q), want %+v", got.Identity, got.IdentityState, cfg)
+	}
+	wantErr(t, "control character in issuer", e.s.SetIdentityConfig(e.ctx, c.ID, store.IdentityConfig{OIDCIssuer: "https://x\n"}), store.ErrInvalid)
+	wantErr(t, "unknown cluster", e.s.SetIdentityConfig(e.ctx, "c-nope", cfg), store.ErrNotFound)
+	cfg.OIDCIssuer = ""
+	if err := e.s.SetIdentityConfig(e.ctx, c.ID, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	const iss = "https://kubernetes.default.svc"
+	jwks, jwks2 := []byte(`{"keys":[1]}`), []byte(`{"keys":[2]}`)
+	wantErr(t, "approve without a pin", e.s.ApproveIdentity(e.ctx, c.ID), store.ErrConflict)
+	wantErr(t, "update keys without a pin", e.s.UpdateIdentityKeys(e.ctx, c.ID, iss, jwks2), store.ErrConflict)
+	wantErr(t, "empty JWKS", e.s.PinIdentity(e.ctx, c.ID, iss, nil, true), store.ErrInvalid)
+	wantErr(t, "oversized JWKS", e.s.PinIdentity(e.ctx, c.ID, iss, make([]byte, store.MaxJWKSLen+1), true), store.ErrInvalid)
+	wantErr(t, "pin of an unknown cluster", e.s.PinIdentity(e.ctx, "c-nope", iss, jwks, true), store.ErrNotFound)
+
+	pinnedAt := e.clock.Advance(time.Second)
+	if err := e.s.PinIdentity(e.ctx, c.ID, iss, jwks, true); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "second pin", e.s.PinIdentity(e.ctx, c.ID, iss, jwks2, false), store.ErrConflict)
+	wantErr(t, "update keys while awaiting approval", e.s.UpdateIdentityKeys(e.ctx, c.ID, iss, jwks2), store.ErrConflict)
+	id, err := e.s.ClusterIdentity(e.ctx, c.ID)
+	if err != nil || id.State != store.IdentityAwaitingApproval || id.Issuer != iss || string(id.JWKS) != string(jwks) || !id.PinnedAt.Equal(pinnedAt) {
+		t.Fatalf("after pin: %+v, %v", id, err)
+	}
+	if got := e.get(c.ID); got.IdentityState != store.IdentityAwaitingApproval {
+		t.Fatalf("cluster identity state %q", got.IdentityState)
+	}
+	if err := e.s.ApproveIdentity(e.ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "approve twice", e.s.ApproveIdentity(e.ctx, c.ID), store.ErrConflict)
+	wantErr(t, "update keys of another issuer", e.s.UpdateIdentityKeys(e.ctx, c.ID, "https://evil", jwks2), store.ErrConflict)
+	rotatedAt := e.clock.Advance(time.Second)
+	if err := e.s.UpdateIdentityKeys(e.ctx, c.ID, iss, jwks2); err != nil {
+		t.Fatal(err)
+	}
+	id, _ = e.s.ClusterIdentity(e.ctx, c.ID)
+	if id.State != store.IdentityPinned || string(id.JWKS) != string(jwks2) || !id.PinnedAt.Equal(pinnedAt) || !id.KeysUpdatedAt.Equal(rotatedAt) {
+		t.Fatalf("after rotation: %+v", id)
+	}
+	if err := e.s.ResetIdentity(e.ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	id, _ = e.s.ClusterIdentity(e.ctx, c.ID)
+	if id.State != store.IdentityUnpinned || id.Issuer != "" || id.JWKS != nil || !id.PinnedAt.IsZero() || !id.RequireApproval {
+		t.Fatalf("after reset: %+v", id)
+	}
+	if _, err := e.s.ClusterIdentity(e.ctx, "c-nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("identity of an unknown cluster: %v", err)
+	}
+}
+
+// testIdentityPinRace has many first connects race to pin: exactly one
+// wins.
+func testIdentityPinRace(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	c := e.create("race")
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = e.s.PinIdentity(e.ctx, c.ID, "https://i", fmt.Appendf(nil, `{"keys":[%d]}`, i), false)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatalf("pin: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d pins won", won)
+	}
+}
+
+func testNoteStatus(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	c := e.create("noted")
+	e.update(c.ID, store.StatusUpdate{State: store.StateConnected, Reason: "agent connected"})
+	if err := e.s.NoteStatus(e.ctx, c.ID, "refused an agent"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.get(c.ID)
+	if got.Status.State != store.StateConnected || got.Status.Reason != "agent connected" {
+		t.Fatalf("a note changed the status to %+v", got.Status)
+	}
+	h := e.history(c.ID, 1)
+	if len(h) != 1 || h[0].From != store.StateConnected || h[0].To != store.StateConnected || h[0].Reason != "refused an agent" {
+		t.Fatalf("history %+v", h)
+	}
+	wantErr(t, "note on an unknown cluster", e.s.NoteStatus(e.ctx, "c-nope", "x"), store.ErrNotFound)
 }
