@@ -79,7 +79,9 @@ func TestAuditJoinsTheClusterAuditLog(t *testing.T) {
 			t.Fatalf("the cluster's audit log has no request with the hub's request ID %s", hubID)
 		}
 	}
-	if found.Impersonated == nil || found.Impersonated.Username != "admin" || found.Verb != "create" ||
+	// The hub impersonates its users with its user prefix (eco-hub
+	// --user-prefix, default "eco:").
+	if found.Impersonated == nil || found.Impersonated.Username != "eco:admin" || found.Verb != "create" ||
 		found.ObjectRef.Resource != "configmaps" || found.ResponseStatus.Code != 201 {
 		t.Fatalf("cluster audit event for %s: %+v", hubID, *found)
 	}

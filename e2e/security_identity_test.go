@@ -222,7 +222,10 @@ func TestSecurityIdentity(t *testing.T) {
 	// Nothing pinned reaches a viewer: the cluster, its status and
 	// history as a viewer reads them.
 	var tok struct{ Token string }
-	if err := w.hub.Do(ctx, "POST", "/api/v1/tokens", "", map[string]string{"name": "viewer", "role": "viewer"}, &tok); err != nil {
+	if err := w.hub.Do(ctx, "POST", "/api/v1/tokens", "", map[string]string{"name": "viewer", "role": "member"}, &tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.hub.Do(ctx, "POST", "/api/v1/grants", "", map[string]string{"kind": "user", "subject": "viewer", "role": "view"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var seen strings.Builder
@@ -245,7 +248,9 @@ func TestSecurityIdentity(t *testing.T) {
 	if err := w.hub.Do(ctx, "GET", "/api/v1/clusters/"+w.id+"/identity", tok.Token, nil, nil); !errors.As(err, &apiErr) || apiErr.Code != http.StatusForbidden {
 		t.Errorf("a viewer reads the identity: %v", err)
 	}
-	resp, err := w.hub.Client().Get(w.hub.URL + "/metrics")
+	mreq, _ := http.NewRequestWithContext(ctx, "GET", w.hub.URL+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+w.hub.AdminToken) // metrics are for admins
+	resp, err := w.hub.Client().Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}
