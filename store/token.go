@@ -11,7 +11,7 @@ type Role string
 
 // The hub roles. An admin manages the hub and is admin of every cluster; a
 // member reaches only the clusters it was granted (see [Grant]). Before
-// schema version 2 a member was "viewer", with view on every cluster: the
+// schema version 3 a member was "viewer", with view on every cluster: the
 // migration turned each viewer into a member with that grant.
 const (
 	RoleAdmin  Role = "admin"
