@@ -22,7 +22,6 @@ import (
 	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
-	"github.com/eco-project/eco/tunnel/mux"
 )
 
 // RequestIDExtra is the impersonated user extra carrying the hub's request
@@ -198,7 +197,7 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := context.WithValue(r.Context(), proxyTargetKey{}, target)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
-			if st, ok := info.Conn.(*mux.Stream); ok {
+			if st, ok := info.Conn.(*tunnel.Stream); ok {
 				rec.upstream.Store(st)
 			}
 		},
@@ -396,7 +395,7 @@ type statusRecorder struct {
 	http.ResponseWriter
 	code int
 	// upstream is the tunnel stream the response comes from, once known.
-	upstream atomic.Pointer[mux.Stream]
+	upstream atomic.Pointer[tunnel.Stream]
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

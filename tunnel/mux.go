@@ -47,3 +47,9 @@ func discardLogger(l *slog.Logger) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// Stream is one multiplexed stream of a session: the net.Conn a hub-side
+// dial through the tunnel returns. Its Buffered method tells how many
+// bytes of the far end's data are already here, unread, so a proxy can
+// skip a flush that more data will follow at once.
+type Stream = mux.Stream
