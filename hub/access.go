@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/eco-project/eco/hub/audit"
+	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/store"
 )
 
@@ -141,6 +142,15 @@ func (t *featureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 	}
 	return resp, err
+}
+
+// Subscribe returns the hub's cluster lifecycle events from now on —
+// imported, connected, disconnected, failing, removed, deleted — with room
+// for buffer of them, and the function that ends the subscription. A hub
+// feature reconciles on them and on a periodic resync; an event of kind
+// lifecycle.Lagged says it missed some. See package hub/lifecycle.
+func (h *Hub) Subscribe(buffer int) (<-chan lifecycle.Event, func()) {
+	return h.events.Subscribe(buffer)
 }
 
 // RecordAudit adds an event to the audit log, for hub features that act

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eco-project/eco/hub/audit"
+	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/hub/saproof"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
@@ -135,6 +136,7 @@ type Hub struct {
 	status   *statusTracker
 	tokens   tokenCache
 	audit    *audit.Recorder
+	events   lifecycle.Bus
 
 	// The proof of cluster identity (clusteridentity.go).
 	discovery   *saproof.Discovery
@@ -213,7 +215,7 @@ func New(cfg Config) (*Hub, error) {
 	h.discovery = saproof.NewDiscovery(saproof.DiscoveryConfig{Client: cfg.IssuerClient, Now: cfg.Now})
 	h.ids.failures = map[string]identityFailure{}
 	h.ids.noted = map[string]time.Time{}
-	h.status = newStatusTracker(cfg.Store, cfg.Logger, cfg.Now, h.metrics)
+	h.status = newStatusTracker(cfg.Store, cfg.Logger, cfg.Now, h.metrics, &h.events)
 	h.tunnels, err = tunnel.NewServer(tunnel.ServerConfig{
 		Authenticate:      h.authenticateAgent,
 		Admit:             h.admitAgent,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 )
@@ -49,6 +50,7 @@ func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Clust
 	}
 	ident, _ := identityFrom(ctx)
 	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
+	h.events.Publish(lifecycle.Event{Kind: lifecycle.Imported, ClusterID: c.ID, At: h.cfg.Now()})
 	return c, nil
 }
 
@@ -60,5 +62,6 @@ func (h *Hub) DeleteCluster(ctx context.Context, id string) error {
 		return fmt.Errorf("deleting cluster: %w", err)
 	}
 	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")
+	h.events.Publish(lifecycle.Event{Kind: lifecycle.Deleted, ClusterID: id, At: h.cfg.Now()})
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
 )
@@ -32,6 +33,10 @@ type statusTracker struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
+	// events receives a lifecycle event for every change of state the
+	// tracker writes.
+	events *lifecycle.Bus
+
 	// Owned by the run goroutine.
 	latest map[string]uint64      // newest session ID per cluster
 	state  map[string]store.State // last state written per cluster
@@ -49,15 +54,23 @@ type statusItem struct {
 // reports: beyond it they are dropped (transitions are always queued).
 const maxQueuedPerCluster = 64
 
+// lifecycleKinds are the operator states that are lifecycle events.
+var lifecycleKinds = map[store.State]lifecycle.Kind{
+	store.StateConnected:    lifecycle.Connected,
+	store.StateDisconnected: lifecycle.Disconnected,
+	store.StateFailing:      lifecycle.Failing,
+	store.StateRemoved:      lifecycle.Removed,
+}
+
 // Reasons the hub records.
 const (
 	reasonConnected = "agent connected"
 	reasonReady     = "agent connected and its API server answers"
 )
 
-func newStatusTracker(s store.Store, logger *slog.Logger, now func() time.Time, m *metrics) *statusTracker {
+func newStatusTracker(s store.Store, logger *slog.Logger, now func() time.Time, m *metrics, events *lifecycle.Bus) *statusTracker {
 	t := &statusTracker{
-		store: s, logger: logger.With("component", "status"), now: now, metrics: m,
+		store: s, logger: logger.With("component", "status"), now: now, metrics: m, events: events,
 		queues: map[string][]statusItem{},
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
@@ -249,5 +262,8 @@ func (t *statusTracker) write(id string, u store.StatusUpdate) {
 	if !known || before != st.State {
 		t.metrics.transitions.WithLabelValues(string(st.State)).Inc()
 		t.logger.Info("operator status", "cluster", id, "state", st.State, "reason", st.Reason)
+		if kind, ok := lifecycleKinds[st.State]; ok && t.events != nil {
+			t.events.Publish(lifecycle.Event{Kind: kind, ClusterID: id, Reason: st.Reason, At: st.Since})
+		}
 	}
 }
