@@ -113,7 +113,7 @@ type Hub struct {
 	discovery   *saproof.Discovery
 	idMetrics   *identityMetrics
 	ids         identityState
-	refreshStop chan struct{}
+	refreshStop context.CancelFunc
 	refreshDone sync.WaitGroup
 
 	closeOnce sync.Once
@@ -189,11 +189,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
 	h.routes()
-	h.refreshStop = make(chan struct{})
+	refreshCtx, refreshStop := context.WithCancel(context.Background())
+	h.refreshStop = refreshStop
 	h.refreshDone.Add(1)
 	go func() { // owned: Close stops and waits
 		defer h.refreshDone.Done()
-		h.refreshLoop(cfg.IdentityRefresh, h.refreshStop)
+		h.refreshLoop(refreshCtx, cfg.IdentityRefresh)
 	}()
 	close(h.ready)
 	return h, nil
@@ -207,7 +208,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTT
 func (h *Hub) Close() error {
 	var err error
 	h.closeOnce.Do(func() {
-		close(h.refreshStop)
+		h.refreshStop()
 		h.refreshDone.Wait()
 		err = h.tunnels.Close()
 		h.proxy.close()
