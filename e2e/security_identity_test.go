@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
 	"github.com/eco-project/eco/localeco"
+	"github.com/eco-project/eco/pki"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
 )
@@ -413,4 +415,79 @@ func runAgent(t *testing.T, setup *localeco.AgentSetup, side string) (stop func(
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// TestSecurityKeyRotation: a real cluster rotates its service-account
+// signing key (the new key signs, the old one still verifies, as
+// Kubernetes documents it). A restarted agent presents a token signed by
+// the new key: the hub takes the new keys through the cluster's proven,
+// live agent, follows the rotation and admits it.
+func TestSecurityKeyRotation(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	rc := clustertest.Start(t, localcluster.Config{Name: "rotate"})
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, err := h.Import(ctx, "rotating")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := localeco.Install(ctx, h, rc, c.ID, filepath.Join(dir, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, setup, "first")
+	if _, err := h.WaitState(ctx, c.ID, store.StateConnected, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var id hub.IdentityJSON
+	if err := h.Do(ctx, "GET", "/api/v1/clusters/"+c.ID+"/identity", "", nil, &id); err != nil || len(id.KeyIDs) != 1 {
+		t.Fatalf("pinned before the rotation: %+v, %v", id, err)
+	}
+	first := h.Tunnels().Sessions()[0].SessionID
+
+	// The rotation: a new signing key; the key file lists old and new.
+	pkiDir := filepath.Join(rc.Dir, "pki")
+	oldPub, err := os.ReadFile(filepath.Join(pkiDir, "sa.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, newPub, err := pki.NewRSAKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteFiles(pkiDir, map[string][]byte{"sa.key": newKey, "sa.pub": append(append([]byte{}, oldPub...), newPub...)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted agent's token is signed by the new key.
+	if err := setup.RefreshToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, setup, "second")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := h.Tunnels().Sessions()
+		if len(s) == 1 && s[0].SessionID != first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent with a new-key token was not admitted: sessions %+v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := h.Do(ctx, "GET", "/api/v1/clusters/"+c.ID+"/identity", "", nil, &id); err != nil || len(id.KeyIDs) != 2 || id.KeysUpdatedAt == nil || !id.KeysUpdatedAt.After(*id.PinnedAt) {
+		t.Fatalf("pinned after the rotation: %+v, %v", id, err)
+	}
+	t.Cleanup(func() {
+		rc.Kubectl(context.Background(), "delete", "namespace", install.DefaultNamespace, "--ignore-not-found", "--wait=false").Run()
+	})
 }

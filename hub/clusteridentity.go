@@ -203,24 +203,22 @@ func (h *Hub) refreshPinnedKeys(ctx context.Context, id string) (*jose.JSONWebKe
 }
 
 // refreshLoop follows the key rotation of every connected cluster whose
-// keys are pinned, every interval, until stop is closed.
-func (h *Hub) refreshLoop(interval time.Duration, stop <-chan struct{}) {
+// keys are pinned, every interval, until ctx ends.
+func (h *Hub) refreshLoop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 		for _, s := range h.tunnels.Sessions() {
-			select {
-			case <-stop:
+			if ctx.Err() != nil {
 				return
-			default:
 			}
-			ctx, cancel := bg(keysFetchTimeout)
-			if _, err := h.refreshPinnedKeys(ctx, s.ClusterID); err != nil {
+			fctx, cancel := context.WithTimeout(ctx, keysFetchTimeout)
+			if _, err := h.refreshPinnedKeys(fctx, s.ClusterID); err != nil && ctx.Err() == nil {
 				h.logger.Warn("cannot refresh the cluster's keys through its agent", "cluster", s.ClusterID, "err", err)
 			}
 			cancel()

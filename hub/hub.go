@@ -142,7 +142,7 @@ type Hub struct {
 	discovery   *saproof.Discovery
 	idMetrics   *identityMetrics
 	ids         identityState
-	refreshStop chan struct{}
+	refreshStop context.CancelFunc
 	refreshDone sync.WaitGroup
 
 	closeOnce sync.Once
@@ -237,11 +237,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
 	h.routes()
-	h.refreshStop = make(chan struct{})
+	refreshCtx, refreshStop := context.WithCancel(context.Background())
+	h.refreshStop = refreshStop
 	h.refreshDone.Add(1)
 	go func() { // owned: Close stops and waits
 		defer h.refreshDone.Done()
-		h.refreshLoop(cfg.IdentityRefresh, h.refreshStop)
+		h.refreshLoop(refreshCtx, cfg.IdentityRefresh)
 	}()
 	close(h.ready)
 	return h, nil
@@ -266,7 +267,7 @@ func (h *Hub) MetricsHandler() http.Handler {
 func (h *Hub) Close() error {
 	var err error
 	h.closeOnce.Do(func() {
-		close(h.refreshStop)
+		h.refreshStop()
 		h.refreshDone.Wait()
 		err = h.tunnels.Close()
 		h.proxy.close()

@@ -420,3 +420,31 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAdmission is what admission pays per connect with pinned keys:
+// parse the pinned JWKS, parse the token, verify it.
+func BenchmarkAdmission(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		s    signer
+	}{{"RS256", newRSASigner(b, "k1", 2048)}, {"ES256", newECSigner(b, "e1")}} {
+		b.Run(tc.name, func(b *testing.B) {
+			now := time.Now()
+			jwks := jwksOf(b, tc.s)
+			tok := tc.s.sign(b, agentClaims(now))
+			for b.Loop() {
+				keys, err := ParseJWKS(jwks)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t, err := Parse(tok)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := t.Verify(keys, expect(), now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -492,21 +492,34 @@ func runAgent(t *testing.T, c *localcluster.Cluster) {
 	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The identity token, as the Deployment's projected volume gives it.
+	hubURL := string(sec.Data[install.KeyHubURL])
+	idExp := int64(install.IdentityTokenExpirySeconds)
+	idTok, err := cs.CoreV1().ServiceAccounts(install.DefaultNamespace).CreateToken(ctx, install.AgentName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &idExp, Audiences: []string{hubURL}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for the agent's identity token: %v", err)
+	}
+	identityFile := filepath.Join(t.TempDir(), "identity-token")
+	if err := os.WriteFile(identityFile, []byte(idTok.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := agent.Config{
-		HubURL:         string(sec.Data[install.KeyHubURL]),
-		ClusterID:      string(sec.Data[install.KeyClusterID]),
-		Token:          string(sec.Data[install.KeyToken]),
-		HubCAPEM:       sec.Data[install.KeyCACert],
-		Proxy:          func(*http.Request) (*url.URL, error) { return nil, nil },
-		Namespace:      install.DefaultNamespace,
-		RESTConfig:     &rest.Config{Host: c.URL, TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM}, BearerTokenFile: tokenFile},
-		Version:        agentTestVersion,
-		HealthListener: ln,
-		Logger:         testLogger(t, 0).With("side", "agent"),
+		HubURL:            hubURL,
+		IdentityTokenFile: identityFile,
+		ClusterID:         string(sec.Data[install.KeyClusterID]),
+		Token:             string(sec.Data[install.KeyToken]),
+		HubCAPEM:          sec.Data[install.KeyCACert],
+		Proxy:             func(*http.Request) (*url.URL, error) { return nil, nil },
+		Namespace:         install.DefaultNamespace,
+		RESTConfig:        &rest.Config{Host: c.URL, TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM}, BearerTokenFile: tokenFile},
+		Version:           agentTestVersion,
+		HealthListener:    ln,
+		Logger:            testLogger(t, 0).With("side", "agent"),
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
