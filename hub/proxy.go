@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
@@ -42,6 +43,8 @@ type kubeProxy struct {
 	rp, rpStream *httputil.ReverseProxy
 	// reviewTransport sends the hub's own access reviews (kubectl --as).
 	reviewTransport http.RoundTripper
+	// access counts the outcomes of the access checks (proxyaccess.go).
+	access *prometheus.CounterVec
 	// requestIDHeader is the impersonation header carrying the
 	// RequestIDExtra, in canonical form.
 	requestIDHeader string
@@ -82,6 +85,9 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 		BufferPool: &copyBuffers{size: copyBuf},
 	}
 	p.reviewTransport = tunnel.RetryRefused(p.transport)
+	if p.access, err = newAccessCounter(h.registry); err != nil {
+		return nil, err
+	}
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
 	p.rpStream = &stream
