@@ -585,7 +585,7 @@ func TestStopWithoutRemoval(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin := adminClient(t, e.c)
-	for _, name := range []string{install.AgentName, install.AdminsGroup, install.ViewersGroup} {
+	for _, name := range []string{install.AgentName, install.AdminsGroup, install.EditorsGroup, install.ViewersGroup} {
 		if _, err := admin.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); err != nil {
 			t.Errorf("ClusterRoleBinding %s after a plain stop: %v", name, err)
 		}
@@ -718,7 +718,7 @@ func TestRemoval(t *testing.T) {
 	if err != nil || ns.DeletionTimestamp == nil {
 		t.Fatalf("namespace should still be terminating (held): %v %+v", err, ns)
 	}
-	for _, name := range []string{install.AdminsGroup, install.ViewersGroup, install.AgentName} {
+	for _, name := range []string{install.AdminsGroup, install.EditorsGroup, install.ViewersGroup, install.AgentName} {
 		if _, err := admin.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("ClusterRoleBinding %s after removal: %v, want NotFound", name, err)
 		}

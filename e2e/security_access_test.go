@@ -30,6 +30,8 @@ type accessSuite struct {
 	kc map[string]string
 	// tokens by user or kind.
 	tok map[string]hub.TokenJSON
+	// rexGrant is the grant the suite deletes after rex got a kubeconfig.
+	rexGrant string
 }
 
 func newAccessSuite(t *testing.T) *accessSuite {
@@ -54,12 +56,15 @@ func newAccessSuite(t *testing.T) *accessSuite {
 		}
 		s.tok[key] = tok
 	}
-	grant := func(subject, cluster, role string) {
+	grantKind := func(kind, subject, cluster, role string) hub.GrantJSON {
 		t.Helper()
-		if err := w.hub.Do(ctx, "POST", "/api/v1/grants", "", map[string]string{"kind": "user", "subject": subject, "cluster": cluster, "role": role}, nil); err != nil {
+		var g hub.GrantJSON
+		if err := w.hub.Do(ctx, "POST", "/api/v1/grants", "", map[string]string{"kind": kind, "subject": subject, "cluster": cluster, "role": role}, &g); err != nil {
 			t.Fatal(err)
 		}
+		return g
 	}
+	grant := func(subject, cluster, role string) hub.GrantJSON { return grantKind("user", subject, cluster, role) }
 	token("nina", map[string]any{"name": "nina", "role": "member"}) // view on B only
 	grant("nina", s.b, "view")
 	token("vic", map[string]any{"name": "vic", "role": "member"}) // view on A and B
@@ -69,6 +74,13 @@ func newAccessSuite(t *testing.T) *accessSuite {
 	grant("ed", s.a, "edit")
 	token("ivan", map[string]any{"name": "ivan", "role": "member"}) // view on A, may impersonate carol
 	grant("ivan", s.a, "view")
+	token("gina", map[string]any{"name": "gina", "role": "member", "groups": []string{"devs"}}) // view on A through group devs
+	grantKind("group", "devs", s.a, "view")
+	token("devs", map[string]any{"name": "devs", "role": "member"}) // a user named like the group: nothing
+	token("ada", map[string]any{"name": "ada", "role": "member"})   // admin of cluster A, not of the hub
+	grant("ada", s.a, "admin")
+	token("rex", map[string]any{"name": "rex", "role": "member"}) // view on A, taken away after his kubeconfig
+	s.rexGrant = grant("rex", s.a, "view").ID
 	token("expired", map[string]any{"name": "old", "role": "admin", "expiresIn": "1s"})
 	token("scopedA", map[string]any{"name": "scopy", "role": "admin", "clusters": []string{s.a}})
 	token("readonly", map[string]any{"name": "reader", "role": "admin", "readOnly": true})
@@ -99,7 +111,7 @@ func newAccessSuite(t *testing.T) *accessSuite {
 	// Members get their kubeconfig from the API, as a user would; tokens
 	// used as they are get one written around them.
 	dir := t.TempDir()
-	for _, name := range []string{"vic", "ed", "ivan"} {
+	for _, name := range []string{"vic", "ed", "ivan", "gina", "rex", "ada"} {
 		s.kc[name] = filepath.Join(dir, name+".kubeconfig")
 		if err := w.hub.WriteKubeconfig(ctx, s.a, s.tok[name].Token, s.kc[name]); err != nil {
 			t.Fatalf("kubeconfig for %s: %v", name, err)
@@ -107,7 +119,7 @@ func newAccessSuite(t *testing.T) *accessSuite {
 	}
 	// nina has no grant on A, so no kubeconfig from the hub for it: her own
 	// token, unscoped, pointed at A.
-	for _, kind := range []string{"nina", "expired", "scopedA", "readonly"} {
+	for _, kind := range []string{"nina", "devs", "expired", "scopedA", "readonly"} {
 		s.kc[kind] = s.kubeconfigWith(t, s.a, s.tok[kind].Token)
 	}
 	s.kc["scopedA@B"] = s.kubeconfigWith(t, s.b, s.tok["scopedA"].Token)
@@ -286,6 +298,42 @@ func TestSecurityAccess(t *testing.T) {
 			},
 		},
 		{
+			attack:  "a hub user named like a granted hub group uses that group's access",
+			refusal: "NotFound: grants to a group reach only tokens carrying the group (while a member of it reads)",
+			run: func(t *testing.T) {
+				mustKubectl(t, s.kc["gina"], "get", "pods", "-n", "default")
+				out, err := kubectl(ctx, s.kc["devs"], "get", "pods", "-n", "default")
+				refused(t, out, err, "Error from server (NotFound)")
+			},
+		},
+		{
+			attack:  "a member granted admin of a cluster deletes it from the hub or reads its install YAML (the agent credential)",
+			refusal: "403: the hub role admin is required (while kubectl acts as cluster-admin)",
+			run: func(t *testing.T) {
+				who := mustKubectl(t, s.kc["ada"], "auth", "can-i", "*", "*")
+				if strings.TrimSpace(who) != "yes" {
+					t.Fatalf("ada can-i '*' '*' = %q, want yes", who)
+				}
+				for _, req := range [][2]string{{"DELETE", "/api/v1/clusters/" + s.a}, {"GET", "/api/v1/clusters/" + s.a + "/install.yaml"}} {
+					if code, body := s.raw(t, req[0], req[1], s.tok["ada"].Token, nil, nil, ""); code != 403 || !strings.Contains(body, "admin role is required") {
+						t.Fatalf("%s %s: %d %s", req[0], req[1], code, body)
+					}
+				}
+			},
+		},
+		{
+			attack:  "a kubeconfig is used after its user's grant was deleted",
+			refusal: "NotFound at once: the minted token follows the user's grants",
+			run: func(t *testing.T) {
+				mustKubectl(t, s.kc["rex"], "get", "pods", "-n", "default")
+				if err := s.w.hub.Do(ctx, "DELETE", "/api/v1/grants/"+s.rexGrant, "", nil, nil); err != nil {
+					t.Fatal(err)
+				}
+				out, err := kubectl(ctx, s.kc["rex"], "get", "pods", "-n", "default")
+				refused(t, out, err, "Error from server (NotFound)")
+			},
+		},
+		{
 			attack:  "a member with a view grant creates a ConfigMap",
 			refusal: "forbidden by the cluster's RBAC for " + prefix + "vic in eco:viewers",
 			run: func(t *testing.T) {
@@ -452,6 +500,14 @@ func TestSecurityAccess(t *testing.T) {
 				refused(t, out, err, `users "dave" is forbidden: User "`+prefix+`ivan" cannot impersonate`)
 				out, err = kubectl(ctx, s.kc["ivan"], "get", "pods", "-n", "default", "--as=carol", "--as-group=eco:admins")
 				refused(t, out, err, `groups "eco:admins" is forbidden: User "`+prefix+`ivan"`)
+			},
+		},
+		{
+			attack:  "a view member impersonates a ServiceAccount (--as=system:serviceaccount:kube-system:default)",
+			refusal: `403: serviceaccounts "default" is forbidden ... in the namespace "kube-system"`,
+			run: func(t *testing.T) {
+				out, err := kubectl(ctx, s.kc["vic"], "get", "pods", "-n", "default", "--as=system:serviceaccount:kube-system:default")
+				refused(t, out, err, `serviceaccounts "default" is forbidden: User "`+prefix+`vic" cannot impersonate resource "serviceaccounts" in API group "" in the namespace "kube-system"`)
 			},
 		},
 		{

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -357,7 +358,8 @@ func TestKubeconfigMintsAScopedToken(t *testing.T) {
 // the cluster's yes, for each user, group, UID and extra; headers in any
 // case count, trailers never do.
 func TestProxyImpersonation(t *testing.T) {
-	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.UserPrefix = "eco:" }})
+	reg := prometheus.NewRegistry()
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.UserPrefix = "eco:"; c.Registry = reg }})
 	a := e.createCluster("alpha")
 	// The "cluster" lets eco:admin impersonate bob and group devs only.
 	log := e.echoAgent(a, func(ra authorizationv1.ResourceAttributes, user string) bool {
@@ -411,5 +413,25 @@ func TestProxyImpersonation(t *testing.T) {
 	json.Unmarshal([]byte(body), &st)
 	if st.Kind != "Status" || st.APIVersion != "v1" || st.Status != "Failure" || st.Reason != "Forbidden" || st.Code != 403 || st.Details.Name != "carol" || st.Details.Kind != "users" {
 		t.Errorf("refusal %s", body)
+	}
+	// Counted by outcome.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "eco_hub_proxy_access_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"impersonated": 1, "impersonation-denied": 6, "bad-impersonation": 3, "not-granted": 0, "read-only": 0, "impersonation-error": 0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("eco_hub_proxy_access_total{outcome=%q} = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/store"
@@ -43,6 +44,8 @@ type kubeProxy struct {
 	rp, rpStream *httputil.ReverseProxy
 	// reviewTransport sends the hub's own access reviews (kubectl --as).
 	reviewTransport http.RoundTripper
+	// access counts the outcomes of the access checks (proxyaccess.go).
+	access *prometheus.CounterVec
 	// requestIDHeader is the impersonation header carrying the
 	// RequestIDExtra, in canonical form.
 	requestIDHeader string
@@ -85,6 +88,9 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 		BufferPool: &copyBuffers{size: copyBuf},
 	}
 	p.reviewTransport = tunnel.RetryRefused(p.transport)
+	if p.access, err = newAccessCounter(h.registry); err != nil {
+		return nil, err
+	}
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
 	p.rpStream = &stream

@@ -286,7 +286,8 @@ func (h *Hub) WaitState(ctx context.Context, id string, want store.State, timeou
 }
 
 // WriteKubeconfig writes a kubeconfig through the hub for cluster id, as
-// the user of token (the admin token if empty).
+// the user of token (the admin token if empty): the hub mints it a token
+// for that cluster alone that expires (hub.DefaultKubeconfigTTL).
 func (h *Hub) WriteKubeconfig(ctx context.Context, id, token, path string) error {
 	var data []byte
 	if err := h.Do(ctx, http.MethodGet, "/api/v1/clusters/"+id+"/kubeconfig", token, nil, &data); err != nil {
