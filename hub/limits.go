@@ -42,9 +42,9 @@ type Limits struct {
 
 // Default limits; decision 0010 has the measurements behind them.
 const (
-	DefaultStreamsPerUser    = 500
+	DefaultStreamsPerUser    = 250
 	DefaultStreamsPerCluster = 1000
-	DefaultWatchesPerUser    = 250
+	DefaultWatchesPerUser    = 150
 	DefaultWatchesPerCluster = 750
 	DefaultRetryAfter        = time.Second
 	DefaultBodyTimeout       = 2 * time.Minute
