@@ -199,11 +199,10 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && !b.done {
 		b.done = true
-		if errors.Is(err, io.EOF) {
-			_ = b.rc.SetReadDeadline(time.Time{})
-		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			b.expired.Store(true)
+		} else {
+			_ = b.rc.SetReadDeadline(time.Time{})
 		}
 	}
 	return n, err
