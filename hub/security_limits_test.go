@@ -204,6 +204,13 @@ func labelFloodMethods(t *testing.T) {
 	if !strings.Contains(text, `verb="other"`) || strings.Contains(text, `verb="x1y"`) {
 		t.Errorf("invented methods are not labelled \"other\"")
 	}
+	// A deleted cluster's series go with it.
+	if code := e.do("DELETE", "/api/v1/clusters/"+c.ID, e.admin, "", nil); code != 204 {
+		t.Fatalf("deleting the cluster: %d", code)
+	}
+	if text := e.scrape(); strings.Contains(text, c.ID) {
+		t.Errorf("the deleted cluster %s still labels metric series", c.ID)
+	}
 }
 
 func pathTricks(t *testing.T) {
