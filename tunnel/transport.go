@@ -523,6 +523,12 @@ func live(conn net.Conn) bool {
 // put returns an idle stream to the pool.
 func (t *Transport) put(c *tconn) {
 	c.idleAt = time.Now()
+	// An idle stream gives its grown receive window back to the
+	// session's budget, so pooled streams do not keep busy ones from
+	// growing theirs.
+	if st, ok := c.conn.(interface{ ShrinkWindow() }); ok {
+		st.ShrinkWindow()
+	}
 	t.mu.Lock()
 	list := t.idle[c.key]
 	if len(list) >= t.cfg.MaxIdlePerHost {
