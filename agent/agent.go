@@ -63,6 +63,11 @@ const (
 	// DefaultCheckInterval is how often the agent checks that it can
 	// reach its API server and may impersonate users.
 	DefaultCheckInterval = 15 * time.Second
+	// DefaultMaxStreams is the default Config.MaxStreams: the hub's
+	// default per-cluster cap on requests in flight (1,000) plus its pool
+	// of idle streams (256) and room to spare. Decision 0010 has the
+	// memory it costs.
+	DefaultMaxStreams = 1500
 )
 
 // DefaultHealthAddr is where the health server listens by default: every
@@ -155,6 +160,13 @@ type Config struct {
 	// BackoffMax. If zero, tunnel.DefaultBackoffMax (30 s).
 	BackoffMax time.Duration
 
+	// MaxStreams caps the streams from the hub the agent serves at once;
+	// each holds a connection to the API server. A stream over the cap is
+	// answered 429 Too Many Requests with Retry-After and closed, so the
+	// agent refuses work rather than run out of memory. Zero means
+	// DefaultMaxStreams; negative means no cap.
+	MaxStreams int
+
 	// HealthAddr is the health server's listen address. If empty,
 	// DefaultHealthAddr (":8081").
 	HealthAddr string
@@ -239,6 +251,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = DefaultCheckInterval
 	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	if cfg.BackoffInitial <= 0 {
 		cfg.BackoffInitial = tunnel.DefaultBackoffInitial
 	}
@@ -273,6 +288,8 @@ func New(cfg Config) (*Agent, error) {
 	a.fwd = newForwarder(kube, log.With("component", "forwarder"))
 	a.fwd.onError = a.forwardError
 	a.fwd.onRequest = a.metrics.requests.Inc
+	a.fwd.maxStreams = cfg.MaxStreams
+	a.fwd.onRefused = a.metrics.streamsRefused.Inc
 	return a, nil
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -44,6 +46,11 @@ type Forwarder struct {
 	onError func(error)
 	// onRequest, if not nil, is called for every request read.
 	onRequest func()
+	// maxStreams, if positive, caps the connections Serve serves at
+	// once; onRefused, if not nil, is called for each one refused.
+	maxStreams int
+	onRefused  func()
+	active     atomic.Int64
 
 	// Pools: stream readers (*bufio.Reader), request writers
 	// (*bufio.Writer) and copy buffers (*[]byte, small and big).
@@ -125,8 +132,49 @@ func (f *Forwarder) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting a stream: %w", err)
 		}
-		wg.Go(func() { f.ServeConn(ctx, c) })
+		if f.maxStreams > 0 && f.active.Load() >= int64(f.maxStreams) {
+			if f.onRefused != nil {
+				f.onRefused()
+			}
+			wg.Go(func() { f.refuse(c) })
+			continue
+		}
+		f.active.Add(1)
+		wg.Go(func() {
+			defer f.active.Add(-1)
+			f.ServeConn(ctx, c)
+		})
 	}
+}
+
+// refuseTimeout bounds the wait for the head of a request refused over
+// the stream cap.
+const refuseTimeout = 10 * time.Second
+
+// refuse answers the request on c with 429 Too Many Requests and
+// Retry-After, holding no API server connection, and closes c. It reads
+// the request head first (and a little of its body) so the hub reads the
+// answer rather than a reset.
+func (f *Forwarder) refuse(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(refuseTimeout))
+	br := f.readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() { br.Reset(nil); f.readers.Put(br) }()
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return
+	}
+	discardBody(req)
+	msg := fmt.Sprintf("eco-agent: %d streams are open, the agent's cap; retry later", f.maxStreams)
+	resp := statusResponse(http.StatusTooManyRequests, msg)
+	// Retry-After goes in the head, before its blank line.
+	head, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
+	resp = append(append(head, "\r\nRetry-After: 1\r\n\r\n"...), body...)
+	if _, err := c.Write(resp); err == nil {
+		closeWrite(c)
+	}
+	f.logger.Warn("refused a stream over the cap", "max_streams", f.maxStreams, "method", req.Method, "path", req.URL.Path)
 }
 
 // ServeConn forwards the HTTP/1.1 requests read from c, one after the
@@ -490,6 +538,8 @@ func statusResponse(code int, msg string) []byte {
 		reason = "Unauthorized"
 	case http.StatusBadRequest:
 		reason = "BadRequest"
+	case http.StatusTooManyRequests:
+		reason = "TooManyRequests"
 	}
 	body := fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`+"\n", msg, reason, code)
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",

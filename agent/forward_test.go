@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -768,5 +769,75 @@ func TestReadResponseHead(t *testing.T) {
 		if err != nil || code != tc.code || !strings.HasPrefix(tc.in, string(head)) || !bytes.HasSuffix(head, []byte("\n\n")) && !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
 			t.Errorf("%.40q: %q %d %v, want the head and %d", tc.in, head, code, err, tc.code)
 		}
+	}
+}
+
+// TestForwardRefusesOverMaxStreams: past maxStreams open streams, a new
+// stream is answered 429 with Retry-After and closed, holding no API
+// server connection; once a stream ends, new ones are served again.
+func TestForwardRefusesOverMaxStreams(t *testing.T) {
+	noLeaks(t)
+	api := newFakeAPI(t)
+	f, err := NewForwarder(api.restConfig(), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	f.maxStreams = 2
+	f.onRefused = func() { refused.Add(1) }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	tf := &testForwarder{addr: ln.Addr().String()}
+
+	watch := func() (net.Conn, *http.Response) {
+		c := tf.dialStream(t)
+		br := bufio.NewReader(c)
+		io.WriteString(c, "GET /watch HTTP/1.1\r\nHost: cluster\r\nImpersonate-User: alice\r\n\r\n")
+		return c, readHead(t, br, "GET")
+	}
+	first, resp := watch()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first watch: %d", resp.StatusCode)
+	}
+	<-api.lines
+	if _, resp := watch(); resp.StatusCode != 200 {
+		t.Fatalf("second watch: %d", resp.StatusCode)
+	}
+	<-api.lines
+	c, resp := watch()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" ||
+		!strings.Contains(string(body), `"reason":"TooManyRequests"`) {
+		t.Fatalf("a stream over the cap: %d Retry-After=%q %s; want 429, Retry-After: 1 and a Status",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the refused stream stays open: %d, %v", n, err)
+	}
+	if refused.Load() != 1 {
+		t.Fatalf("refusals counted: %d, want 1", refused.Load())
+	}
+	first.Close()
+	<-api.watchEnd
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c := tf.dialStream(t)
+		br := bufio.NewReader(c)
+		io.WriteString(c, "GET /watch HTTP/1.1\r\nHost: cluster\r\nImpersonate-User: alice\r\n\r\n")
+		resp := readHead(t, br, "GET")
+		if resp.StatusCode == 200 {
+			<-api.lines
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after a stream ended, a new one is still refused: %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

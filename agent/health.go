@@ -14,16 +14,17 @@ import (
 
 // metrics are the agent's Prometheus metrics, on a registry of its own.
 type metrics struct {
-	reg           *prometheus.Registry
-	connected     prometheus.Gauge
-	sessions      prometheus.Counter
-	reconnects    prometheus.Counter
-	dialErrors    *prometheus.CounterVec
-	streams       prometheus.Counter
-	requests      prometheus.Counter
-	forwardErrors *prometheus.CounterVec
-	ready         prometheus.Gauge
-	checks        *prometheus.CounterVec
+	reg            *prometheus.Registry
+	connected      prometheus.Gauge
+	sessions       prometheus.Counter
+	reconnects     prometheus.Counter
+	dialErrors     *prometheus.CounterVec
+	streams        prometheus.Counter
+	requests       prometheus.Counter
+	forwardErrors  *prometheus.CounterVec
+	streamsRefused prometheus.Counter
+	ready          prometheus.Gauge
+	checks         *prometheus.CounterVec
 }
 
 func newMetrics(version string) *metrics {
@@ -53,6 +54,10 @@ func newMetrics(version string) *metrics {
 			Name: "eco_agent_requests_total",
 			Help: "Requests received through the tunnel for the API server.",
 		}),
+		streamsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eco_agent_streams_refused_total",
+			Help: "Tunnel streams answered 429 because MaxStreams streams were open.",
+		}),
 		forwardErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eco_agent_forward_errors_total",
 			Help: "Requests not forwarded, by reason: api_server (unreachable), no_impersonation or reserved_user (refused).",
@@ -81,7 +86,7 @@ func newMetrics(version string) *metrics {
 	for _, s := range []tunnel.State{tunnel.StateReady, tunnel.StateFailing} {
 		m.checks.WithLabelValues(string(s))
 	}
-	m.reg.MustRegister(m.connected, m.sessions, m.reconnects, m.dialErrors, m.streams,
+	m.reg.MustRegister(m.connected, m.sessions, m.reconnects, m.dialErrors, m.streams, m.streamsRefused,
 		m.requests, m.forwardErrors, m.ready, m.checks, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
@@ -62,6 +64,8 @@ func (h *Hub) DeleteCluster(ctx context.Context, id string) error {
 		return fmt.Errorf("deleting cluster: %w", err)
 	}
 	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")
+	// Its metric series go with it: labels name imported clusters only.
+	h.metrics.proxyDuration.DeletePartialMatch(prometheus.Labels{"cluster": id})
 	h.events.Publish(lifecycle.Event{Kind: lifecycle.Deleted, ClusterID: id, At: h.cfg.Now()})
 	return nil
 }

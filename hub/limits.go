@@ -42,9 +42,9 @@ type Limits struct {
 
 // Default limits; decision 0010 has the measurements behind them.
 const (
-	DefaultStreamsPerUser    = 500
+	DefaultStreamsPerUser    = 250
 	DefaultStreamsPerCluster = 1000
-	DefaultWatchesPerUser    = 250
+	DefaultWatchesPerUser    = 150
 	DefaultWatchesPerCluster = 750
 	DefaultRetryAfter        = time.Second
 	DefaultBodyTimeout       = 2 * time.Minute
@@ -199,11 +199,10 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && !b.done {
 		b.done = true
-		if errors.Is(err, io.EOF) {
-			_ = b.rc.SetReadDeadline(time.Time{})
-		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			b.expired.Store(true)
+		} else {
+			_ = b.rc.SetReadDeadline(time.Time{})
 		}
 	}
 	return n, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"runtime"
 	"strings"
@@ -68,7 +69,7 @@ func TestSecurityLimits(t *testing.T) {
 			run:     streamFloodUser,
 		},
 		{
-			attack:  "slow body: a request body dripping a byte every 100 ms (10 s in all)",
+			attack:  "slow body: a request body dripping a byte every 100 ms (10 s in all), over HTTP/1.1 and HTTP/2",
 			refusal: "cut off at BodyTimeout (500 ms here): the request fails well before the drip ends",
 			run:     slowBody,
 		},
@@ -209,6 +210,13 @@ func labelFloodMethods(t *testing.T) {
 	}
 	if !strings.Contains(text, `verb="other"`) || strings.Contains(text, `verb="x1y"`) {
 		t.Errorf("invented methods are not labelled \"other\"")
+	}
+	// A deleted cluster's series go with it.
+	if code := e.do("DELETE", "/api/v1/clusters/"+c.ID, e.admin, "", nil); code != 204 {
+		t.Fatalf("deleting the cluster: %d", code)
+	}
+	if text := e.scrape(); strings.Contains(text, c.ID) {
+		t.Errorf("the deleted cluster %s still labels metric series", c.ID)
 	}
 }
 
@@ -418,28 +426,41 @@ func slowBody(t *testing.T) {
 			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
 		}
 	}))
-	for _, path := range []string{"/clusters/" + c.ID + "/k8s/api/v1/namespaces", "/api/v1/clusters"} {
-		req, _ := http.NewRequest("POST", e.srv.URL+path, &drip{left: 100, interval: 100 * time.Millisecond})
-		req.ContentLength = 100
-		req.Header.Set("Authorization", "Bearer "+e.admin)
-		start := time.Now()
-		resp, err := e.client.Do(req)
-		took := time.Since(start)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+	// kubectl speaks HTTP/2 to the hub: the same hub on a server that
+	// offers it.
+	h2 := httptest.NewUnstartedServer(e.hub)
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	t.Cleanup(h2.Close)
+	for _, srv := range []struct {
+		name, url string
+		client    *http.Client
+		proto     int
+	}{{"HTTP/1.1", e.srv.URL, e.client, 1}, {"HTTP/2", h2.URL, h2.Client(), 2}} {
+		for _, path := range []string{"/clusters/" + c.ID + "/k8s/api/v1/namespaces", "/api/v1/clusters"} {
+			req, _ := http.NewRequest("POST", srv.url+path, &drip{left: 100, interval: 100 * time.Millisecond})
+			req.ContentLength = 100
+			req.Header.Set("Authorization", "Bearer "+e.admin)
+			start := time.Now()
+			resp, err := srv.client.Do(req)
+			took := time.Since(start)
+			code := 0
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+				if resp.ProtoMajor != srv.proto {
+					t.Errorf("%s: the answer came over %s", srv.name, resp.Proto)
+				}
+			}
+			if took > 3*time.Second {
+				t.Errorf("%s POST %s with a dripping body ran %v (err %v), want it cut off after ~500 ms", srv.name, path, took, err)
+			}
+			if err == nil && code < 400 {
+				t.Errorf("%s POST %s with a dripping body = %d, want a failure", srv.name, path, code)
+			}
+			t.Logf("%s POST %s, dripping: ended after %v with %d (err %v)", srv.name, path, took.Round(time.Millisecond), code, err)
 		}
-		if took > 3*time.Second {
-			t.Errorf("POST %s with a dripping body ran %v (err %v), want it cut off after ~500 ms", path, took, err)
-		}
-		code := 0
-		if err == nil {
-			code = resp.StatusCode
-		}
-		if err == nil && code < 400 {
-			t.Errorf("POST %s with a dripping body = %d, want a failure", path, code)
-		}
-		t.Logf("POST %s, dripping: ended after %v with %d (err %v)", path, took.Round(time.Millisecond), code, err)
 	}
 }
 

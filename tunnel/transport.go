@@ -230,6 +230,21 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// recordingBody records the error, other than io.EOF, its reads failed
+// with.
+type recordingBody struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
 func closeBody(req *http.Request, hasBody bool) {
 	if hasBody {
 		_ = req.Body.Close()
@@ -269,7 +284,20 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		// exchange closes the stream under it.
 		c.pending.Store(2)
 		go func() {
-			c.wrote = c.writeRequest(req) == nil
+			// A body that fails to read (its client stopped sending, or
+			// the hub cut it off at its deadline) ends the exchange: the
+			// peer must not take what came before for the whole body,
+			// and the response it will never send must not be waited
+			// for. A failed write to the stream is left to the reader,
+			// which may still get an answer the peer sent early.
+			rb := &recordingBody{ReadCloser: req.Body}
+			out := new(http.Request)
+			*out = *req
+			out.Body = rb
+			c.wrote = c.writeRequest(out) == nil
+			if rb.err != nil {
+				_ = c.conn.Close()
+			}
 			c.release()
 		}()
 	}
@@ -495,6 +523,12 @@ func live(conn net.Conn) bool {
 // put returns an idle stream to the pool.
 func (t *Transport) put(c *tconn) {
 	c.idleAt = time.Now()
+	// An idle stream gives its grown receive window back to the
+	// session's budget, so pooled streams do not keep busy ones from
+	// growing theirs.
+	if st, ok := c.conn.(interface{ ShrinkWindow() }); ok {
+		st.ShrinkWindow()
+	}
 	t.mu.Lock()
 	list := t.idle[c.key]
 	if len(list) >= t.cfg.MaxIdlePerHost {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -628,5 +629,49 @@ func TestTransportMalformedResponse(t *testing.T) {
 				t.Error("the stream of a malformed response was reused")
 			}
 		})
+	}
+}
+
+// failingBody yields some bytes, then fails as a body cut off at its
+// deadline does.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "{\"kind\":"), nil
+	}
+	return 0, os.ErrDeadlineExceeded
+}
+
+// A request body that fails to read ends the exchange: RoundTrip returns an
+// error instead of waiting for an answer the agent, still waiting for the
+// rest of the body, would never send; and the agent sees the body end
+// short, not complete.
+func TestTransportBodyReadErrorEndsExchange(t *testing.T) {
+	gotErr := make(chan error, 1)
+	rig := newTransportRig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, r.Body)
+		gotErr <- err
+	}), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", rig.url+"/api/v1/namespaces", &failingBody{})
+	req.ContentLength = 100
+	resp, err := rig.tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("RoundTrip with a failing body = %d, want an error", resp.StatusCode)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("RoundTrip waited until its context ended: %v", err)
+	}
+	select {
+	case err := <-gotErr:
+		if err == nil {
+			t.Error("the agent end read the cut body as complete")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the agent end still waits for the body")
 	}
 }

@@ -60,6 +60,7 @@ type options struct {
 	namespace   string
 	proxyCAFile string
 	healthAddr  string
+	maxStreams  int
 	logFormat   string
 	logLevel    string
 	version     bool
@@ -73,6 +74,7 @@ func defaultOptions(getenv func(string) string) options {
 		identityTok: install.IdentityTokenPath,
 		proxyCAFile: getenv(envProxyCAFile),
 		healthAddr:  agent.DefaultHealthAddr,
+		maxStreams:  agent.DefaultMaxStreams,
 		logFormat:   "json",
 		logLevel:    "info",
 	}
@@ -94,6 +96,8 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 		"PEM `file` of CA certificates that, with the system roots, verify an https:// proxy's certificate (HTTPS_PROXY=https://...), never the hub's; empty means the proxy is verified like the hub (ca.crt, or the system roots if that is empty); $"+envProxyCAFile+" sets the default")
 	fs.StringVar(&o.healthAddr, "health-addr", o.healthAddr,
 		"`address` of the plain-HTTP health server ("+install.HealthzPath+", "+install.ReadyzPath+", "+agent.MetricsPath+")")
+	fs.IntVar(&o.maxStreams, "max-streams", o.maxStreams,
+		"streams from the hub served at once, each with its own API server connection; more are answered 429 (-1: no cap)")
 	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log `format`: json or text")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "minimum log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
@@ -130,6 +134,9 @@ func (o *options) validate() error {
 	}
 	if o.healthAddr == "" {
 		errs = append(errs, errors.New("--health-addr must not be empty"))
+	}
+	if o.maxStreams == 0 || o.maxStreams < -1 {
+		errs = append(errs, fmt.Errorf("--max-streams must be positive, or -1 for no cap, not %d", o.maxStreams))
 	}
 	return errors.Join(errs...)
 }
@@ -236,6 +243,7 @@ func (o *options) agentConfig(log *slog.Logger) (agent.Config, error) {
 		RESTConfig:        rc,
 		Version:           version,
 		HealthAddr:        o.healthAddr,
+		MaxStreams:        o.maxStreams,
 		Logger:            log,
 	}, nil
 }

@@ -71,7 +71,7 @@ func TestDefaultOptions(t *testing.T) {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	want := options{configDir: "/etc/eco-agent", identityTok: "/var/run/secrets/eco.dev/identity/token", healthAddr: ":8081", logFormat: "json", logLevel: "info"}
+	want := options{configDir: "/etc/eco-agent", identityTok: "/var/run/secrets/eco.dev/identity/token", healthAddr: ":8081", maxStreams: 1500, logFormat: "json", logLevel: "info"}
 	if o != want {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
@@ -83,7 +83,7 @@ func TestDefaultOptions(t *testing.T) {
 	if o.configDir != install.ConfigDir || o.healthAddr != fmt.Sprintf(":%d", install.HealthPort) || o.identityTok != install.IdentityTokenPath {
 		t.Errorf("defaults disagree with the install YAML: %+v", o)
 	}
-	for _, name := range []string{install.ConfigDirFlag, install.IdentityTokenFlag, "kubeconfig", "namespace", "proxy-ca-file", "health-addr", "log-format", "log-level", "version"} {
+	for _, name := range []string{install.ConfigDirFlag, install.IdentityTokenFlag, "kubeconfig", "namespace", "proxy-ca-file", "health-addr", "max-streams", "log-format", "log-level", "version"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no --%s flag", name)
 		}
@@ -285,7 +285,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	run([]string{"--help"}, io.Discard, &stderr)
-	for _, name := range []string{"--config-dir", "--identity-token-file", "--kubeconfig", "--namespace", "--proxy-ca-file", "--health-addr", "--log-format", "--log-level", "--version", "HTTPS_PROXY", "ECO_PROXY_CA_FILE"} {
+	for _, name := range []string{"--config-dir", "--identity-token-file", "--kubeconfig", "--namespace", "--proxy-ca-file", "--health-addr", "--max-streams", "--log-format", "--log-level", "--version", "HTTPS_PROXY", "ECO_PROXY_CA_FILE"} {
 		if !strings.Contains(stderr.String(), strings.TrimLeft(name, "-")) {
 			t.Errorf("--help does not mention %s", name)
 		}

@@ -28,8 +28,8 @@ func TestFlagDefaults(t *testing.T) {
 		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
 		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
 		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
-		"metrics-addr": "", "max-streams-per-user": "500", "max-streams-per-cluster": "1000",
-		"max-watches-per-user": "250", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
+		"metrics-addr": "", "max-streams-per-user": "250", "max-streams-per-cluster": "1000",
+		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s", "audit-log": "", "audit-reads": "false",
 	}
 	fs.VisitAll(func(f *flag.Flag) {

@@ -859,3 +859,53 @@ func TestWindowBudget(t *testing.T) {
 		t.Fatalf("after a grown stream ended, a new one grew to %d, want %d", window(fourth), DefaultWindow)
 	}
 }
+
+// A stream that shrinks its window (going idle in a pool) gives its growth
+// back to the budget at once, never lets the peer hold more credit than the
+// full window, and grows again when read.
+func TestShrinkWindow(t *testing.T) {
+	const budget = DefaultWindow - InitialWindow // one full window
+	c, s := pair(t, Config{WindowBudget: budget}, Config{})
+	window := func(st *Stream) (uint32, uint32) { st.mu.Lock(); defer st.mu.Unlock(); return st.window, st.debt }
+	st, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := accept(t, s)
+	pull := func(n int) {
+		go peer.Write(make([]byte, n))
+		if _, err := io.ReadFull(st, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pull(8 << 20)
+	if w, _ := window(st); w != DefaultWindow || c.grown.Load() != budget {
+		t.Fatalf("after 8 MiB: window %d, session growth %d; want %d, %d", w, c.grown.Load(), DefaultWindow, budget)
+	}
+	st.ShrinkWindow()
+	if w, d := window(st); w != InitialWindow || d != budget || c.grown.Load() != 0 {
+		t.Fatalf("shrunk: window %d debt %d growth %d; want %d, %d, 0", w, d, c.grown.Load(), InitialWindow, budget)
+	}
+	// Another stream may grow now.
+	other, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPeer := accept(t, s)
+	go otherPeer.Write(make([]byte, 8<<20))
+	if _, err := io.ReadFull(other, make([]byte, 8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := window(other); w != DefaultWindow {
+		t.Fatalf("another stream after the shrink grew to %d, want %d", w, DefaultWindow)
+	}
+	// The shrunk stream still carries data; the peer's credit never
+	// exceeds the full window (the receiver would fail the session).
+	pull(8 << 20)
+	st.mu.Lock()
+	credit := st.recvAvail + uint32(st.buffered) + st.unacked
+	st.mu.Unlock()
+	if credit > DefaultWindow {
+		t.Fatalf("the peer holds %d bytes of credit, more than the window %d", credit, DefaultWindow)
+	}
+}

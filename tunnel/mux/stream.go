@@ -30,6 +30,7 @@ type Stream struct {
 	window     uint32       // the receive window this side grants now
 	maxWindow  uint32       // what window may grow to as the reader reads
 	grown      atomic.Int64 // window beyond InitialWindow, taken from the session's budget
+	debt       uint32       // credit the peer holds beyond window, withheld from the next credits
 	recvAvail  uint32       // bytes the peer may still send (window granted minus received)
 	unacked    uint32       // bytes read but not yet credited back to the peer
 	sendWindow uint32       // bytes this side may still send
@@ -224,8 +225,13 @@ func (st *Stream) creditBack(n int) uint32 {
 	}
 	inc := st.unacked
 	st.unacked = 0
-	if st.window < st.maxWindow && st.err == nil && !st.closed {
-		g := min(st.window, st.maxWindow-st.window)
+	if st.debt > 0 { // the window shrank: withhold credit until the peer's matches it
+		paid := min(inc, st.debt)
+		inc -= paid
+		st.debt -= paid
+	}
+	if st.window+st.debt < st.maxWindow && st.err == nil && !st.closed {
+		g := min(st.window, st.maxWindow-st.window-st.debt)
 		if st.s.reserveGrowth(int64(g)) {
 			st.grown.Add(int64(g))
 			st.window += g
@@ -234,6 +240,24 @@ func (st *Stream) creditBack(n int) uint32 {
 	}
 	st.recvAvail += inc
 	return inc
+}
+
+// ShrinkWindow gives the window this stream grew beyond InitialWindow back
+// to the session's budget, for a stream about to sit idle (in a pool of
+// streams kept for reuse), so that idle streams do not keep others from
+// growing. Credit the peer already holds is withheld from what the reader
+// reads next, until the peer's credit is InitialWindow; from then on the
+// window grows again as it is read.
+func (st *Stream) ShrinkWindow() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.window <= InitialWindow {
+		return
+	}
+	d := st.window - InitialWindow
+	st.window = InitialWindow
+	st.debt += d
+	st.s.grown.Add(-st.grown.Swap(0))
 }
 
 // Write sends p, waiting for window as needed.
