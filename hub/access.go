@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"k8s.io/client-go/rest"
@@ -111,10 +116,14 @@ func (h *Hub) DeleteGrant(ctx context.Context, id string) error {
 	return nil
 }
 
-// featureTransport is the transport of ClusterConfig's clients: the
-// proxy's, plus what the proxy adds to a request itself — a hub request ID
-// as the impersonated user extra RequestIDExtra, and an audit event for a
-// request that may change the cluster.
+// featureTransport is the transport of ClusterConfig's clients: the same
+// access chain as the proxy's (docs/decisions/0013-access-seam.md), in the
+// same order — limits (the user's and the cluster's caps; over one, a 429
+// with Retry-After, which client-go waits out and retries), a hub request
+// ID as the impersonated user extra RequestIDExtra, a retry of a request
+// the agent refused unread, the tunnel transport; then metrics and an audit
+// event for a request that may change the cluster. client-go's own
+// impersonation wrapper has set the identity headers before it.
 type featureTransport struct {
 	h       *Hub
 	ident   Identity
@@ -123,15 +132,30 @@ type featureTransport struct {
 }
 
 func (t *featureTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	verb := kubeVerb(req)
+	release, refused := t.h.proxy.caps.acquire(t.ident.Name, t.cluster, streams(req, verb))
+	if refused != "" {
+		t.h.metrics.proxyRefused.WithLabelValues(refused).Inc()
+		rec := httptest.NewRecorder()
+		tooMany(rec, t.h.proxy.caps.limits.RetryAfter, refused, "user "+t.ident.Name)
+		resp := rec.Result()
+		resp.Request = req
+		return resp, nil
+	}
 	reqID := uuid.NewString()
 	out := req.Clone(req.Context()) // a RoundTripper must not change its request
 	out.Header[t.h.proxy.requestIDHeader] = []string{reqID}
-	resp, err := t.h.proxy.transport.RoundTrip(out)
+	start := time.Now()
+	resp, err := t.h.proxy.retrying.RoundTrip(out)
+	code := http.StatusBadGateway
+	if err == nil {
+		code = resp.StatusCode
+		resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
+	} else {
+		release()
+	}
+	t.h.metrics.proxyDuration.WithLabelValues(t.cluster, verb, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	if req.Method != http.MethodGet && req.Method != http.MethodHead || t.h.cfg.AuditReads {
-		code := http.StatusBadGateway
-		if err == nil {
-			code = resp.StatusCode
-		}
 		k := audit.ParseKubeRequest(req.Method, req.URL.Path, req.URL.Query(), req.Header.Get("Upgrade") != "")
 		if k.Mutates() || t.h.cfg.AuditReads {
 			t.h.audit.Record(store.AuditEvent{
@@ -142,6 +166,20 @@ func (t *featureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 	}
 	return resp, err
+}
+
+// releasingBody gives a cap back when the response body is closed: a
+// watch holds its cap for as long as it is read.
+type releasingBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
 }
 
 // Subscribe returns the hub's cluster lifecycle events from now on —

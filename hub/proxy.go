@@ -51,6 +51,9 @@ type kubeProxy struct {
 	requestIDHeader string
 	// caps bound the requests in flight per user and per cluster.
 	caps *streamCaps
+	// retrying is transport with a retry of requests the agent refused
+	// unread: what both the proxy and hub features' clients send through.
+	retrying http.RoundTripper
 }
 
 func newKubeProxy(h *Hub) (*kubeProxy, error) {
@@ -70,11 +73,12 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy transport: %w", err)
 	}
+	p.retrying = tunnel.RetryRefused(p.transport)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: p.rewrite,
 		// A burst of new streams beyond the agent's accept backlog is
 		// refused unread; such requests are sent again.
-		Transport: tunnel.RetryRefused(p.transport),
+		Transport: p.retrying,
 		// Streaming responses (no Content-Length: watches, chunked lists,
 		// logs -f) are flushed after every write regardless. A response
 		// of known length is not: with -1 the proxy flushed its head from
