@@ -93,6 +93,10 @@ type Store interface {
 	// CountTokens returns the number of unrevoked, unexpired tokens (the hub
 	// mints a bootstrap admin token when there are none).
 	CountTokens(ctx context.Context) (int, error)
+	// DeleteExpiredTokens deletes the tokens that expired before before and
+	// returns how many it deleted; unexpired and never-expiring tokens stay.
+	// (The hub mints a token per kubeconfig it hands out.)
+	DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error)
 
 	// CreateGrant records a new grant with a generated ID (see
 	// [NewGrantID]). A grant to the same subject for the same cluster (or
