@@ -285,6 +285,21 @@ func TestTokenExpiryAndScope(t *testing.T) {
 			t.Errorf("an unexpired token got %d", code)
 		}
 	}
+
+	// A week after expiry, minting a kubeconfig's token deletes them.
+	advance(hub.ExpiredTokenRetention + time.Minute)
+	if code := e.do("GET", "/api/v1/clusters/"+a.ID+"/kubeconfig", e.admin, "", nil); code != 200 {
+		t.Fatalf("kubeconfig: %d", code)
+	}
+	var tokens struct{ Items []hub.TokenJSON }
+	e.do("GET", "/api/v1/tokens", e.admin, "", &tokens)
+	ids := map[string]bool{}
+	for _, tok := range tokens.Items {
+		ids[tok.ID] = true
+	}
+	if ids[short.ID] || ids[scoped.ID] || ids[ro.ID] || !ids[def.ID] || !ids[forever.ID] {
+		t.Errorf("tokens after pruning: %+v; want the 1-hour ones gone, the others kept", tokens.Items)
+	}
 }
 
 // TestKubeconfigMintsAScopedToken checks that the kubeconfig endpoint no

@@ -374,6 +374,7 @@ func (h *Hub) MintClusterToken(ctx context.Context, ident Identity, id string, t
 	if !ident.ExpiresAt.IsZero() && ident.ExpiresAt.Before(expires) {
 		expires = ident.ExpiresAt
 	}
+	h.pruneTokens(ctx)
 	return h.CreateToken(ctx, store.NewToken{
 		Name: ident.Name, Role: ident.Role, Groups: ident.Groups, ExpiresAt: expires,
 		Scope: store.TokenScope{Clusters: []string{id}, ReadOnly: readOnly || ident.Scope.ReadOnly},

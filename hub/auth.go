@@ -262,8 +262,47 @@ const tokenCacheMax = 10000
 // tokenCache remembers recent token lookups so that the proxy's hot path
 // does not query the store on every request.
 type tokenCache struct {
-	mu      sync.Mutex // guards entries
+	mu      sync.Mutex // guards entries and lastPrune
 	entries map[string]tokenCacheEntry
+	// lastPrune is when expired tokens were last deleted from the store.
+	lastPrune time.Time
+}
+
+// Expired tokens are kept ExpiredTokenRetention (they show in the token
+// list, revoked or not) and then deleted, at most every tokenPruneEvery,
+// by the request that mints a kubeconfig's token.
+const (
+	ExpiredTokenRetention = 7 * 24 * time.Hour
+	tokenPruneEvery       = time.Hour
+)
+
+// prunePending reports whether expired tokens are due to be deleted, and
+// if so notes that they are being.
+func (c *tokenCache) prunePending(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.lastPrune) < tokenPruneEvery {
+		return false
+	}
+	c.lastPrune = now
+	return true
+}
+
+// pruneTokens deletes tokens that expired more than ExpiredTokenRetention
+// ago, if due.
+func (h *Hub) pruneTokens(ctx context.Context) {
+	now := h.cfg.Now()
+	if !h.tokens.prunePending(now) {
+		return
+	}
+	n, err := h.store.DeleteExpiredTokens(ctx, now.Add(-ExpiredTokenRetention))
+	if err != nil {
+		h.logger.Warn("deleting expired tokens", "err", err)
+		return
+	}
+	if n > 0 {
+		h.logger.Info("expired tokens deleted", "count", n, "expired_before", now.Add(-ExpiredTokenRetention))
+	}
 }
 
 // tokenCacheEntry is a token and the grants to its user and groups.

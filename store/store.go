@@ -116,6 +116,10 @@ type Store interface {
 	// CountTokens returns the number of unrevoked, unexpired tokens (the hub
 	// mints a bootstrap admin token when there are none).
 	CountTokens(ctx context.Context) (int, error)
+	// DeleteExpiredTokens deletes the tokens that expired before before and
+	// returns how many it deleted; unexpired and never-expiring tokens stay.
+	// (The hub mints a token per kubeconfig it hands out.)
+	DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error)
 
 	// AppendAudit records events in one transaction, assigning each its Seq,
 	// then deletes the oldest beyond [Config.AuditLimit]. Text fields are

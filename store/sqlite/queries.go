@@ -51,10 +51,11 @@ const (
 	qTokenTaken  = `SELECT 1 FROM api_tokens WHERE hash = ?`
 	qTokenByHash = `SELECT ` + tokenColumns + ` FROM api_tokens WHERE hash = ? AND revoked_at IS NULL
 		AND (expires_at IS NULL OR expires_at > ?)`
-	qTokens      = `SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`
-	qRevokeToken = `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
-	qTouchToken  = `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`
-	qCountTokens = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`
+	qTokens              = `SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`
+	qRevokeToken         = `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?`
+	qTouchToken          = `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`
+	qCountTokens         = `SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`
+	qDeleteExpiredTokens = `DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at < ?`
 
 	qInsertAudit = `INSERT INTO audit_events (at, user_name, token_id, source, verb, cluster_id, api_group,
 		resource, subresource, namespace, name, path, code, request_id, client_request_id, remote_addr)
@@ -79,7 +80,7 @@ func writeQueries() []string {
 		qClusterNameTaken, qCredentialTaken, qInsertCluster, qDeleteHistory, qDeleteCluster,
 		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
 		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken, qInsertAudit, qPruneAudit,
-		qInsertGrant, qGrantTaken, qDeleteGrant, qDeleteClusterGrants,
+		qInsertGrant, qGrantTaken, qDeleteGrant, qDeleteClusterGrants, qDeleteExpiredTokens,
 		qSetIdentityConfig, qPinIdentity, qApproveIdentity, qUpdateKeys, qResetIdentity, qNoteTransition,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/eco-project/eco/store"
 )
@@ -142,4 +143,17 @@ func (s *Store) CountTokens(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("counting tokens: %w", err)
 	}
 	return n, nil
+}
+
+// DeleteExpiredTokens implements [store.Store].
+func (s *Store) DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.w.do(ctx).exec(qDeleteExpiredTokens, dbTime(store.Timestamp(before)))
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired tokens: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("deleting expired tokens: %w", err)
+	}
+	return int(n), nil
 }

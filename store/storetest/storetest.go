@@ -1255,6 +1255,17 @@ func testTokenExpiryAndScope(t *testing.T, open OpenFunc) {
 		t.Fatalf("ListTokens = %+v, want the expired token in it", tokens)
 	}
 	wantEqual(t, "expired token in ListTokens", tokens[i], want)
+
+	// Pruning deletes only what expired before the given time.
+	if n, err := e.s.DeleteExpiredTokens(e.ctx, store.Timestamp(expires)); err != nil || n != 0 {
+		t.Errorf("DeleteExpiredTokens at the expiry itself = %d, %v; want 0", n, err)
+	}
+	if n, err := e.s.DeleteExpiredTokens(e.ctx, e.clock.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Errorf("DeleteExpiredTokens = %d, %v; want 1", n, err)
+	}
+	if tokens, err := e.s.ListTokens(e.ctx); err != nil || len(tokens) != 1 || tokens[0].ID != none.ID {
+		t.Errorf("after pruning ListTokens = %+v, %v; want only the token that never expires", tokens, err)
+	}
 }
 
 func testGrantLifecycle(t *testing.T, open OpenFunc) {
