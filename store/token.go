@@ -97,7 +97,7 @@ func (t NewToken) Validate() error {
 			return err
 		}
 	}
-	if t.Scope.Clusters != nil && len(t.Scope.Clusters) > MaxScopeClusters {
+	if len(t.Scope.Clusters) > MaxScopeClusters {
 		return fmt.Errorf("%w: a scope of %d clusters: at most %d are allowed", ErrInvalid, len(t.Scope.Clusters), MaxScopeClusters)
 	}
 	for _, id := range t.Scope.Clusters {
