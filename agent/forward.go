@@ -174,7 +174,9 @@ func (f *Forwarder) refuse(c net.Conn) {
 	if _, err := c.Write(resp); err == nil {
 		closeWrite(c)
 	}
-	f.logger.Warn("refused a stream over the cap", "max_streams", f.maxStreams, "method", req.Method, "path", req.URL.Path)
+	// Debug: eco_agent_streams_refused_total counts them without a log
+	// line each.
+	f.logger.Debug("refused a stream over the cap", "max_streams", f.maxStreams, "method", req.Method, "path", req.URL.Path)
 }
 
 // ServeConn forwards the HTTP/1.1 requests read from c, one after the

@@ -185,7 +185,9 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	release, refused := p.caps.acquire(ident.Name, id, long)
 	if refused != "" {
 		p.h.metrics.proxyRefused.WithLabelValues(refused).Inc()
-		p.h.logger.Warn("proxy request refused over a cap", "cluster", id, "user", ident.Name, "cap", refused, "verb", verb, "request_id", reqID, "client_request_id", clientReqID)
+		// Debug, not Warn: a client retrying past a cap must not flood
+		// the log; eco_hub_proxy_refused_total counts refusals.
+		p.h.logger.Debug("proxy request refused over a cap", "cluster", id, "user", ident.Name, "cap", refused, "verb", verb, "request_id", reqID, "client_request_id", clientReqID)
 		who := "user " + ident.Name
 		if refused == capClusterStreams || refused == capClusterWatches {
 			who = "cluster " + id
@@ -333,7 +335,7 @@ func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 
 // notConnected answers a request for a cluster without a tunnel: 404 if
 // the hub does not know it, else 503 with its ECO status and reason. It
-// reports whether the hub knows the cluster.
+// reports whether the store confirmed the cluster is imported.
 func (p *kubeProxy) notConnected(w http.ResponseWriter, r *http.Request, id string) bool {
 	c, err := p.h.store.GetCluster(r.Context(), id)
 	switch {
@@ -342,10 +344,11 @@ func (p *kubeProxy) notConnected(w http.ResponseWriter, r *http.Request, id stri
 		return false
 	case err != nil:
 		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Sprintf("eco: cluster %s is not connected", id))
+		return false // not known to be imported
 	default:
 		writeKubeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", notConnectedMessage(c))
+		return true
 	}
-	return true
 }
 
 func notConnectedMessage(c store.Cluster) string {

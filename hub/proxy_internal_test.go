@@ -36,3 +36,40 @@ func TestStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestSanitizeRequestID: what of a client's X-Request-Id reaches the
+// hub's logs.
+func TestSanitizeRequestID(t *testing.T) {
+	long := ""
+	for range 100 {
+		long += "ab"
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"abc-123_x.y:z/w", "abc-123_x.y:z/w"},
+		{"a b\tc", "a_b_c"},
+		{"evil\r\nX-Injected: 1", "evil__X-Injected:_1"},
+		{`{"level":"ERROR"}`, `__level_:_ERROR__`},
+		{"ünï", "__n__"}, // bytes, not runes
+		{long, long[:maxClientRequestID]},
+	} {
+		if got := sanitizeRequestID(tc.in); got != tc.want {
+			t.Errorf("sanitizeRequestID(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestKubeVerbIsBounded: invented methods are "other", never a label of
+// their own.
+func TestKubeVerbIsBounded(t *testing.T) {
+	for method, want := range map[string]string{
+		"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
+		"HEAD": "head", "OPTIONS": "options", "PROPFIND": "other", "X1Y": "other", "get": "other",
+	} {
+		r := httptest.NewRequest("GET", "/api", nil)
+		r.Method = method
+		if got := kubeVerb(r); got != want {
+			t.Errorf("kubeVerb(%s) = %q, want %q", method, got, want)
+		}
+	}
+}
