@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -167,10 +166,7 @@ func (f *Forwarder) refuse(c net.Conn) {
 	}
 	discardBody(req)
 	msg := fmt.Sprintf("eco-agent: %d streams are open, the agent's cap; retry later", f.maxStreams)
-	resp := statusResponse(http.StatusTooManyRequests, msg)
-	// Retry-After goes in the head, before its blank line.
-	head, body, _ := bytes.Cut(resp, []byte("\r\n\r\n"))
-	resp = append(append(head, "\r\nRetry-After: 1\r\n\r\n"...), body...)
+	resp := statusResponseWith(http.StatusTooManyRequests, msg, "Retry-After: 1\r\n")
 	if _, err := c.Write(resp); err == nil {
 		closeWrite(c)
 	}
@@ -529,7 +525,11 @@ func isUpgrade(h http.Header) bool {
 
 // statusResponse is a complete HTTP/1.1 response carrying a Kubernetes
 // Status, with Connection: close.
-func statusResponse(code int, msg string) []byte {
+func statusResponse(code int, msg string) []byte { return statusResponseWith(code, msg, "") }
+
+// statusResponseWith is statusResponse with extra header lines, each
+// ending in CRLF.
+func statusResponseWith(code int, msg, extra string) []byte {
 	reason := "InternalError"
 	switch code {
 	case http.StatusForbidden:
@@ -544,6 +544,6 @@ func statusResponse(code int, msg string) []byte {
 		reason = "TooManyRequests"
 	}
 	body := fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`+"\n", msg, reason, code)
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		code, http.StatusText(code), len(body), body)
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s",
+		code, http.StatusText(code), len(body), extra, body)
 }

@@ -812,8 +812,9 @@ func TestForwardRefusesOverMaxStreams(t *testing.T) {
 	<-api.lines
 	c, resp := watch()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" ||
-		!strings.Contains(string(body), `"reason":"TooManyRequests"`) {
+	var st struct{ Kind, Reason, Message string }
+	if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != http.StatusTooManyRequests ||
+		resp.Header.Get("Retry-After") != "1" || st.Kind != "Status" || st.Reason != "TooManyRequests" {
 		t.Fatalf("a stream over the cap: %d Retry-After=%q %s; want 429, Retry-After: 1 and a Status",
 			resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}

@@ -46,6 +46,11 @@ func TestSecurityLimitsReal(t *testing.T) {
 			refusal: "client-go's watch 151 fails with TooManyRequests after retrying on Retry-After; the 150 keep working",
 			run:     clientGoWatchFlood,
 		},
+		{
+			attack:  "stream flood past the agent's own cap (MaxStreams 4, the hub's caps not reached)",
+			refusal: "the real agent answers the fifth stream 429 with Retry-After instead of opening another API server connection; a freed slot serves again",
+			run:     agentStreamCap,
+		},
 	} {
 		t.Run(row.attack, func(t *testing.T) {
 			t.Logf("attack: %s; refusal: %s", row.attack, row.refusal)
@@ -123,4 +128,93 @@ func clientGoWatchFlood(t *testing.T, w *world) {
 	if _, err := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
 		t.Fatalf("a GET beside the watches: %v", err)
 	}
+}
+
+func agentStreamCap(t *testing.T, w *world) {
+	ctx := t.Context()
+	restart := func(maxStreams int) {
+		ctx := context.Background() // also in Cleanup, after t.Context ended
+		if err := w.stopAgent(); err != nil {
+			t.Fatal(err)
+		}
+		cfg := w.setup.AgentConfig()
+		cfg.MaxStreams = maxStreams
+		w.startAgent(cfg)
+		// The hub may still see the old session for a moment: wait until
+		// a request through the new one works.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := w.hub.Client().Do(mustReq(t, ctx, w, "/api"))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent with MaxStreams %d did not serve within 30 s: %v", maxStreams, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	restart(4)
+	t.Cleanup(func() { restart(0) })
+	// The request that found the agent up left its stream idle in the
+	// hub's pool: it counts at the agent. Watches take the rest.
+	watch := func() *http.Response {
+		resp, err := w.hub.Client().Do(mustReq(t, ctx, w, "/api/v1/namespaces/default/configmaps?watch=true&fieldSelector=metadata.name%3Dcap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	for {
+		resp := watch()
+		if resp.StatusCode == 200 {
+			open = append(open, resp)
+			if len(open) > 4 {
+				t.Fatalf("%d watches open past the agent's cap of 4", len(open))
+			}
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" ||
+			!strings.Contains(string(body), `"reason":"TooManyRequests"`) || !strings.Contains(string(body), "eco-agent") {
+			t.Fatalf("over the agent's cap: %d Retry-After=%q %s; want the agent's 429", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		t.Logf("with %d watches open, the agent refused the next: %s", len(open), strings.TrimSpace(string(body)))
+		break
+	}
+	open[0].Body.Close()
+	open = open[1:]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp := watch()
+		if resp.StatusCode == 200 {
+			open = append(open, resp)
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a freed slot at the agent was not given back: %d", resp.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func mustReq(t *testing.T, ctx context.Context, w *world, path string) *http.Request {
+	req, err := http.NewRequestWithContext(ctx, "GET", w.hub.URL+hub.ProxyPrefix+w.id+hub.ProxySuffix+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.hub.AdminToken)
+	return req
 }
