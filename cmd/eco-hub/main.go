@@ -74,7 +74,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
 	fs.StringVar(&o.previousKeyFile, "previous-secret-key-file", "", "the hub's previous secret key, while its key is being rotated (docs/security.md, \"Rotating credentials\"): install YAMLs of clusters whose credential it derived are still rendered until each cluster's credential is rotated")
-	fs.DurationVar(&o.credentialGrace, "credential-grace", hub.DefaultCredentialGrace, "how long the previous generation of a rotated agent credential is still accepted")
+	fs.DurationVar(&o.credentialGrace, "credential-grace", hub.DefaultCredentialGrace, "how long the previous generation of a rotated agent credential is still accepted (0: the default)")
 	fs.StringVar(&o.userPrefix, "user-prefix", hub.DefaultUserPrefix, `put before hub user names the hub impersonates in clusters, like kube-apiserver's --oidc-username-prefix ("" for none)`)
 	fs.DurationVar(&o.kubeconfigTTL, "kubeconfig-ttl", hub.DefaultKubeconfigTTL, "lifetime of the cluster-scoped token in a kubeconfig from the API")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the first signal waits for requests to drain")
@@ -189,8 +189,8 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		}
 		previousKeys = append(previousKeys, prev)
 	}
-	if o.credentialGrace <= 0 {
-		return fmt.Errorf("--credential-grace must be positive, got %v", o.credentialGrace)
+	if o.credentialGrace < 0 {
+		return fmt.Errorf("--credential-grace must not be negative, got %v", o.credentialGrace)
 	}
 
 	ctx := context.Background()
