@@ -158,6 +158,10 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"type":"hello","hello":null}`,
 		`{"type":"hello","hello":{"protocolVersion":"1.0","capabilities":[]}}`,
 		`{"type":"goodbye","reason":"\xff\xfe"}`,
+		`{"type":"credential","credential":{"generation":2,"token":"ecoa_x"}}`,
+		`{"type":"credentialAck","credential":{"generation":9223372036854775807,"error":"forbidden"}}`,
+		`{"type":"credentialAck","credential":{"generation":-1,"token":"x","error":"y"}}`,
+		`{"type":"credential","credential":null}`,
 		`{"type":1}`, `null`, `{`, "\x00",
 	} {
 		f.Add([]byte(seed))
