@@ -111,8 +111,12 @@ type Config struct {
 	// ClusterID is the hub's ID for this cluster. Required.
 	ClusterID string
 	// Token is the agent credential the hub issued for this cluster.
-	// Required.
+	// Required. When the hub rotates it over the tunnel, the agent writes
+	// the new one into the Secret SecretName and uses it from then on.
 	Token string
+	// SecretName is the agent's install Secret in Namespace, where it
+	// keeps a credential the hub rotates. If empty, install.AgentName.
+	SecretName string
 	// IdentityTokenFile holds the agent's identity token: a
 	// ServiceAccount token for the agent with the hub's URL as audience
 	// (install.IdentityTokenPath in a pod, a projected token the kubelet
@@ -204,6 +208,9 @@ type Agent struct {
 	sessionHello tunnel.Hello
 	// notConnected says why there is no session.
 	notConnected string
+	// token is the credential the next connect presents: cfg.Token until
+	// the hub rotates it.
+	token string
 	// status is the last self-check's result (zero before the first).
 	status tunnel.Status
 	// kubeVersion and fingerprint are learnt from the API server.
@@ -248,6 +255,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if cfg.SecretName == "" {
+		cfg.SecretName = install.AgentName
+	}
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = DefaultCheckInterval
 	}
@@ -284,6 +294,7 @@ func New(cfg Config) (*Agent, error) {
 		checkNow:     make(chan struct{}, 1),
 		rehello:      make(chan struct{}, 1),
 		notConnected: "not started",
+		token:        cfg.Token,
 	}
 	a.fwd = newForwarder(kube, log.With("component", "forwarder"))
 	a.fwd.onError = a.forwardError
@@ -523,6 +534,7 @@ func (a *Agent) hello() tunnel.Hello {
 		KubernetesVersion: a.kubeVersion,
 		Fingerprint:       a.fingerprint,
 		IdentityToken:     token,
+		Capabilities:      []string{tunnel.CapabilityCredential},
 	}
 }
 

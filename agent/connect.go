@@ -129,12 +129,13 @@ func (a *Agent) clientConfig(hello tunnel.Hello) tunnel.ClientConfig {
 	return tunnel.ClientConfig{
 		URL:          a.tunnelURL,
 		ClusterID:    a.cfg.ClusterID,
-		Token:        a.cfg.Token,
+		Token:        a.currentToken(),
 		Hello:        hello,
 		TLSConfig:    a.tlsConfig,
 		SessionCache: a.sessions,
 		Proxy:        a.cfg.Proxy,
 		ProxyRootCAs: a.cfg.ProxyRootCAs,
+		OnCredential: a.keepCredential,
 		Logger:       a.log.With("component", "tunnel"),
 	}
 }

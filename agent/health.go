@@ -25,6 +25,9 @@ type metrics struct {
 	streamsRefused prometheus.Counter
 	ready          prometheus.Gauge
 	checks         *prometheus.CounterVec
+	// credentialRotations counts credentials the hub rotated, by whether
+	// the agent could store them (ok, error).
+	credentialRotations *prometheus.CounterVec
 }
 
 func newMetrics(version string) *metrics {
@@ -70,6 +73,10 @@ func newMetrics(version string) *metrics {
 			Name: "eco_agent_self_checks_total",
 			Help: "Self-checks run, by resulting state.",
 		}, []string{"state"}),
+		credentialRotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eco_agent_credential_rotations_total",
+			Help: "Credentials the hub rotated and sent over the tunnel, by result: ok (stored in the install Secret) or error.",
+		}, []string{"result"}),
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "eco_agent_build_info",
@@ -87,7 +94,7 @@ func newMetrics(version string) *metrics {
 		m.checks.WithLabelValues(string(s))
 	}
 	m.reg.MustRegister(m.connected, m.sessions, m.reconnects, m.dialErrors, m.streams, m.streamsRefused,
-		m.requests, m.forwardErrors, m.ready, m.checks, info,
+		m.requests, m.forwardErrors, m.ready, m.checks, m.credentialRotations, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

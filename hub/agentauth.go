@@ -14,7 +14,8 @@ import (
 )
 
 // authenticateAgent is the tunnel's Authenticate: the bearer credential
-// must be the one derived for the cluster the request names.
+// must be the one derived for the cluster the request names, of its
+// current generation or, within the grace period, the previous one.
 func (h *Hub) authenticateAgent(r *http.Request) (string, error) {
 	credential, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || credential == "" || len(credential) > 256 {
@@ -35,6 +36,9 @@ func (h *Hub) authenticateAgent(r *http.Request) (string, error) {
 		h.metrics.agentAuthFailures.WithLabelValues("wrong-cluster").Inc()
 		h.logger.Warn("agent refused: credential of another cluster", "claimed_cluster", claimed, "credential_cluster", c.ID)
 		return "", fmt.Errorf("%w: this credential does not belong to cluster %q", tunnel.ErrForbidden, claimed)
+	}
+	if err := h.checkGeneration(r.Context(), c, hashSecret(credential)); err != nil {
+		return "", err
 	}
 	return c.ID, nil
 }

@@ -50,6 +50,7 @@ func (h *Hub) routes() {
 	api("GET /api/v1/clusters/{id}", "get-cluster", anyUser, h.getCluster)
 	api("DELETE /api/v1/clusters/{id}", "delete-cluster", clusterAdmin, h.deleteCluster)
 	api("GET /api/v1/clusters/{id}/install.yaml", "install-yaml", clusterAdmin, h.installYAML)
+	api("POST /api/v1/clusters/{id}/rotate-credential", "rotate-credential", hubAdmin, h.rotateCredential)
 	api("GET /api/v1/clusters/{id}/kubeconfig", "kubeconfig", anyUser, h.kubeconfig)
 	api("GET /api/v1/clusters/{id}/status", "status", anyUser, h.clusterStatus)
 	api("GET /api/v1/clusters/{id}/history", "history", anyUser, h.statusHistory)
@@ -133,8 +134,46 @@ type ClusterJSON struct {
 	// /api/v1/clusters/{id}/identity).
 	IdentityState string     `json:"identityState"`
 	Status        StatusJSON `json:"status"`
+	// Credential is where the agent credential's rotation stands (never
+	// the credential).
+	Credential CredentialJSON `json:"credential"`
 	// Links to the cluster's install YAML, kubeconfig and proxy.
 	Links map[string]string `json:"links"`
+}
+
+// CredentialJSON is the generation of a cluster's agent credential.
+type CredentialJSON struct {
+	Generation int64 `json:"generation"`
+	// RotationPending: the agent has not yet shown it holds Generation.
+	RotationPending bool       `json:"rotationPending"`
+	RotatedAt       *time.Time `json:"rotatedAt,omitempty"`
+	// PreviousValidUntil is when the previous generation stops (or
+	// stopped) being accepted.
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	// SecretKey is the hub key that derived it: "current", "previous"
+	// (rotate the credential before the hub drops its previous key) or
+	// "unknown" (the install YAML cannot be rendered until it is rotated).
+	SecretKey string `json:"secretKey"`
+}
+
+func (h *Hub) credentialJSON(cl store.Cluster) CredentialJSON {
+	c := cl.Credential
+	out := CredentialJSON{Generation: c.Generation, RotationPending: c.Confirmed < c.Generation, SecretKey: "current"}
+	switch _, prev, err := h.currentCredential(cl); {
+	case err != nil:
+		out.SecretKey = "unknown"
+	case prev:
+		out.SecretKey = "previous"
+	}
+	if !c.RotatedAt.IsZero() {
+		t := c.RotatedAt
+		out.RotatedAt = &t
+	}
+	if !c.PreviousUntil.IsZero() {
+		t := c.PreviousUntil
+		out.PreviousValidUntil = &t
+	}
+	return out
 }
 
 // StatusJSON is a cluster's operator status.
@@ -155,6 +194,7 @@ func (h *Hub) clusterJSON(c store.Cluster) ClusterJSON {
 		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt,
 		IdentityState: identityStateName(c.Identity, c.IdentityState),
 		Status:        statusJSON(c.Status),
+		Credential:    h.credentialJSON(c),
 		Links: map[string]string{
 			"self":       base + "/api/v1/clusters/" + c.ID,
 			"install":    base + "/api/v1/clusters/" + c.ID + "/install.yaml",
@@ -281,7 +321,11 @@ func (h *Hub) installYAML(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	yaml, err := h.InstallYAML(c.ID)
+	yaml, err := h.installYAMLFor(c)
+	if errors.Is(err, errCredentialKeyGone) {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
@@ -293,13 +337,29 @@ func (h *Hub) installYAML(w http.ResponseWriter, r *http.Request) {
 	w.Write(yaml)
 }
 
-// InstallYAML renders the install YAML of cluster id.
+// InstallYAML renders the install YAML of cluster id, with the credential
+// of its current generation: the same bytes on every call until the
+// credential is rotated.
 func (h *Hub) InstallYAML(id string) ([]byte, error) {
+	ctx, cancel := bg(10 * time.Second)
+	defer cancel()
+	c, err := h.store.GetCluster(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("rendering install YAML: %w", err)
+	}
+	return h.installYAMLFor(c)
+}
+
+func (h *Hub) installYAMLFor(c store.Cluster) ([]byte, error) {
+	cred, _, err := h.currentCredential(c)
+	if err != nil {
+		return nil, fmt.Errorf("rendering install YAML: %w", err)
+	}
 	opts := install.Options{
-		ClusterID:           id,
+		ClusterID:           c.ID,
 		HubURL:              h.cfg.ExternalURL,
 		AllowInsecureHubURL: h.cfg.AllowInsecureAgentURL,
-		Token:               h.agentCredential(id),
+		Token:               cred,
 		HubCAPEM:            h.cfg.CAPEM,
 		Namespace:           h.cfg.AgentNamespace,
 		Image:               h.cfg.AgentImage,
@@ -313,6 +373,30 @@ func (h *Hub) InstallYAML(id string) ([]byte, error) {
 		return nil, fmt.Errorf("rendering install YAML: %w", err)
 	}
 	return y, nil
+}
+
+// RotationJSON is the answer to POST .../rotate-credential.
+type RotationJSON struct {
+	Generation         int64     `json:"generation"`
+	PreviousValidUntil time.Time `json:"previousValidUntil"`
+	Delivery           string    `json:"delivery"`
+	Message            string    `json:"message"`
+}
+
+// rotateCredential gives the cluster's agent credential its next
+// generation (RotateCredential).
+func (h *Hub) rotateCredential(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	rot, err := h.RotateCredential(r.Context(), c.ID)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RotationJSON{Generation: rot.Generation, PreviousValidUntil: rot.PreviousValidUntil,
+		Delivery: rot.Delivery, Message: rot.Message})
 }
 
 // kubeconfig returns a kubeconfig that reaches the cluster through the hub

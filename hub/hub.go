@@ -6,9 +6,6 @@ package hub
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -58,10 +55,20 @@ type Config struct {
 	// publicly trusted.
 	CAPEM []byte
 	// SecretKey derives each cluster's agent credential (HMAC-SHA256 of the
-	// cluster ID), so the install YAML can be fetched again while the
+	// cluster ID and credential generation), so the install YAML can be fetched again while the
 	// store keeps only the credential's hash, and the TLS session ticket
 	// keys of Hub.TLSConfig. At least 32 bytes. Required.
 	SecretKey []byte
+	// PreviousSecretKeys are secret keys the hub used before SecretKey,
+	// kept while the hub's key is rotated (docs/security.md, "Rotating
+	// credentials"): the install YAML of a cluster whose credential one
+	// of them derived is still rendered; RotateCredential always derives
+	// from SecretKey. Each at least 32 bytes.
+	PreviousSecretKeys [][]byte
+	// CredentialGrace is how long the previous generation of a rotated
+	// agent credential is still accepted. Zero means
+	// DefaultCredentialGrace.
+	CredentialGrace time.Duration
 	// Version is the hub's version, reported by the API. Empty means
 	// "dev".
 	Version string
@@ -138,6 +145,10 @@ type Hub struct {
 	audit    *audit.Recorder
 	events   lifecycle.Bus
 
+	// Agent credential rotation (credential.go).
+	credMetrics *credentialMetrics
+	rotated     noteLimiter
+
 	// The proof of cluster identity (clusteridentity.go).
 	discovery   *saproof.Discovery
 	idMetrics   *identityMetrics
@@ -164,6 +175,17 @@ func New(cfg Config) (*Hub, error) {
 	cfg.ExternalURL = strings.TrimRight(cfg.ExternalURL, "/")
 	if len(cfg.SecretKey) < 32 {
 		return nil, errors.New("hub: SecretKey must be at least 32 bytes")
+	}
+	for i, k := range cfg.PreviousSecretKeys {
+		if len(k) < 32 {
+			return nil, fmt.Errorf("hub: PreviousSecretKeys[%d] must be at least 32 bytes", i)
+		}
+	}
+	if cfg.CredentialGrace == 0 {
+		cfg.CredentialGrace = DefaultCredentialGrace
+	}
+	if cfg.CredentialGrace < 0 {
+		return nil, errors.New("hub: CredentialGrace is negative")
 	}
 	if cfg.Version == "" {
 		cfg.Version = defaultVersion
@@ -208,6 +230,9 @@ func New(cfg Config) (*Hub, error) {
 	if h.idMetrics, err = newIdentityMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
+	if h.credMetrics, err = newCredentialMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
 	if cfg.IdentityRefresh <= 0 {
 		cfg.IdentityRefresh = DefaultIdentityRefresh
 		h.cfg.IdentityRefresh = cfg.IdentityRefresh
@@ -221,6 +246,7 @@ func New(cfg Config) (*Hub, error) {
 		Admit:             h.admitAgent,
 		Prove:             h.proveAgent,
 		Events:            h.status.event,
+		CredentialAck:     h.credentialAck,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            cfg.Logger.With("component", "tunnel"),
 	})
@@ -280,15 +306,6 @@ func (h *Hub) Close() error {
 // Tunnels exposes the tunnel server, e.g. for a hub feature that needs a
 // raw connection to a cluster.
 func (h *Hub) Tunnels() *tunnel.Server { return h.tunnels }
-
-// agentCredential derives cluster id's agent credential from the secret
-// key. It has install's token format.
-func (h *Hub) agentCredential(clusterID string) string {
-	m := hmac.New(sha256.New, h.cfg.SecretKey)
-	m.Write([]byte("eco agent credential\x00"))
-	m.Write([]byte(clusterID))
-	return install.TokenPrefix + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
 
 // hashSecret is how every secret (agent credentials, API tokens) is
 // stored.

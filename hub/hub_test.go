@@ -187,6 +187,8 @@ type agentOpts struct {
 	handler                     http.Handler
 	mux                         tunnel.MuxConfig
 	listener                    func(net.Listener) net.Listener
+	capabilities                []string                                       // in the Hello
+	onCredential                func(context.Context, tunnel.Credential) error // keeps a rotated credential
 }
 
 func (e *env) agentWith(o agentOpts) (*tunnel.ClientSession, error) {
@@ -196,8 +198,10 @@ func (e *env) agentWith(o agentOpts) (*tunnel.ClientSession, error) {
 		ClusterID: o.id,
 		Token:     o.credential,
 		TLSConfig: &tls.Config{RootCAs: e.roots},
-		Hello:     tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: o.fingerprint, IdentityToken: o.token},
-		Mux:       o.mux,
+		Hello: tunnel.Hello{AgentVersion: "test", KubernetesVersion: "v1.34.4", Fingerprint: o.fingerprint, IdentityToken: o.token,
+			Capabilities: o.capabilities},
+		Mux:          o.mux,
+		OnCredential: o.onCredential,
 	})
 	if err != nil {
 		return nil, err

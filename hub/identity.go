@@ -93,17 +93,29 @@ func covers(cert tls.Certificate, hosts []string, ca *pki.CA, now time.Time) boo
 // first use. It derives agent credentials and the TLS session ticket keys
 // (Hub.TLSConfig): keep it as secret as the store and the TLS key.
 func LoadOrCreateSecretKey(path string) ([]byte, error) {
-	key, err := os.ReadFile(path)
-	if err == nil {
-		if len(key) < 32 {
-			return nil, fmt.Errorf("secret key %s is shorter than 32 bytes", path)
-		}
-		return key, nil
-	}
+	key, err := LoadSecretKey(path)
 	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	return createSecretKey(path)
+}
+
+// LoadSecretKey reads a secret key of at least 32 bytes from path, e.g.
+// the hub's previous key while its key is rotated. A missing file is an
+// error wrapping fs.ErrNotExist.
+func LoadSecretKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err != nil {
 		return nil, fmt.Errorf("reading secret key: %w", err)
 	}
-	key = make([]byte, 32)
+	if len(key) < 32 {
+		return nil, fmt.Errorf("secret key %s is shorter than 32 bytes", path)
+	}
+	return key, nil
+}
+
+func createSecretKey(path string) ([]byte, error) {
+	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generating secret key: %w", err)
 	}

@@ -47,9 +47,11 @@ func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Clust
 	if err != nil {
 		return store.Cluster{}, fmt.Errorf("importing cluster: %w", err)
 	}
-	if err := h.store.RotateCredential(ctx, c.ID, hashSecret(h.agentCredential(c.ID))); err != nil {
+	hash := hashSecret(h.agentCredential(c.ID))
+	if err := h.store.RotateCredential(ctx, c.ID, hash); err != nil {
 		return store.Cluster{}, fmt.Errorf("importing cluster: setting its credential: %w", err)
 	}
+	c.AgentCredentialHash = hash
 	ident, _ := identityFrom(ctx)
 	h.logger.Info("cluster imported", "cluster", c.ID, "name", c.Name, "provider", c.Provider, "by", ident.Name)
 	h.events.Publish(lifecycle.Event{Kind: lifecycle.Imported, ClusterID: c.ID, At: h.cfg.Now()})

@@ -85,3 +85,15 @@ func agentRules(namespace string, extraGroups []string) []rbacv1.PolicyRule {
 		},
 	}
 }
+
+// secretRules returns the rules of the agent's Role in its namespace: it
+// may read and rewrite its own install Secret, and no other, to keep a
+// credential the hub rotates (docs/decisions/0012-credential-rotation.md).
+func secretRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{{
+		APIGroups:     []string{corev1.GroupName},
+		Resources:     []string{"secrets"},
+		Verbs:         []string{"get", "update", "patch"},
+		ResourceNames: []string{AgentName},
+	}}
+}

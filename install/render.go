@@ -84,8 +84,9 @@ func encodeYAML(obj Object) ([]byte, error) {
 
 // Objects returns the install's objects for opts, in apply order:
 // Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding for the
-// agent, the eco:admins and eco:viewers ClusterRoleBindings, the agent
-// Secret and the agent Deployment. It returns an error, from
+// agent, the eco:admins, eco:editors and eco:viewers ClusterRoleBindings,
+// the agent's Role and RoleBinding for its own Secret, the agent Secret and
+// the agent Deployment. It returns an error, from
 // [Options.Validate], if opts are invalid.
 func Objects(opts Options) ([]Object, error) {
 	opts = opts.withDefaults()
@@ -148,6 +149,25 @@ func Objects(opts Options) ([]Object, error) {
 		}
 	}
 
+	// The agent's own Secret, and only it, through a Role in its
+	// namespace (a ClusterRole would name that Secret in every
+	// namespace).
+	secretRole := &rbacv1.Role{
+		TypeMeta:   typeMeta(rbacv1.SchemeGroupVersion, "Role"),
+		ObjectMeta: meta(AgentName, ns),
+		Rules:      secretRules(),
+	}
+	secretBinding := &rbacv1.RoleBinding{
+		TypeMeta:   typeMeta(rbacv1.SchemeGroupVersion, "RoleBinding"),
+		ObjectMeta: meta(AgentName, ns),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: AgentName},
+		Subjects: []rbacv1.Subject{{
+			Kind:      rbacv1.ServiceAccountKind,
+			Name:      AgentName,
+			Namespace: ns,
+		}},
+	}
+
 	secret := &corev1.Secret{
 		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "Secret"),
 		ObjectMeta: meta(AgentName, ns),
@@ -170,6 +190,8 @@ func Objects(opts Options) ([]Object, error) {
 		groupBinding(AdminsGroup, "cluster-admin"),
 		groupBinding(EditorsGroup, "edit"),
 		groupBinding(ViewersGroup, "view"),
+		secretRole,
+		secretBinding,
 		secret,
 		deployment,
 	}, nil

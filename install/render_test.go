@@ -112,6 +112,8 @@ func TestRenderDecodesStrictly(t *testing.T) {
 		{"ClusterRoleBinding", "", "eco:admins"},
 		{"ClusterRoleBinding", "", "eco:editors"},
 		{"ClusterRoleBinding", "", "eco:viewers"},
+		{"Role", ns, "eco-agent"},
+		{"RoleBinding", ns, "eco-agent"},
 		{"Secret", ns, "eco-agent"},
 		{"Deployment", ns, "eco-agent"},
 	}

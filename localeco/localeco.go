@@ -41,6 +41,9 @@ type HubConfig struct {
 	// UserPrefix is the hub's Config.UserPrefix; nil means
 	// hub.DefaultUserPrefix, as for eco-hub.
 	UserPrefix *string
+	// CredentialGrace is the hub's Config.CredentialGrace. Zero means
+	// its default.
+	CredentialGrace time.Duration
 	// Logger receives the hub's logs. Nil discards them.
 	Logger *slog.Logger
 	// Mount, if set, is called before serving, e.g. to mount the web UI.
@@ -115,6 +118,7 @@ func StartHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 		CAPEM:             ident.CAPEM,
 		SecretKey:         key,
 		HeartbeatInterval: cfg.HeartbeatInterval,
+		CredentialGrace:   cfg.CredentialGrace,
 		Logger:            cfg.Logger,
 	}); err != nil {
 		return nil, err

@@ -59,6 +59,9 @@ type Cluster struct {
 	CreatedAt time.Time
 	// AgentCredentialHash is the hash of the cluster's agent credential.
 	AgentCredentialHash []byte
+	// Credential is the generation of that credential and the rotation
+	// that produced it.
+	Credential CredentialState
 	// Fingerprint is empty until the agent first connects; then it is pinned
 	// to the UID of the cluster's kube-system namespace.
 	Fingerprint         string
@@ -73,6 +76,25 @@ type Cluster struct {
 	IdentityState IdentityState
 	// Status is the current operator status.
 	Status Status
+}
+
+// CredentialState is where a cluster's agent credential stands
+// (docs/decisions/0012-credential-rotation.md).
+type CredentialState struct {
+	// Generation is 0 for the credential given at import and grows by one
+	// with each rotation.
+	Generation int64
+	// Confirmed is the newest generation the agent has shown it holds
+	// (connected with it, or acknowledged it over the tunnel). The latest
+	// rotation is complete when Confirmed == Generation.
+	Confirmed int64
+	// RotatedAt is when Generation was issued; zero for generation 0.
+	RotatedAt time.Time
+	// PreviousHash is the hash of generation Generation-1, nil before the
+	// first rotation. It is accepted until PreviousUntil, and after that
+	// recognized only to tell its holder that it was rotated.
+	PreviousHash  []byte
+	PreviousUntil time.Time
 }
 
 // NewCluster is the input to [Store.CreateCluster].

@@ -48,7 +48,10 @@ type Store interface {
 	// GetClusterByName is GetCluster by unique name.
 	GetClusterByName(ctx context.Context, name string) (Cluster, error)
 	// ClusterByCredentialHash returns the cluster whose current agent
-	// credential hashes to hash. It is an indexed lookup.
+	// credential, or previous generation's credential, hashes to hash
+	// (the caller compares hash with AgentCredentialHash and
+	// Credential.PreviousHash to tell which, and applies the grace
+	// period). It is an indexed lookup.
 	ClusterByCredentialHash(ctx context.Context, hash []byte) (Cluster, error)
 	// ListClusters returns one page of clusters, with their status, that
 	// match opts, and the number of clusters that match in total.
@@ -63,6 +66,16 @@ type Store interface {
 	// RotateCredential replaces the cluster's agent credential hash; the old
 	// hash stops matching at once. The pinned fingerprint is kept.
 	RotateCredential(ctx context.Context, id string, hash []byte) error
+	// NextCredentialGeneration atomically moves the cluster's credential
+	// from generation from to from+1 with hash: the current hash becomes
+	// the previous one, accepted until previousUntil. It returns the
+	// cluster as it is now, or ErrConflict if the generation is no longer
+	// from (another rotation won) or hash is another cluster's.
+	NextCredentialGeneration(ctx context.Context, id string, from int64, hash []byte, previousUntil time.Time) (Cluster, error)
+	// ConfirmCredential records that the cluster's agent holds credential
+	// generation gen: Credential.Confirmed becomes gen if that is newer and
+	// not beyond the current generation (else nothing changes).
+	ConfirmCredential(ctx context.Context, id string, gen int64) error
 	// SetCloudHealth records the health string the cloud provider reports.
 	SetCloudHealth(ctx context.Context, id, health string) error
 

@@ -84,6 +84,14 @@ type ClientConfig struct {
 	// Mux tunes the multiplexer; its zero value means the defaults.
 	Mux MuxConfig
 
+	// OnCredential, if not nil, keeps a new credential the hub sends
+	// (protocol 2.1; announce CapabilityCredential in Hello): it should
+	// store it where the next Dial finds it, and return nil only once it
+	// has. It runs on a goroutine of its own, one at a time; ctx ends with
+	// the session. The session then acknowledges the credential to the
+	// hub, with the error if it failed.
+	OnCredential func(ctx context.Context, c Credential) error
+
 	// Logger receives the session's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 }
@@ -102,6 +110,11 @@ type ClientSession struct {
 	hbTimeout time.Duration
 	tls       *tls.ConnectionState // nil for ws://
 
+	onCredential func(context.Context, Credential) error
+	credentials  chan Credential // to keepCredentials; newest wins
+	ctx          context.Context // ends when run returns
+	cancel       context.CancelFunc
+
 	done       chan struct{} // closed when the session ended and run returned
 	goodbyeAck chan struct{} // closed when the hub acknowledged our goodbye
 
@@ -111,7 +124,7 @@ type ClientSession struct {
 	closing     bool  // Close was called
 	sentGoodbye bool
 
-	wg sync.WaitGroup // the control loop (run)
+	wg sync.WaitGroup // the control loop (run) and keepCredentials
 }
 
 // Dial connects to the hub, authenticates and performs the handshake, all
@@ -168,9 +181,17 @@ func Dial(ctx context.Context, cfg ClientConfig) (*ClientSession, error) {
 		tls:        resp.TLS,
 		done:       make(chan struct{}),
 		goodbyeAck: make(chan struct{}),
+
+		onCredential: cfg.OnCredential,
+		credentials:  make(chan Credential, 1),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.run()
+	if c.onCredential != nil {
+		c.wg.Add(1)
+		go c.keepCredentials() // owned: ends with run (c.ctx); Close waits
+	}
 	return c, nil
 }
 
@@ -265,6 +286,7 @@ func connLost(conn *wsConn, err error) error {
 func (c *ClientSession) run() {
 	defer c.wg.Done()
 	cause := c.readLoop()
+	c.cancel()
 	c.mu.Lock()
 	if c.closing && !errors.Is(cause, ErrGoodbye) && !errors.Is(cause, ErrDisconnected) {
 		cause = fmt.Errorf("%w: closed by the agent", ErrSessionClosed)
@@ -308,10 +330,45 @@ func (c *ClientSession) readLoop() error {
 				return fmt.Errorf("%w: acknowledged by the hub", ErrGoodbye)
 			}
 			return fmt.Errorf("%w: %s", ErrDisconnected, m.Reason)
-		case msgPong, msgStatus:
+		case msgCredential:
+			if c.onCredential == nil {
+				continue // not announced; an older agent ignores it too
+			}
+			select { // replace an older credential not yet taken
+			case <-c.credentials:
+			default:
+			}
+			c.credentials <- *m.Credential
+		case msgPong, msgStatus, msgCredentialAck:
 			return fmt.Errorf("%w: unexpected %s message from hub", ErrProtocol, m.Type)
 		default:
 			// Unknown types come from newer minor versions: ignore.
+		}
+	}
+}
+
+// keepCredentials hands each credential the hub sends to OnCredential and
+// acknowledges it, until the session ends.
+func (c *ClientSession) keepCredentials() {
+	defer c.wg.Done()
+	for {
+		var cred Credential
+		select {
+		case <-c.ctx.Done():
+			return
+		case cred = <-c.credentials:
+		}
+		ack := Credential{Generation: cred.Generation, Token: cred.Token}
+		if err := c.onCredential(c.ctx, cred); err != nil {
+			msg := err.Error()
+			if len(msg) > maxFieldLen {
+				msg = msg[:maxFieldLen]
+			}
+			ack = Credential{Generation: cred.Generation, Error: msg}
+			c.log.Warn("tunnel: cannot keep the new credential", "cluster", c.clusterID, "generation", cred.Generation, "err", err)
+		}
+		if err := c.send(c.ctx, &message{Type: msgCredentialAck, Credential: &ack}); err != nil {
+			c.log.Debug("tunnel: acknowledging the credential", "cluster", c.clusterID, "err", err)
 		}
 	}
 }

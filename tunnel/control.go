@@ -15,9 +15,18 @@ import (
 // ignore.
 const (
 	ProtocolMajor   = 2
-	ProtocolMinor   = 0
-	ProtocolVersion = "2.0"
+	ProtocolMinor   = 1
+	ProtocolVersion = "2.1"
 )
+
+// CapabilityCredential is the capability of an agent that takes a new
+// credential over the control stream (the credential message, spec.md
+// section 5, protocol 2.1): the hub sends credential messages only to
+// agents whose Hello names it.
+const CapabilityCredential = "credential-rotation"
+
+// MaxCredentialLen bounds the token and error of a credential message.
+const MaxCredentialLen = 256
 
 // Limits of the control channel.
 const (
@@ -37,7 +46,31 @@ const (
 	msgPong    = "pong"
 	msgStatus  = "status"
 	msgGoodbye = "goodbye"
+	// msgCredential (hub → agent) hands the agent a new credential;
+	// msgCredentialAck (agent → hub) answers it, once the agent has kept
+	// it, with the credential itself (or why it could not keep it).
+	msgCredential    = "credential"
+	msgCredentialAck = "credentialAck"
 )
+
+// Credential is a new agent credential the hub hands a connected agent
+// (Server.SendCredential), and the agent's acknowledgement of it
+// (ServerConfig.CredentialAck, ClientConfig.OnCredential).
+type Credential struct {
+	// Generation is the credential's generation, > 0.
+	Generation int64 `json:"generation"`
+	// Token is the credential. In an acknowledgement it is the credential
+	// the agent now holds; empty if it failed.
+	Token string `json:"token,omitempty"`
+	// Error, in an acknowledgement, says why the agent could not keep the
+	// credential.
+	Error string `json:"error,omitempty"`
+}
+
+// String never shows the token.
+func (c Credential) String() string {
+	return fmt.Sprintf("credential generation %d", c.Generation)
+}
 
 // Hello is the agent's half of the handshake, sent in the headers of the
 // upgrade request (spec.md section 5). The hub passes it to
@@ -89,6 +122,8 @@ type message struct {
 	Reason string `json:"reason,omitempty"`
 	// Seq is set on ping and pong.
 	Seq uint64 `json:"seq,omitempty"`
+	// Credential is set on credential and credentialAck.
+	Credential *Credential `json:"credential,omitempty"`
 }
 
 // appendFrame appends the frame for m (length prefix and JSON body) to b.
@@ -155,6 +190,20 @@ func (m *message) validate() error {
 	case msgGoodbye:
 		if len(m.Reason) > maxFieldLen {
 			return bad("reason too long")
+		}
+	case msgCredential, msgCredentialAck:
+		c := m.Credential
+		switch {
+		case c == nil:
+			return bad("missing credential")
+		case c.Generation <= 0:
+			return bad("generation must be positive")
+		case len(c.Token) > MaxCredentialLen || len(c.Error) > maxFieldLen:
+			return bad("field too long")
+		case m.Type == msgCredential && c.Token == "":
+			return bad("missing token")
+		case m.Type == msgCredentialAck && (c.Token == "") == (c.Error == ""):
+			return bad("exactly one of token and error")
 		}
 	}
 	// ping and pong carry only seq; unknown types are ignored by the

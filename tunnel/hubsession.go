@@ -166,7 +166,11 @@ func (h *hubSession) handleAvailable() (goodbye string, cause error) {
 		case msgGoodbye:
 			s.emit(Event{Kind: EventGoodbye, ClusterID: h.clusterID, SessionID: h.id, Time: now, Reason: m.Reason})
 			return "goodbye acknowledged", fmt.Errorf("%w: %s", ErrGoodbye, m.Reason)
-		case msgPing:
+		case msgCredentialAck:
+			if ack := s.cfg.CredentialAck; ack != nil {
+				ack(h.clusterID, h.id, *m.Credential)
+			}
+		case msgPing, msgCredential:
 			return "", fmt.Errorf("%w: unexpected %s message from agent", ErrProtocol, m.Type)
 		default:
 			// Unknown types come from newer minor versions: ignore.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,13 @@ type ServerConfig struct {
 	// goroutine for each session event (see EventKind). It must return
 	// quickly and must not call Server.Close.
 	Events func(Event)
+
+	// CredentialAck, if not nil, is called from the session's goroutine
+	// when its agent acknowledges a credential sent with SendCredential
+	// (the Token it now holds, or the Error that kept it from storing it).
+	// It delays that session's control messages only; keep it short (a
+	// store write).
+	CredentialAck func(clusterID string, sessionID uint64, ack Credential)
 
 	// HeartbeatInterval is how often the hub pings each agent. If zero,
 	// DefaultHeartbeatInterval (10 s), shorter than common load-balancer
@@ -436,6 +444,39 @@ func (s *Server) Disconnect(clusterID, reason string) bool {
 	}
 	h.end(fmt.Errorf("%w: %s", ErrDisconnected, reason), reason)
 	return true
+}
+
+// ErrNoCapability means the agent's session lacks the capability an
+// operation needs, e.g. CapabilityCredential: the agent is older.
+var ErrNoCapability = errors.New("tunnel: the agent lacks the capability")
+
+// SendCredential hands the agent of clusterID a new credential over its
+// control stream; ctx's deadline bounds the write. It fails with
+// ErrNoSession when the cluster has no session and ErrNoCapability when
+// its agent did not announce CapabilityCredential. The agent's answer
+// arrives at ServerConfig.CredentialAck.
+func (s *Server) SendCredential(ctx context.Context, clusterID string, c Credential) error {
+	s.mu.Lock()
+	h := s.sessions[clusterID]
+	s.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("%w %s", ErrNoSession, clusterID)
+	}
+	if !slices.Contains(h.hello.Capabilities, CapabilityCredential) {
+		return fmt.Errorf("%w %q (agent %s)", ErrNoCapability, CapabilityCredential, h.hello.AgentVersion)
+	}
+	m := &message{Type: msgCredential, Credential: &c}
+	if err := m.validate(); err != nil {
+		return err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(s.cfg.HeartbeatTimeout)
+	}
+	if err := h.ctrl.send(m, deadline); err != nil {
+		return fmt.Errorf("tunnel: sending the credential to cluster %s: %w", clusterID, err)
+	}
+	return nil
 }
 
 // Connected reports whether clusterID has an admitted session. Unlike

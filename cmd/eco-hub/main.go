@@ -57,6 +57,8 @@ type options struct {
 	showVersion     bool
 	metricsAddr     string
 	limits          hub.Limits
+	previousKeyFile string
+	credentialGrace time.Duration
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -71,6 +73,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.agentPullPolicy, "agent-image-pull-policy", "", "agent imagePullPolicy in install YAMLs (default IfNotPresent)")
 	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
+	fs.StringVar(&o.previousKeyFile, "previous-secret-key-file", "", "the hub's previous secret key, while its key is being rotated (docs/security.md, \"Rotating credentials\"): install YAMLs of clusters whose credential it derived are still rendered until each cluster's credential is rotated")
+	fs.DurationVar(&o.credentialGrace, "credential-grace", hub.DefaultCredentialGrace, "how long the previous generation of a rotated agent credential is still accepted (0: the default)")
 	fs.StringVar(&o.userPrefix, "user-prefix", hub.DefaultUserPrefix, `put before hub user names the hub impersonates in clusters, like kube-apiserver's --oidc-username-prefix ("" for none)`)
 	fs.DurationVar(&o.kubeconfigTTL, "kubeconfig-ttl", hub.DefaultKubeconfigTTL, "lifetime of the cluster-scoped token in a kubeconfig from the API")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long the first signal waits for requests to drain")
@@ -177,6 +181,17 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	var previousKeys [][]byte
+	if o.previousKeyFile != "" {
+		prev, err := hub.LoadSecretKey(o.previousKeyFile)
+		if err != nil {
+			return fmt.Errorf("--previous-secret-key-file: %w", err)
+		}
+		previousKeys = append(previousKeys, prev)
+	}
+	if o.credentialGrace < 0 {
+		return fmt.Errorf("--credential-grace must not be negative, got %v", o.credentialGrace)
+	}
 
 	ctx := context.Background()
 	dsn := o.storeDSN
@@ -209,6 +224,8 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		ExternalURL:          o.externalURL,
 		CAPEM:                ident.CAPEM,
 		SecretKey:            key,
+		PreviousSecretKeys:   previousKeys,
+		CredentialGrace:      o.credentialGrace,
 		Version:              version,
 		AgentImage:           o.agentImage,
 		AgentImagePullPolicy: o.agentPullPolicy,

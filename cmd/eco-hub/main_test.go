@@ -31,6 +31,7 @@ func TestFlagDefaults(t *testing.T) {
 		"metrics-addr": "", "max-streams-per-user": "250", "max-streams-per-cluster": "1000",
 		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s", "audit-log": "", "audit-reads": "false",
+		"credential-grace": "10m0s", "previous-secret-key-file": "",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]

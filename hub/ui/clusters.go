@@ -337,6 +337,30 @@ type ecoData struct {
 	Imported bool
 }
 
+// rotatedFlash says, after "Rotate agent credential", what happens next,
+// by the hub's delivery of the new credential.
+var rotatedFlash = map[string]string{
+	hub.DeliverySent:          "The agent credential was rotated and sent to the connected agent, which stores it in its Secret. The YAML below carries the new credential.",
+	hub.DeliveryAgentOutdated: "The agent credential was rotated. The connected agent is too old to take it over the tunnel: re-apply the YAML below before the previous credential expires.",
+	hub.DeliveryNotConnected:  "The agent credential was rotated. No agent is connected: re-apply the YAML below.",
+	hub.DeliveryFailed:        "The agent credential was rotated, but sending it to the agent failed: re-apply the YAML below.",
+}
+
+// rotateCredential is the "Rotate agent credential" button (hub admins).
+func (u *UI) rotateCredential(w http.ResponseWriter, r *http.Request, rq *request) {
+	c, ok := u.cluster(w, r, rq)
+	if !ok {
+		return
+	}
+	rot, err := u.hub.RotateCredential(r.Context(), c.ID)
+	if err != nil {
+		u.storeFail(w, r, rq, err)
+		return
+	}
+	u.logger.Info("agent credential rotated", "cluster", c.ID, "generation", rot.Generation, "delivery", rot.Delivery, "by", rq.ident.Name)
+	http.Redirect(w, r, "/ui/clusters/"+c.ID+"/eco?rotated="+url.QueryEscape(rot.Delivery), http.StatusSeeOther)
+}
+
 func (u *UI) ecoTab(w http.ResponseWriter, r *http.Request, rq *request) {
 	c, ok := u.cluster(w, r, rq)
 	if !ok {
@@ -362,6 +386,9 @@ func (u *UI) ecoTab(w http.ResponseWriter, r *http.Request, rq *request) {
 	v.Data = d
 	if d.Imported {
 		v.Flash = "Cluster " + c.Name + " was imported. Install ECO into it with the YAML below."
+	}
+	if msg, ok := rotatedFlash[r.URL.Query().Get("rotated")]; ok {
+		v.Flash = msg
 	}
 	u.render(w, r, http.StatusOK, "eco", v)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/eco-project/eco/store"
@@ -17,7 +18,8 @@ import (
 const clusterColumns = `id, name, provider, region, cloud_ref, created_at, credential_hash,
 	fingerprint, fingerprint_pinned_at, cloud_health,
 	state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version,
-	oidc_issuer, require_approval, identity_state`
+	oidc_issuer, require_approval, identity_state,
+	credential_generation, credential_confirmed, credential_rotated_at, previous_credential_hash, previous_credential_until`
 
 func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 	var c store.Cluster
@@ -25,7 +27,9 @@ func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 		&c.Fingerprint, scanTime{&c.FingerprintPinnedAt}, &c.CloudHealth,
 		&c.Status.State, &c.Status.Reason, scanTime{&c.Status.Since}, scanTime{&c.Status.LastHeartbeat},
 		&c.Status.RTT, &c.Status.AgentVersion, &c.Status.KubernetesVersion,
-		&c.Identity.OIDCIssuer, &c.Identity.RequireApproval, &c.IdentityState)
+		&c.Identity.OIDCIssuer, &c.Identity.RequireApproval, &c.IdentityState,
+		&c.Credential.Generation, &c.Credential.Confirmed, scanTime{&c.Credential.RotatedAt},
+		&c.Credential.PreviousHash, scanTime{&c.Credential.PreviousUntil})
 	return c, err
 }
 
@@ -109,7 +113,7 @@ func (s *Store) ClusterByCredentialHash(ctx context.Context, hash []byte) (store
 	if len(hash) == 0 {
 		return store.Cluster{}, fmt.Errorf("finding cluster by credential: %w", store.ErrNotFound)
 	}
-	c, err := scanCluster(s.r.do(ctx).queryRow(qClusterByHash, hash))
+	c, err := scanCluster(s.r.do(ctx).queryRow(qClusterByHash, hash, hash))
 	if err != nil {
 		return store.Cluster{}, fmt.Errorf("finding cluster by credential: %w", notFound(err))
 	}
@@ -313,6 +317,64 @@ func (s *Store) RotateCredential(ctx context.Context, id string, hash []byte) er
 	})
 	if err != nil {
 		return fmt.Errorf("rotating credential of cluster %q: %w", id, err)
+	}
+	return nil
+}
+
+// NextCredentialGeneration implements [store.Store].
+func (s *Store) NextCredentialGeneration(ctx context.Context, id string, from int64, hash []byte, previousUntil time.Time) (store.Cluster, error) {
+	if err := store.ValidateHash("agent credential hash", hash); err != nil {
+		return store.Cluster{}, fmt.Errorf("rotating credential of cluster %q: %w", id, err)
+	}
+	if from < 0 {
+		return store.Cluster{}, fmt.Errorf("rotating credential of cluster %q: %w: generation %d is negative", id, store.ErrInvalid, from)
+	}
+	now := s.cfg.Now()
+	var c store.Cluster
+	err := s.write(ctx, func(o op) error {
+		if taken, err := o.exists(qCredentialTaken, hash, id); err != nil {
+			return err
+		} else if taken {
+			return fmt.Errorf("credential hash is already in use: %w", store.ErrConflict)
+		}
+		res, err := o.exec(qNextGeneration, hash, dbTime(now), dbTime(previousUntil), id, from)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			if exists, err := o.exists(qClusterExists, id); err != nil {
+				return err
+			} else if !exists {
+				return store.ErrNotFound
+			}
+			return fmt.Errorf("the credential is no longer at generation %d: %w", from, store.ErrConflict)
+		}
+		c, err = scanCluster(o.queryRow(qClusterByID, id))
+		return err
+	})
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("rotating credential of cluster %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// ConfirmCredential implements [store.Store].
+func (s *Store) ConfirmCredential(ctx context.Context, id string, gen int64) error {
+	err := s.write(ctx, func(o op) error {
+		if _, err := o.exec(qConfirmCredential, gen, id, gen, gen); err != nil {
+			return err
+		}
+		if exists, err := o.exists(qClusterExists, id); err != nil {
+			return err
+		} else if !exists {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("confirming credential of cluster %q: %w", id, err)
 	}
 	return nil
 }

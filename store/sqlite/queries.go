@@ -11,14 +11,22 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qClusterByID   = `SELECT ` + clusterColumns + ` FROM clusters WHERE id = ?`
 	qClusterByName = `SELECT ` + clusterColumns + ` FROM clusters WHERE name = ?`
-	qClusterByHash = `SELECT ` + clusterColumns + ` FROM clusters WHERE credential_hash = ?`
+	// qClusterByHash looks in both hash columns, each through its index.
+	qClusterByHash = `SELECT ` + clusterColumns + ` FROM clusters WHERE credential_hash = ?
+		UNION ALL SELECT ` + clusterColumns + ` FROM clusters WHERE previous_credential_hash = ? LIMIT 1`
 
 	qDeleteHistory = `DELETE FROM status_transitions WHERE cluster_id = ?`
 	qDeleteCluster = `DELETE FROM clusters WHERE id = ?`
 	qPin           = `UPDATE clusters SET fingerprint = ?, fingerprint_pinned_at = ? WHERE id = ? AND fingerprint = ''`
 	qFingerprint   = `SELECT fingerprint FROM clusters WHERE id = ?`
 	qRotate        = `UPDATE clusters SET credential_hash = ? WHERE id = ?`
-	qCloudHealth   = `UPDATE clusters SET cloud_health = ? WHERE id = ?`
+	// qNextGeneration is a compare-and-set on credential_generation.
+	qNextGeneration = `UPDATE clusters SET previous_credential_hash = credential_hash, credential_hash = ?,
+		credential_generation = credential_generation + 1, credential_rotated_at = ?, previous_credential_until = ?
+		WHERE id = ? AND credential_generation = ?`
+	qConfirmCredential = `UPDATE clusters SET credential_confirmed = ?
+		WHERE id = ? AND credential_confirmed < ? AND credential_generation >= ?`
+	qCloudHealth = `UPDATE clusters SET cloud_health = ? WHERE id = ?`
 
 	qStatus = `SELECT state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version
 		FROM clusters WHERE id = ?`
@@ -78,7 +86,7 @@ const (
 func writeQueries() []string {
 	return []string{
 		qClusterNameTaken, qCredentialTaken, qInsertCluster, qDeleteHistory, qDeleteCluster,
-		qPin, qFingerprint, qRotate, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
+		qPin, qFingerprint, qRotate, qNextGeneration, qConfirmCredential, qCloudHealth, qStatus, qUpdateStatus, qInsertTransition,
 		qPruneHistory, qInsertToken, qTokenTaken, qRevokeToken, qTouchToken, qInsertAudit, qPruneAudit,
 		qInsertGrant, qGrantTaken, qDeleteGrant, qDeleteClusterGrants, qDeleteExpiredTokens,
 		qSetIdentityConfig, qPinIdentity, qApproveIdentity, qUpdateKeys, qResetIdentity, qNoteTransition,
