@@ -6,9 +6,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -46,12 +46,15 @@ var errCredentialKeyGone = errors.New("the cluster's agent credential was derive
 // installed before rotation existed keep theirs.
 func deriveCredential(key []byte, clusterID string, gen int64) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("eco agent credential\x00"))
-	m.Write([]byte(clusterID))
-	if gen > 0 {
-		m.Write([]byte("\x00generation\x00"))
-		m.Write(strconv.AppendInt(nil, gen, 10))
+	if gen == 0 {
+		m.Write([]byte("eco agent credential\x00"))
+	} else {
+		// Another label, then the generation in fixed width: no input
+		// of one generation (or of generation 0) is another's.
+		m.Write([]byte("eco agent credential generation\x00"))
+		m.Write(binary.BigEndian.AppendUint64(nil, uint64(gen)))
 	}
+	m.Write([]byte(clusterID))
 	return install.TokenPrefix + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
