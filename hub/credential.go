@@ -147,15 +147,12 @@ func (h *Hub) RotateCredential(ctx context.Context, id string) (Rotation, error)
 	h.credMetrics.rotations.WithLabelValues(r.Delivery).Inc()
 	ident, _ := identityFrom(ctx)
 	h.logger.Info("agent credential rotated", "cluster", id, "generation", gen, "previousValidUntil", until, "delivery", r.Delivery, "by", ident.Name)
-	h.status.note(id, fmt.Sprintf("agent credential rotated to generation %d by %s: %s", gen, orUnknown(ident.Name), r.Message))
-	return r, nil
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "the hub"
+	by := ""
+	if ident.Name != "" {
+		by = " by " + ident.Name
 	}
-	return s
+	h.status.note(id, fmt.Sprintf("agent credential rotated to generation %d%s: %s", gen, by, r.Message))
+	return r, nil
 }
 
 // credentialAck is the tunnel's CredentialAck: the agent kept (or could
