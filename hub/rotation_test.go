@@ -339,3 +339,51 @@ func recvCred(t *testing.T, ch <-chan tunnel.Credential) tunnel.Credential {
 	}
 	return tunnel.Credential{}
 }
+
+// TestGraceEndsStaleSession: an agent too old to take the new credential
+// keeps its session until the grace period ends; then the session is
+// ended and its reconnect with the old credential refused with the
+// reason, while an agent that took the new credential keeps its session.
+func TestGraceEndsStaleSession(t *testing.T) {
+	const grace = 500 * time.Millisecond
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.CredentialGrace = grace }})
+	old, current := e.createCluster("old-agent"), e.createCluster("current-agent")
+	oldCred := e.credential(old.ID)
+	oldSess, err := e.agent(old.ID, oldCred, "fp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.rotationAgent(current.ID, e.credential(current.ID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(old.ID, store.StateConnected)
+	e.waitState(current.ID, store.StateConnected)
+	if r, _ := e.rotate(old.ID, e.admin); r.Delivery != hub.DeliveryAgentOutdated {
+		t.Fatalf("rotation of the old agent: %+v", r)
+	}
+	if r, _ := e.rotate(current.ID, e.admin); r.Delivery != hub.DeliverySent {
+		t.Fatalf("rotation of the current agent: %+v", r)
+	}
+	time.Sleep(grace / 2)
+	if oldSess.Err() != nil {
+		t.Fatalf("the old agent's session ended within the grace period: %v", oldSess.Err())
+	}
+	select {
+	case <-oldSess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old agent's session outlived the grace period")
+	}
+	if err := oldSess.Err(); !errors.Is(err, tunnel.ErrDisconnected) || !strings.Contains(err.Error(), "re-apply the install YAML") {
+		t.Fatalf("the old agent's session ended with %v, want the hub's reason", err)
+	}
+	if a.sess.Err() != nil {
+		t.Fatalf("the current agent's session ended: %v", a.sess.Err())
+	}
+	e.waitState(old.ID, store.StateDisconnected)
+	_, err = e.agent(old.ID, oldCred, "fp", nil)
+	var rej *tunnel.RejectError
+	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "re-apply the install YAML") {
+		t.Fatalf("the old agent's reconnect: %v", err)
+	}
+}
