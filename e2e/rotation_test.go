@@ -220,12 +220,14 @@ func TestRotationDuringWatchAndLogs(t *testing.T) {
 	}
 	tick("before the rotation")
 
+	start := time.Now()
 	r := w.rotate(t, w.id)
 	if r.Generation != 1 || r.Delivery != hub.DeliverySent {
 		t.Fatalf("rotation = %+v, want generation 1 sent to the agent", r)
 	}
-	tick("right after the rotation")
 	waitUntil(t, "the rotation to complete", func() bool { return !w.clusterJSON(t, w.id).Credential.RotationPending })
+	t.Logf("rotation: API call to the agent's acknowledgement (Secret written) in %v", time.Since(start).Round(time.Millisecond))
+	tick("right after the rotation")
 	cred1 := w.credentialOf(t, w.id)
 	if cred1 == cred0 {
 		t.Fatal("the install YAML still carries the old credential")

@@ -29,6 +29,26 @@ func TestSecurityRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ownToken := requestToken(t, cluster, install.DefaultNamespace, install.AgentName, w.setup.Config.HubURL)
+
+	// The agent may rewrite its own install Secret, and no other: the
+	// cluster's RBAC answers, as real kubectl asks it.
+	sa := "system:serviceaccount:" + install.DefaultNamespace + ":" + install.AgentName
+	for _, tt := range []struct {
+		attack  string
+		args    []string
+		refusal string // what kubectl auth can-i answers
+	}{
+		{"the agent's ServiceAccount reads another Secret of its namespace", []string{"get", "secrets/other", "-n", install.DefaultNamespace}, "no"},
+		{"the agent's ServiceAccount lists the Secrets of its namespace", []string{"list", "secrets", "-n", install.DefaultNamespace}, "no"},
+		{"the agent's ServiceAccount patches a Secret named eco-agent in another namespace", []string{"patch", "secrets/" + install.AgentName, "-n", "default"}, "no"},
+		{"the agent's ServiceAccount deletes its own Secret", []string{"delete", "secrets/" + install.AgentName, "-n", install.DefaultNamespace}, "no"},
+		{"(allowed) the agent's ServiceAccount patches its own Secret", []string{"patch", "secrets/" + install.AgentName, "-n", install.DefaultNamespace}, "yes"},
+	} {
+		out, _ := cluster.Kubectl(ctx, append([]string{"auth", "can-i", "--as=" + sa}, tt.args...)...).CombinedOutput()
+		if got := strings.TrimSpace(string(out)); got != tt.refusal {
+			t.Errorf("%s: kubectl auth can-i says %q, want %q", tt.attack, got, tt.refusal)
+		}
+	}
 	a0, b0 := w.credentialOf(t, w.id), w.credentialOf(t, b.ID)
 	ra, rb := w.rotate(t, w.id), w.rotate(t, b.ID)
 	if ra.Delivery != hub.DeliverySent || rb.Delivery != hub.DeliveryNotConnected {

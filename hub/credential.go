@@ -6,9 +6,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -46,12 +46,15 @@ var errCredentialKeyGone = errors.New("the cluster's agent credential was derive
 // installed before rotation existed keep theirs.
 func deriveCredential(key []byte, clusterID string, gen int64) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("eco agent credential\x00"))
-	m.Write([]byte(clusterID))
-	if gen > 0 {
-		m.Write([]byte("\x00generation\x00"))
-		m.Write(strconv.AppendInt(nil, gen, 10))
+	if gen == 0 {
+		m.Write([]byte("eco agent credential\x00"))
+	} else {
+		// Another label, then the generation in fixed width: no input
+		// of one generation (or of generation 0) is another's.
+		m.Write([]byte("eco agent credential generation\x00"))
+		m.Write(binary.BigEndian.AppendUint64(nil, uint64(gen)))
 	}
+	m.Write([]byte(clusterID))
 	return install.TokenPrefix + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
@@ -122,6 +125,7 @@ func (h *Hub) RotateCredential(ctx context.Context, id string) (Rotation, error)
 		return Rotation{}, fmt.Errorf("rotating the agent credential: %w", err)
 	}
 	r := Rotation{ClusterID: id, Generation: gen, PreviousValidUntil: until}
+	h.graceEnds.set(id, h.cfg.CredentialGrace, func() { h.endStaleSession(id, gen) })
 	sendCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err = h.tunnels.SendCredential(sendCtx, id, tunnel.Credential{Generation: gen, Token: cred})
@@ -144,15 +148,12 @@ func (h *Hub) RotateCredential(ctx context.Context, id string) (Rotation, error)
 	h.credMetrics.rotations.WithLabelValues(r.Delivery).Inc()
 	ident, _ := identityFrom(ctx)
 	h.logger.Info("agent credential rotated", "cluster", id, "generation", gen, "previousValidUntil", until, "delivery", r.Delivery, "by", ident.Name)
-	h.status.note(id, fmt.Sprintf("agent credential rotated to generation %d by %s: %s", gen, orUnknown(ident.Name), r.Message))
-	return r, nil
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "the hub"
+	by := ""
+	if ident.Name != "" {
+		by = " by " + ident.Name
 	}
-	return s
+	h.status.note(id, fmt.Sprintf("agent credential rotated to generation %d%s: %s", gen, by, r.Message))
+	return r, nil
 }
 
 // credentialAck is the tunnel's CredentialAck: the agent kept (or could
@@ -229,6 +230,81 @@ func (h *Hub) checkGeneration(ctx context.Context, c store.Cluster, hash []byte)
 	return fmt.Errorf("%w: %s", tunnel.ErrForbidden, refusedRotated)
 }
 
+// endStaleSession runs when the grace period of cluster id's credential
+// generation gen ends: if the cluster's agent has still not shown it holds
+// gen (it is too old to take it over the tunnel, or could not store it),
+// its live session runs on the previous generation, which is refused from
+// now on: the session is ended, and its reconnect is refused with the
+// reason.
+func (h *Hub) endStaleSession(id string, gen int64) {
+	ctx, cancel := bg(5 * time.Second)
+	defer cancel()
+	c, err := h.store.GetCluster(ctx, id)
+	if err != nil {
+		return // deleted meanwhile, or the store is away: the next connect is checked anyway
+	}
+	if c.Credential.Generation != gen || c.Credential.Confirmed >= gen || !h.connected(id) {
+		return
+	}
+	if h.tunnels.Disconnect(id, refusedRotated) {
+		h.credMetrics.previous.WithLabelValues("session-ended").Inc()
+		h.logger.Warn("ended the agent's session on the rotated credential: the grace period is over", "cluster", id, "generation", gen-1)
+		h.status.note(id, fmt.Sprintf("the grace period of credential generation %d ended and the agent still had not taken generation %d: its session was ended; re-apply the install YAML", gen-1, gen))
+	}
+}
+
+// graceTimers end stale sessions when grace periods end, one timer per
+// cluster (a newer rotation replaces it). Hub.Close stops them. They do
+// not survive a hub restart: a session then lasts until its reconnect,
+// which is refused.
+type graceTimers struct {
+	mu     sync.Mutex
+	closed bool
+	t      map[string]*time.Timer
+	wg     sync.WaitGroup // running callbacks; Add only with mu held and !closed
+}
+
+func (g *graceTimers) set(id string, d time.Duration, f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	if g.t == nil {
+		g.t = map[string]*time.Timer{}
+	}
+	if old := g.t[id]; old != nil {
+		old.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() { // owned: stopped by stop
+		g.mu.Lock()
+		live := !g.closed && g.t[id] == t
+		if live {
+			delete(g.t, id)
+			g.wg.Add(1)
+		}
+		g.mu.Unlock()
+		if live {
+			defer g.wg.Done()
+			f()
+		}
+	})
+	g.t[id] = t
+}
+
+// stop stops every timer and waits for a callback already running.
+func (g *graceTimers) stop() {
+	g.mu.Lock()
+	g.closed = true
+	for _, t := range g.t {
+		t.Stop()
+	}
+	g.t = nil
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
 // noteLimiter notes an event in a cluster's history at most once per
 // noteEvery.
 type noteLimiter struct {
@@ -275,7 +351,7 @@ func newCredentialMetrics(reg *prometheus.Registry) (*credentialMetrics, error) 
 		}, []string{"result"}),
 		previous: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eco_hub_previous_credential_connects_total",
-			Help: "Agent connects with the previous credential generation: accepted within the grace period, refused after it.",
+			Help: "Agent connects with the previous credential generation: accepted within the grace period, refused after it; session-ended: live sessions on it ended when the grace period ended.",
 		}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{m.rotations, m.acks, m.previous} {

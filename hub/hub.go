@@ -148,6 +148,7 @@ type Hub struct {
 	// Agent credential rotation (credential.go).
 	credMetrics *credentialMetrics
 	rotated     noteLimiter
+	graceEnds   graceTimers
 
 	// The proof of cluster identity (clusteridentity.go).
 	discovery   *saproof.Discovery
@@ -295,6 +296,7 @@ func (h *Hub) Close() error {
 	h.closeOnce.Do(func() {
 		h.refreshStop()
 		h.refreshDone.Wait()
+		h.graceEnds.stop()
 		err = h.tunnels.Close()
 		h.proxy.close()
 		h.status.close()

@@ -35,7 +35,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}),
 		agentAuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eco_hub_agent_refusals_total",
-			Help: "Agents refused, by reason (missing, unknown, wrong-cluster, identity).",
+			Help: "Agents refused, by reason (missing, unknown, wrong-cluster, rotated, identity).",
 		}, []string{"reason"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eco_hub_status_transitions_total",

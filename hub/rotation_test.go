@@ -276,3 +276,114 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 
 // b64 is how a Secret's data shows s in YAML.
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestRotateCredentialAgentCannotStore: an agent that cannot write its
+// Secret answers with the error; the rotation stays pending, the history
+// says to re-apply the YAML, and the session goes on. The next rotation it
+// can store completes.
+func TestRotateCredentialAgentCannotStore(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("stuck")
+	fail := make(chan error, 1)
+	fail <- errors.New(`secrets "eco-agent" is forbidden: User "system:serviceaccount:eco-system:eco-agent" cannot patch resource "secrets"`)
+	kept := make(chan tunnel.Credential, 4)
+	if _, err := e.agentWith(agentOpts{id: c.ID, credential: e.credential(c.ID), fingerprint: "fp",
+		token: e.issuer.token(t, e.srv.URL, nil), keys: e.issuer, capabilities: []string{tunnel.CapabilityCredential},
+		onCredential: func(_ context.Context, cred tunnel.Credential) error {
+			select {
+			case err := <-fail:
+				return err
+			default:
+			}
+			kept <- cred
+			return nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	if r, code := e.rotate(c.ID, e.admin); code != 200 || r.Delivery != hub.DeliverySent {
+		t.Fatalf("rotate = %d %+v", code, r)
+	}
+	waitFor(t, "the failed acknowledgement in the history", func() bool {
+		var hist struct{ Items []hub.TransitionJSON }
+		e.do("GET", "/api/v1/clusters/"+c.ID+"/history", e.admin, "", &hist)
+		for _, tr := range hist.Items {
+			if strings.Contains(tr.Reason, "could not store credential generation 1") && strings.Contains(tr.Reason, "re-apply the install YAML") {
+				return true
+			}
+		}
+		return false
+	})
+	if got := e.cluster(c.ID).Credential; !got.RotationPending || got.Generation != 1 {
+		t.Fatalf("after the failed acknowledgement: %+v, want generation 1 pending", got)
+	}
+	if !e.hub.Tunnels().Connected(c.ID) {
+		t.Fatal("the session ended")
+	}
+	if r, _ := e.rotate(c.ID, e.admin); r.Generation != 2 {
+		t.Fatalf("second rotation: %+v", r)
+	}
+	if got := recvCred(t, kept); got.Generation != 2 || got.Token != e.credential(c.ID) {
+		t.Fatalf("the agent kept generation %d", got.Generation)
+	}
+	waitFor(t, "the second rotation to complete", func() bool { return !e.cluster(c.ID).Credential.RotationPending })
+}
+
+func recvCred(t *testing.T, ch <-chan tunnel.Credential) tunnel.Credential {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent was not sent a credential")
+	}
+	return tunnel.Credential{}
+}
+
+// TestGraceEndsStaleSession: an agent too old to take the new credential
+// keeps its session until the grace period ends; then the session is
+// ended and its reconnect with the old credential refused with the
+// reason, while an agent that took the new credential keeps its session.
+func TestGraceEndsStaleSession(t *testing.T) {
+	const grace = 500 * time.Millisecond
+	e := newEnvWith(t, envOpts{hub: func(c *hub.Config) { c.CredentialGrace = grace }})
+	old, current := e.createCluster("old-agent"), e.createCluster("current-agent")
+	oldCred := e.credential(old.ID)
+	oldSess, err := e.agent(old.ID, oldCred, "fp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.rotationAgent(current.ID, e.credential(current.ID), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(old.ID, store.StateConnected)
+	e.waitState(current.ID, store.StateConnected)
+	if r, _ := e.rotate(old.ID, e.admin); r.Delivery != hub.DeliveryAgentOutdated {
+		t.Fatalf("rotation of the old agent: %+v", r)
+	}
+	if r, _ := e.rotate(current.ID, e.admin); r.Delivery != hub.DeliverySent {
+		t.Fatalf("rotation of the current agent: %+v", r)
+	}
+	time.Sleep(grace / 2)
+	if oldSess.Err() != nil {
+		t.Fatalf("the old agent's session ended within the grace period: %v", oldSess.Err())
+	}
+	select {
+	case <-oldSess.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old agent's session outlived the grace period")
+	}
+	if err := oldSess.Err(); !errors.Is(err, tunnel.ErrDisconnected) || !strings.Contains(err.Error(), "re-apply the install YAML") {
+		t.Fatalf("the old agent's session ended with %v, want the hub's reason", err)
+	}
+	if a.sess.Err() != nil {
+		t.Fatalf("the current agent's session ended: %v", a.sess.Err())
+	}
+	e.waitState(old.ID, store.StateDisconnected)
+	_, err = e.agent(old.ID, oldCred, "fp", nil)
+	var rej *tunnel.RejectError
+	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "re-apply the install YAML") {
+		t.Fatalf("the old agent's reconnect: %v", err)
+	}
+}
