@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,22 +19,7 @@ import (
 // raw sends a request and returns its code and body.
 func (e *env) raw(method, path, token, body string, header http.Header) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	resp, data := e.send(method, path, token, body, header)
 	return resp.StatusCode, string(data)
 }
 

@@ -96,10 +96,18 @@ func TestSecurityLimits(t *testing.T) {
 	}
 }
 
-// rawResp sends a request and returns the response with its body read.
+// rawResp sends a request without a body and returns the response with
+// its body read.
 func (e *env) rawResp(method, path, token string, header http.Header) (*http.Response, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	return e.send(method, path, token, "", header)
+}
+
+// send sends a request with token (none if empty) and header, and returns
+// the response with its body read.
+func (e *env) send(method, path, token, body string, header http.Header) (*http.Response, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -114,8 +122,8 @@ func (e *env) rawResp(method, path, token string, header http.Header) (*http.Res
 		e.t.Fatalf("%s %s: %v (did the hub panic?)", method, path, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, body
+	data, _ := io.ReadAll(resp.Body)
+	return resp, data
 }
 
 // scrape returns the hub's metrics text through MetricsHandler.
