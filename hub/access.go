@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"k8s.io/client-go/rest"
 
-	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/store"
 )
@@ -156,14 +155,7 @@ func (t *featureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	t.h.metrics.proxyDuration.WithLabelValues(t.cluster, verb, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	if req.Method != http.MethodGet && req.Method != http.MethodHead || t.h.cfg.AuditReads {
-		k := audit.ParseKubeRequest(req.Method, req.URL.Path, req.URL.Query(), req.Header.Get("Upgrade") != "")
-		if k.Mutates() || t.h.cfg.AuditReads {
-			t.h.audit.Record(store.AuditEvent{
-				User: t.ident.Name, TokenID: t.ident.TokenID, Source: t.source, Verb: k.Verb, ClusterID: t.cluster,
-				APIGroup: k.APIGroup, Resource: k.Resource, Subresource: k.Subresource, Namespace: k.Namespace,
-				Name: k.Name, Path: req.URL.Path, Code: code, RequestID: reqID,
-			})
-		}
+		t.h.auditKube(req, t.source, t.ident, t.cluster, req.URL.Path, code, reqID, "")
 	}
 	return resp, err
 }

@@ -228,7 +228,7 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
 	if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-		p.audit(r, ident, target, rec.code)
+		p.h.auditKube(r, "proxy", ident, id, rest, rec.code, reqID, clientReqID)
 	}
 	if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
 		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
@@ -253,18 +253,19 @@ func sanitizeRequestID(s string) string {
 	return string(b)
 }
 
-// audit records a proxied request in the audit log. Reads (GET, HEAD) come
-// here only with Config.AuditReads, so the hot path of small GETs pays
-// nothing for it.
-func (p *kubeProxy) audit(r *http.Request, ident Identity, t *proxyTarget, code int) {
-	k := audit.ParseKubeRequest(r.Method, t.path, r.URL.Query(), r.Header.Get("Upgrade") != "")
-	if !k.Mutates() && !p.h.cfg.AuditReads {
+// auditKube records a request to cluster's API server — proxied, or a hub
+// feature's — in the audit log when it may change the cluster, or always
+// with Config.AuditReads. path is the API path in the cluster. Callers
+// check the method first, so a GET costs nothing here by default.
+func (h *Hub) auditKube(r *http.Request, source string, ident Identity, cluster, path string, code int, reqID, clientReqID string) {
+	k := audit.ParseKubeRequest(r.Method, path, r.URL.Query(), r.Header.Get("Upgrade") != "")
+	if !k.Mutates() && !h.cfg.AuditReads {
 		return
 	}
-	p.h.audit.Record(store.AuditEvent{
-		User: ident.Name, TokenID: ident.TokenID, Source: "proxy", Verb: k.Verb, ClusterID: t.cluster,
+	h.audit.Record(store.AuditEvent{
+		User: ident.Name, TokenID: ident.TokenID, Source: source, Verb: k.Verb, ClusterID: cluster,
 		APIGroup: k.APIGroup, Resource: k.Resource, Subresource: k.Subresource, Namespace: k.Namespace,
-		Name: k.Name, Path: t.path, Code: code, RequestID: t.requestID, ClientRequestID: sanitizeRequestID(r.Header.Get("X-Request-Id")),
+		Name: k.Name, Path: path, Code: code, RequestID: reqID, ClientRequestID: clientReqID,
 		RemoteAddr: r.RemoteAddr,
 	})
 }

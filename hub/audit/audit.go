@@ -90,7 +90,7 @@ func New(cfg Config) (*Recorder, error) {
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
 		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "eco_audit_events_total", Help: "Audit events written, by source (api, proxy).",
+			Name: "eco_audit_events_total", Help: "Audit events written to the store, by source (api, ui, proxy, hub).",
 		}, []string{"source"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eco_audit_dropped_total", Help: "Audit events dropped because the queue to the store was full.",
@@ -182,9 +182,10 @@ func (r *Recorder) write(batch []store.AuditEvent) {
 	if err := r.cfg.Store.AppendAudit(ctx, batch); err != nil {
 		r.failed.Inc()
 		r.cfg.Logger.Error("writing audit events to the store", "events", len(batch), "err", err)
-	}
-	for _, e := range batch {
-		r.recorded.WithLabelValues(e.Source).Inc()
+	} else {
+		for _, e := range batch {
+			r.recorded.WithLabelValues(e.Source).Inc()
+		}
 	}
 	if r.cfg.JSONLines != nil {
 		buf := make([]byte, 0, 512*len(batch))
