@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ const benchFingerprint = "00000000-0000-0000-0000-0000000bench"
 // second listener, ws or wss. Every proxied request pays what the product
 // pays: API token lookup, cluster lookup, impersonation, metrics.
 func runEcoHub(ctx context.Context, f childFlags) error {
+	if os.Getenv("ECOBENCH_PROFILE_DIR") != "" {
+		runtime.MemProfileRate = 4096 // profiles fine enough to split a watch's KiB
+	}
 	dir := f.dir
 	if dir == "" {
 		var err error
