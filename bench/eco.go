@@ -116,7 +116,11 @@ func runEcoHub(ctx context.Context, f childFlags) error {
 	mux.Handle("/bench/stats", statsHandler(func() int { return len(h.Tunnels().Sessions()) }))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
+	entry := &http.Server{Handler: mux, ErrorLog: quietLog(), Protocols: new(http.Protocols)}
+	entry.Protocols.SetHTTP1(true)
+	entry.Protocols.SetUnencryptedHTTP2(true)
+	entry.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2000}
+	serve(ctx, &wg, entry, eln)
 	serve(ctx, &wg, &http.Server{Handler: h, ErrorLog: quietLog()}, tln)
 	base := "http://" + eln.Addr().String()
 	ready(readyInfo{
