@@ -201,7 +201,9 @@ func checkCredentials(p store.Provider, c Credentials) error {
 }
 
 // aad binds a sealed blob to its account.
-func aad(p store.Provider, name string) []byte { return []byte("eco cloud account\x00" + string(p) + "\x00" + name) }
+func aad(p store.Provider, name string) []byte {
+	return []byte("eco cloud account\x00" + string(p) + "\x00" + name)
+}
 
 // CreateAccount validates the account's credentials with a real call to
 // its provider, then stores them sealed. Rejected credentials are

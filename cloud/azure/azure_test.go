@@ -14,7 +14,9 @@ import (
 	"github.com/eco-project/eco/cloud/azure/azurefake"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
 
 func mc(id, name, loc, ps string, power armcontainerservice.Code, pools ...*armcontainerservice.ManagedClusterAgentPoolProfile) *armcontainerservice.ManagedCluster {
 	return &armcontainerservice.ManagedCluster{ID: to.Ptr(id), Name: to.Ptr(name), Location: to.Ptr(loc), Properties: &armcontainerservice.ManagedClusterProperties{

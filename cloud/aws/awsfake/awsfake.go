@@ -82,7 +82,11 @@ func (s *Server) AddKey(id, secret string) { s.mu.Lock(); s.keys[id] = secret; s
 func (s *Server) RemoveKey(id string) { s.mu.Lock(); delete(s.keys, id); s.mu.Unlock() }
 
 // AddRole lets any known key assume role arn with externalID.
-func (s *Server) AddRole(arn, externalID string) { s.mu.Lock(); s.roles[arn] = externalID; s.mu.Unlock() }
+func (s *Server) AddRole(arn, externalID string) {
+	s.mu.Lock()
+	s.roles[arn] = externalID
+	s.mu.Unlock()
+}
 
 // SetClusters replaces the clusters of region.
 func (s *Server) SetClusters(region string, cs ...Cluster) {
