@@ -98,7 +98,11 @@ func (s *Server) SetClusters(region string, cs ...Cluster) {
 // Throttle answers the next n requests with a 429 ThrottlingException.
 func (s *Server) Throttle(n int) { s.mu.Lock(); s.throttle = n; s.mu.Unlock() }
 
-// Calls returns how many times op was called in region.
+// Requests returns how many signed requests region had, throttled ones
+// included.
+func (s *Server) Requests(region string) int { return s.Calls("request", region) }
+
+// Calls returns how many times op was answered in region.
 func (s *Server) Calls(op, region string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,6 +133,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if throttled {
 		s.throttle--
 	}
+	s.calls["request "+region]++
 	s.mu.Unlock()
 	if !ok {
 		awsError(w, r, http.StatusForbidden, map[bool]string{true: "InvalidClientTokenId", false: "UnrecognizedClientException"}[service == "sts"],
