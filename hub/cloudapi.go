@@ -22,7 +22,9 @@ func (c hubClusters) ImportCluster(ctx context.Context, ic cloud.ImportedCluster
 	return c.h.ImportCluster(ctx, ImportRequest{Name: ic.Name, Provider: ic.Provider, Region: ic.Region, CloudRef: ic.CloudRef})
 }
 
-func (c hubClusters) DeleteCluster(ctx context.Context, id string) error { return c.h.DeleteCluster(ctx, id) }
+func (c hubClusters) DeleteCluster(ctx context.Context, id string) error {
+	return c.h.DeleteCluster(ctx, id)
+}
 
 // startCloud creates the cloud Service and starts its poller.
 func (h *Hub) startCloud() error {
