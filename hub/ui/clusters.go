@@ -188,6 +188,8 @@ type statusJSON struct {
 	Kubernetes  string `json:"kubernetes"`
 	Agent       string `json:"agent"`
 	CloudHealth string `json:"cloudHealth"`
+	// CloudHealthClass colours it: ok, neutral, progress or bad.
+	CloudHealthClass string `json:"cloudHealthClass"`
 }
 
 // clustersStatus answers the Imported Clusters page's polling with the
@@ -208,6 +210,7 @@ func (u *UI) clustersStatus(w http.ResponseWriter, r *http.Request, rq *request)
 		out.Rows = append(out.Rows, statusJSON{
 			ID: c.ID, State: string(c.Status.State), Reason: c.Status.Reason, Bad: row.Bad, LastSeen: row.LastSeen,
 			Kubernetes: c.Status.KubernetesVersion, Agent: c.Status.AgentVersion, CloudHealth: c.CloudHealth,
+			CloudHealthClass: healthClass(c.CloudHealth),
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")
