@@ -499,7 +499,7 @@ func (s *Service) importOne(ctx context.Context, a Account, c Cluster, name stri
 	if err != nil {
 		return store.Cluster{}, err
 	}
-	if err := s.cfg.Store.LinkCloudCluster(ctx, store.CloudLink{ClusterID: cl.ID, AccountID: a.ID, Scope: c.Scope, CloudRef: c.Ref}); err != nil {
+	if err := s.cfg.Store.LinkCloudCluster(ctx, store.CloudLink{ClusterID: cl.ID, AccountID: a.ID, Scope: c.Scope, CloudRef: c.Ref, Version: c.Version}); err != nil {
 		if derr := s.cfg.Clusters.DeleteCluster(context.WithoutCancel(ctx), cl.ID); derr != nil {
 			s.log.Error("cannot remove a cluster whose cloud link failed", "cluster", cl.ID, "err", derr)
 		}

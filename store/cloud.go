@@ -94,6 +94,8 @@ type CloudLink struct {
 	// CloudRef is the cluster's ARN, resource ID or self link; unique
 	// among links, so a cluster is imported once.
 	CloudRef string
+	// Version is the Kubernetes version the cloud reported at import.
+	Version string
 }
 
 // Validate reports the first problem with l, wrapping [ErrInvalid].
@@ -102,6 +104,9 @@ func (l CloudLink) Validate() error {
 		return fmt.Errorf("%w: a cloud link needs a cluster, an account, a scope and a cloud reference", ErrInvalid)
 	}
 	if err := validateText("scope", l.Scope, MaxCloudScopeLen); err != nil {
+		return err
+	}
+	if err := validateText("version", l.Version, MaxCloudScopeLen); err != nil {
 		return err
 	}
 	return validateText("cloud reference", l.CloudRef, MaxCloudRefLen)

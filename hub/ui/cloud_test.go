@@ -138,7 +138,7 @@ func TestCloudWizardBrowser(t *testing.T) {
 	}
 	ch.shot("cloud-4-health")
 	ch.run("opening the General tab", chromedp.Navigate(h.url+"/ui/clusters/"+eu.ID), chromedp.WaitVisible(chromedp.CSS("#cloud-health.bad")))
-	ch.wantText("the General tab", "Degraded: node group workers DEGRADED", "arn:aws:eks:eu-west-1")
+	ch.wantText("the General tab", "Degraded: node group workers DEGRADED", "arn:aws:eks:eu-west-1", "Version at import", "1.31")
 
 	if os.Getenv("ECO_UPDATE_SCREENSHOTS") != "" {
 		copyScreenshots(t, ch.artifacts, "../../docs/screenshots", "cloud-1-regions", "cloud-2-clusters", "cloud-3-imported", "cloud-4-health")

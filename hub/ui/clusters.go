@@ -92,6 +92,9 @@ type clusterRow struct {
 	store.Cluster
 	Bad      bool
 	LastSeen string
+	// CloudVersion is the Kubernetes version the cloud reported when the
+	// cluster was imported from a cloud account (General tab only).
+	CloudVersion string
 }
 
 func (u *UI) row(c store.Cluster) clusterRow {
@@ -327,7 +330,13 @@ func (u *UI) generalTab(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	v := u.clusterView(rq, &c, "Edit Cluster", "general")
-	v.Data = u.row(c)
+	row := u.row(c)
+	if c.CloudRef != "" {
+		if l, err := u.hub.Store().CloudLinkByRef(r.Context(), c.CloudRef); err == nil && l.ClusterID == c.ID {
+			row.CloudVersion = l.Version
+		}
+	}
+	v.Data = row
 	u.render(w, r, http.StatusOK, "general", v)
 }
 

@@ -22,8 +22,8 @@ const (
 	qDeleteCloudAccount = `DELETE FROM cloud_accounts WHERE id = ?`
 	qCloudAccountExists = `SELECT 1 FROM cloud_accounts WHERE id = ?`
 	qCloudRefTaken      = `SELECT 1 FROM cloud_links WHERE cloud_ref = ?`
-	qInsertCloudLink    = `INSERT INTO cloud_links (cluster_id, account_id, scope, cloud_ref) VALUES (?, ?, ?, ?)`
-	cloudLinkColumns    = `cluster_id, account_id, scope, cloud_ref`
+	qInsertCloudLink    = `INSERT INTO cloud_links (cluster_id, account_id, scope, cloud_ref, version) VALUES (?, ?, ?, ?, ?)`
+	cloudLinkColumns    = `cluster_id, account_id, scope, cloud_ref, version`
 	qCloudLinks         = `SELECT ` + cloudLinkColumns + ` FROM cloud_links ORDER BY account_id, scope, cloud_ref`
 	qAccountCloudLinks  = `SELECT ` + cloudLinkColumns + ` FROM cloud_links WHERE account_id = ? ORDER BY account_id, scope, cloud_ref`
 	qCloudLinkByRef     = `SELECT ` + cloudLinkColumns + ` FROM cloud_links WHERE cloud_ref = ?`
@@ -153,7 +153,7 @@ func (s *Store) LinkCloudCluster(ctx context.Context, l store.CloudLink) error {
 		} else if taken {
 			return fmt.Errorf("%s is already imported: %w", l.CloudRef, store.ErrConflict)
 		}
-		_, err := o.exec(qInsertCloudLink, l.ClusterID, l.AccountID, l.Scope, l.CloudRef)
+		_, err := o.exec(qInsertCloudLink, l.ClusterID, l.AccountID, l.Scope, l.CloudRef, l.Version)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("the cluster is already linked to a cloud: %w", store.ErrConflict)
 		}
@@ -179,7 +179,7 @@ func (s *Store) CloudLinks(ctx context.Context, accountID string) ([]store.Cloud
 	ls := []store.CloudLink{}
 	for rows.Next() {
 		var l store.CloudLink
-		if err := rows.Scan(&l.ClusterID, &l.AccountID, &l.Scope, &l.CloudRef); err != nil {
+		if err := rows.Scan(&l.ClusterID, &l.AccountID, &l.Scope, &l.CloudRef, &l.Version); err != nil {
 			return nil, fmt.Errorf("listing cloud links: %w", err)
 		}
 		ls = append(ls, l)
@@ -193,7 +193,7 @@ func (s *Store) CloudLinks(ctx context.Context, accountID string) ([]store.Cloud
 // CloudLinkByRef implements [store.Store].
 func (s *Store) CloudLinkByRef(ctx context.Context, ref string) (store.CloudLink, error) {
 	var l store.CloudLink
-	err := s.r.do(ctx).queryRow(qCloudLinkByRef, ref).Scan(&l.ClusterID, &l.AccountID, &l.Scope, &l.CloudRef)
+	err := s.r.do(ctx).queryRow(qCloudLinkByRef, ref).Scan(&l.ClusterID, &l.AccountID, &l.Scope, &l.CloudRef, &l.Version)
 	if err != nil {
 		return l, fmt.Errorf("cloud link %q: %w", ref, notFound(err))
 	}

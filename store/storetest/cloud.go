@@ -69,7 +69,7 @@ func testCloudAccounts(t *testing.T, open OpenFunc) {
 
 	// Links.
 	c1, c2 := e.create("eks-one"), e.create("eks-two")
-	l1 := store.CloudLink{ClusterID: c1.ID, AccountID: aws.ID, Scope: "eu-west-1", CloudRef: "arn:aws:eks:eu-west-1:1:cluster/one"}
+	l1 := store.CloudLink{ClusterID: c1.ID, AccountID: aws.ID, Scope: "eu-west-1", CloudRef: "arn:aws:eks:eu-west-1:1:cluster/one", Version: "1.31"}
 	if err := e.s.LinkCloudCluster(e.ctx, l1); err != nil {
 		t.Fatalf("LinkCloudCluster: %v", err)
 	}
