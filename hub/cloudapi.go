@@ -59,6 +59,7 @@ func (h *Hub) cloudRoutes(api func(pattern, route string, need access, f http.Ha
 	api("DELETE /api/v1/cloud/accounts/{account}", "delete-cloud-account", hubAdmin, h.deleteCloudAccount)
 	api("GET /api/v1/cloud/accounts/{account}/clusters", "discover-cloud-clusters", hubAdmin, h.discoverCloudClusters)
 	api("POST /api/v1/cloud/accounts/{account}/import", "import-cloud-clusters", hubAdmin, h.importCloudClusters)
+	api("POST /api/v1/clusters/{id}/cloud-install", "cloud-install", hubAdmin, h.cloudInstall)
 }
 
 // writeCloudError answers an error of the cloud Service.

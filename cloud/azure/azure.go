@@ -225,3 +225,40 @@ func classify(err error) error {
 	}
 	return err
 }
+
+var _ cloud.Installer = (*Provider)(nil)
+
+// Access gets the cluster's admin kubeconfig from AKS's credential API
+// (listClusterAdminCredential), as `az aks get-credentials --admin` does.
+// Private clusters are refused with cloud.ErrPrivateEndpoint.
+func (p *Provider) Access(ctx context.Context, a cloud.Account, subscription, ref string) (cloud.ClusterAccess, error) {
+	id, err := arm.ParseResourceID(ref)
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("AKS resource ID %q: %w", ref, err)
+	}
+	cred, err := p.Credential(a)
+	if err != nil {
+		return cloud.ClusterAccess{}, classify(err)
+	}
+	client, err := armcontainerservice.NewManagedClustersClient(subscription, cred, &arm.ClientOptions{ClientOptions: p.clientOptions()})
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("AKS client: %w", err)
+	}
+	mc, err := client.Get(ctx, id.ResourceGroupName, id.Name, nil)
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("reading AKS cluster %s: %w", id.Name, classify(err))
+	}
+	if pr := mc.Properties; pr != nil && pr.APIServerAccessProfile != nil && pr.APIServerAccessProfile.EnablePrivateCluster != nil && *pr.APIServerAccessProfile.EnablePrivateCluster {
+		return cloud.ClusterAccess{}, cloud.ErrPrivateEndpoint
+	}
+	creds, err := client.ListClusterAdminCredentials(ctx, id.ResourceGroupName, id.Name, nil)
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("AKS credential API: %w", classify(err))
+	}
+	for _, kc := range creds.Kubeconfigs {
+		if kc != nil && len(kc.Value) > 0 {
+			return cloud.ClusterAccess{Kubeconfig: kc.Value}, nil
+		}
+	}
+	return cloud.ClusterAccess{}, errors.New("AKS returned no kubeconfig")
+}

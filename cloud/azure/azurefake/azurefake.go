@@ -37,14 +37,15 @@ type Server struct {
 	tokens   map[string]string           // access token → tenant/client
 	subs     map[string][]*armcontainerservice.ManagedCluster
 	throttle int
-	calls    map[string]int // list calls by subscription
+	calls    map[string]int    // list calls by subscription
+	kubecfgs map[string][]byte // lowercased resource ID → admin kubeconfig
 	issued   int
 }
 
 // New starts the fake on loopback with TLS; Close it when done.
 func New() *Server {
 	s := &Server{secrets: map[string]string{}, certs: map[string]crypto.PublicKey{}, grants: map[string][]string{},
-		tokens: map[string]string{}, subs: map[string][]*armcontainerservice.ManagedCluster{}, calls: map[string]int{}}
+		tokens: map[string]string{}, subs: map[string][]*armcontainerservice.ManagedCluster{}, calls: map[string]int{}, kubecfgs: map[string][]byte{}}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -115,6 +116,14 @@ func (s *Server) SetClusters(subscription string, mcs ...*armcontainerservice.Ma
 	s.mu.Unlock()
 }
 
+// SetKubeconfig is what the credential API (listClusterAdminCredential)
+// hands out for the cluster with resource ID id.
+func (s *Server) SetKubeconfig(id string, kubeconfig []byte) {
+	s.mu.Lock()
+	s.kubecfgs[strings.ToLower(id)] = kubeconfig
+	s.mu.Unlock()
+}
+
 // Throttle answers the next n Resource Manager calls with 429.
 func (s *Server) Throttle(n int) { s.mu.Lock(); s.throttle = n; s.mu.Unlock() }
 
@@ -147,6 +156,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.token(w, r, parts[0])
 	case len(parts) == 5 && parts[0] == "subscriptions" && strings.EqualFold(parts[3], "Microsoft.ContainerService") && strings.EqualFold(parts[4], "managedClusters"):
 		s.list(w, r, parts[1])
+	case (len(parts) == 8 || len(parts) == 9) && parts[0] == "subscriptions" && strings.EqualFold(parts[6], "managedClusters"):
+		s.cluster(w, r, parts)
 	default:
 		armError(w, http.StatusNotFound, "NotFound", "no such path "+r.URL.Path)
 	}
@@ -191,20 +202,20 @@ func armError(w http.ResponseWriter, code int, errCode, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": errCode, "message": msg}})
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, sub string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// authorizeLocked checks the bearer token, throttling and the caller's
+// access to sub, answering if it fails. s.mu is held.
+func (s *Server) authorizeLocked(w http.ResponseWriter, r *http.Request, sub string) bool {
 	who, ok := s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
 	if !ok {
 		armError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")
-		return
+		return false
 	}
 	s.calls[sub]++
 	if s.throttle > 0 {
 		s.throttle--
 		w.Header().Set("Retry-After", "1")
 		armError(w, http.StatusTooManyRequests, "TooManyRequests", "The request is being throttled.")
-		return
+		return false
 	}
 	allowed := false
 	for _, g := range s.grants[who] {
@@ -212,6 +223,50 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sub string) {
 	}
 	if !allowed {
 		armError(w, http.StatusForbidden, "AuthorizationFailed", "The client does not have authorization to perform action 'Microsoft.ContainerService/managedClusters/read' over scope '/subscriptions/"+sub+"'.")
+		return false
+	}
+	return true
+}
+
+// cluster serves one managed cluster (GET) and its credential API (POST
+// …/listClusterAdminCredential).
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request, parts []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.authorizeLocked(w, r, parts[1]) {
+		return
+	}
+	id := "/" + strings.ToLower(strings.Join(parts[:8], "/"))
+	var mc *armcontainerservice.ManagedCluster
+	for _, c := range s.subs[parts[1]] {
+		if c.ID != nil && strings.ToLower(*c.ID) == id {
+			mc = c
+		}
+	}
+	if mc == nil {
+		armError(w, http.StatusNotFound, "ResourceNotFound", "The Resource 'Microsoft.ContainerService/managedClusters/"+parts[7]+"' was not found.")
+		return
+	}
+	if len(parts) == 8 && r.Method == http.MethodGet {
+		json.NewEncoder(w).Encode(mc)
+		return
+	}
+	if len(parts) == 9 && r.Method == http.MethodPost && parts[8] == "listClusterAdminCredential" {
+		kc, ok := s.kubecfgs[id]
+		if !ok {
+			armError(w, http.StatusBadRequest, "BadRequest", "Getting static credential is not allowed because this cluster is set to disable local accounts.")
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"kubeconfigs": []map[string]any{{"name": "clusterAdmin", "value": kc}}})
+		return
+	}
+	armError(w, http.StatusNotFound, "NotFound", "no such operation")
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, sub string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.authorizeLocked(w, r, sub) {
 		return
 	}
 	mcs := s.subs[sub]
