@@ -20,6 +20,26 @@ func (u *UI) cloudRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /ui/cloud/accounts", u.user(store.RoleAdmin, u.hubAdmin(u.audited("create-cloud-account", u.createCloudAccount))))
 	m.HandleFunc("GET /ui/cloud/{account}/import", u.user(store.RoleAdmin, u.hubAdmin(u.cloudImportPage)))
 	m.HandleFunc("POST /ui/cloud/{account}/import", u.user(store.RoleAdmin, u.hubAdmin(u.audited("import-cloud-clusters", u.cloudImport))))
+	m.HandleFunc("POST /ui/clusters/{id}/cloud-install", u.user(store.RoleAdmin, u.hubAdmin(u.audited("cloud-install", u.cloudInstall))))
+}
+
+// cloudInstall is the one-click install: the hub applies the install
+// YAML with credentials from the cloud, or says why it cannot.
+func (u *UI) cloudInstall(w http.ResponseWriter, r *http.Request, rq *request) {
+	c, ok := u.cluster(w, r, rq)
+	if !ok {
+		return
+	}
+	res, err := u.hub.InstallFromCloud(r.Context(), c.ID)
+	if err != nil {
+		code := http.StatusBadGateway
+		if errors.Is(err, cloud.ErrPrivateEndpoint) || errors.Is(err, cloud.ErrNoOneClick) {
+			code = http.StatusConflict
+		}
+		u.fail(w, r, rq, code, "The hub could not install ECO itself: "+err.Error()+". The External Cluster Operator tab has the YAML to apply.")
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/ui/clusters/%s/eco?installed=%d", c.ID, len(res.Applied)), http.StatusSeeOther)
 }
 
 // hubAdmin refuses admin tokens scoped to some clusters: cloud accounts

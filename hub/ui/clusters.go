@@ -402,6 +402,9 @@ func (u *UI) ecoTab(w http.ResponseWriter, r *http.Request, rq *request) {
 	if msg, ok := rotatedFlash[r.URL.Query().Get("rotated")]; ok {
 		v.Flash = msg
 	}
+	if r.URL.Query().Get("installed") != "" {
+		v.Flash = "The hub applied the install YAML with credentials from the cloud; the agent connects once its pod runs."
+	}
 	u.render(w, r, http.StatusOK, "eco", v)
 }
 
