@@ -58,9 +58,14 @@ func newRig(t *testing.T) *rig {
 	f := awsfake.New()
 	t.Cleanup(f.Close)
 	f.AddKey("AKIDECO", "s3cret")
+	p, a := newProvider(f)
+	return &rig{fake: f, p: p, acct: a}
+}
+
+func newProvider(f *awsfake.Server) (*aws.Provider, cloud.Account) {
 	p := aws.New(aws.Config{EKSEndpoint: f.URL, STSEndpoint: f.URL, MaxAttempts: 1, HTTPClient: f.Client()})
-	return &rig{fake: f, p: p, acct: cloud.Account{ID: "a-1", Provider: "eks", Scopes: []string{"eu-west-1", "us-east-1"},
-		Credentials: cloud.Credentials{AccessKeyID: "AKIDECO", SecretAccessKey: "s3cret"}}}
+	return p, cloud.Account{ID: "a-1", Provider: "eks", Scopes: []string{"eu-west-1", "us-east-1"},
+		Credentials: cloud.Credentials{AccessKeyID: "AKIDECO", SecretAccessKey: "s3cret"}}
 }
 
 func TestValidate(t *testing.T) {
