@@ -7,14 +7,18 @@ package awsfake
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -58,8 +62,13 @@ type Server struct {
 	mu sync.Mutex // guards everything below
 	// keys maps access key IDs to their secrets.
 	keys map[string]string
-	// sessions are temporary keys from AssumeRole: ID → secret.
-	sessions map[string]string
+	// sessions are temporary keys from AssumeRole: ID → secret, and the
+	// role each was issued for.
+	sessions     map[string]string
+	sessionRoles map[string]string
+	// access maps cluster → principal ARN → the access policies
+	// associated with its access entry.
+	access map[string]map[string][]string
 	// roles maps role ARNs to the external ID they require ("" for none).
 	roles    map[string]string
 	clusters map[string][]Cluster // by region
@@ -70,7 +79,8 @@ type Server struct {
 // New starts a fake on loopback; Close it when done.
 func New() *Server {
 	s := &Server{Account: "123456789012", keys: map[string]string{}, sessions: map[string]string{},
-		roles: map[string]string{}, clusters: map[string][]Cluster{}, calls: map[string]int{}}
+		roles: map[string]string{}, clusters: map[string][]Cluster{}, calls: map[string]int{},
+		sessionRoles: map[string]string{}, access: map[string]map[string][]string{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -117,7 +127,12 @@ func (s *Server) ARN(region, name string) string {
 var credRE = regexp.MustCompile(`Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("X-Amz-Signature") != "" {
+		s.presigned(w, r)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	m := credRE.FindStringSubmatch(r.Header.Get("Authorization"))
 	if m == nil {
 		awsError(w, r, http.StatusForbidden, "MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -224,9 +239,7 @@ func (s *Server) sts(w http.ResponseWriter, r *http.Request, body []byte, keyID 
 	w.Header().Set("Content-Type", "text/xml")
 	switch r.PostForm.Get("Action") {
 	case "GetCallerIdentity":
-		fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>`+
-			`<Arn>arn:aws:iam::%s:user/%s</Arn><UserId>%s</UserId><Account>%s</Account></GetCallerIdentityResult>`+
-			`<ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></GetCallerIdentityResponse>`, s.Account, keyID, keyID, s.Account)
+		s.callerIdentity(w, keyID)
 	case "AssumeRole":
 		role := r.PostForm.Get("RoleArn")
 		s.mu.Lock()
@@ -240,6 +253,7 @@ func (s *Server) sts(w http.ResponseWriter, r *http.Request, body []byte, keyID 
 		secret := "session-secret-" + id
 		s.mu.Lock()
 		s.sessions[id] = secret
+		s.sessionRoles[id] = role
 		s.mu.Unlock()
 		fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>`+
 			`<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>token-%s</SessionToken>`+
@@ -251,8 +265,214 @@ func (s *Server) sts(w http.ResponseWriter, r *http.Request, body []byte, keyID 
 	}
 }
 
+// callerIdentity answers GetCallerIdentity for keyID: an IAM user, or the
+// assumed role of a session.
+func (s *Server) callerIdentity(w http.ResponseWriter, keyID string) {
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>`+
+		`<Arn>%s</Arn><UserId>%s</UserId><Account>%s</Account></GetCallerIdentityResult>`+
+		`<ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></GetCallerIdentityResponse>`, s.callerARN(keyID), keyID, s.Account)
+}
+
+func (s *Server) callerARN(keyID string) string {
+	s.mu.Lock()
+	role, ok := s.sessionRoles[keyID]
+	s.mu.Unlock()
+	if ok {
+		_, name, _ := strings.Cut(role, ":role/")
+		return fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/eco-hub", s.Account, name)
+	}
+	return fmt.Sprintf("arn:aws:iam::%s:user/%s", s.Account, keyID)
+}
+
+// presigned serves a GET with SigV4 in the query (a presigned URL, as in
+// an EKS token): only GetCallerIdentity, after checking the signature.
+func (s *Server) presigned(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	parts := strings.Split(q.Get("X-Amz-Credential"), "/")
+	if len(parts) != 5 || q.Get("Action") != "GetCallerIdentity" {
+		awsError(w, r, http.StatusForbidden, "AccessDenied", "malformed presigned request")
+		return
+	}
+	keyID, region := parts[0], parts[2]
+	s.mu.Lock()
+	secret, ok := s.keys[keyID]
+	if !ok {
+		secret, ok = s.sessions[keyID]
+	}
+	s.mu.Unlock()
+	t, err := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
+	if !ok || err != nil {
+		awsError(w, r, http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid.")
+		return
+	}
+	if exp, err := time.ParseDuration(q.Get("X-Amz-Expires") + "s"); err != nil || time.Now().After(t.Add(exp)) {
+		awsError(w, r, http.StatusForbidden, "ExpiredToken", "The presigned URL has expired.")
+		return
+	}
+	want := q.Get("X-Amz-Signature")
+	q.Del("X-Amz-Signature")
+	req, err := http.NewRequest(http.MethodGet, "http://"+r.Host+r.URL.Path+"?"+q.Encode(), nil)
+	if err != nil {
+		awsError(w, r, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	req.Host = r.Host
+	for _, h := range strings.Split(q.Get("X-Amz-SignedHeaders"), ";") {
+		if h != "host" {
+			req.Header.Set(h, r.Header.Get(h))
+		}
+	}
+	creds := aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret, SessionToken: q.Get("X-Amz-Security-Token")}
+	empty := sha256.Sum256(nil)
+	uri, _, err := v4.NewSigner().PresignHTTP(r.Context(), creds, req, hex.EncodeToString(empty[:]), "sts", region, t)
+	if err != nil || !strings.Contains(uri, "X-Amz-Signature="+want) {
+		awsError(w, r, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+		return
+	}
+	s.count("PresignedGetCallerIdentity", "sts")
+	s.callerIdentity(w, keyID)
+}
+
+// VerifyToken checks an EKS bearer token for cluster as
+// aws-iam-authenticator does — GET its presigned URL (which must be this
+// fake's) with the cluster's name in the signed header — and returns the
+// caller's ARN.
+func (s *Server) VerifyToken(ctx context.Context, token, cluster string) (string, error) {
+	raw, ok := strings.CutPrefix(token, "k8s-aws-v1.")
+	if !ok {
+		return "", errors.New("not an EKS token")
+	}
+	u, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || !strings.HasPrefix(string(u), s.URL+"/") && !strings.HasPrefix(string(u), s.URL+"?") {
+		return "", errors.New("the token is not a presigned URL of this STS")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, string(u), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("x-k8s-aws-id", cluster)
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result struct {
+			Arn string `xml:"Arn"`
+		} `xml:"GetCallerIdentityResult"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return "", fmt.Errorf("STS answered %d: %s", resp.StatusCode, b)
+	}
+	if err := xml.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", err
+	}
+	return out.Result.Arn, nil
+}
+
+// TokenReviewHandler is a kube-apiserver authentication webhook
+// (--authentication-token-webhook-config-file) for EKS cluster name: a
+// valid token of a principal whose access entry has
+// AmazonEKSClusterAdminPolicy is that principal in system:masters.
+func (s *Server) TokenReviewHandler(cluster string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Spec       struct {
+				Token string `json:"token"`
+			} `json:"spec"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		status := map[string]any{"authenticated": false}
+		if arn, err := s.VerifyToken(r.Context(), review.Spec.Token, cluster); err != nil {
+			status["error"] = err.Error()
+		} else {
+			principal := principalARN(arn)
+			s.mu.Lock()
+			policies := s.access[cluster][principal]
+			s.mu.Unlock()
+			for _, p := range policies {
+				if strings.HasSuffix(p, "/AmazonEKSClusterAdminPolicy") {
+					status = map[string]any{"authenticated": true, "user": map[string]any{"username": principal, "uid": principal, "groups": []string{"system:masters", "system:authenticated"}}}
+				}
+			}
+			if status["authenticated"] == false {
+				status["error"] = principal + " has no access entry with AmazonEKSClusterAdminPolicy"
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"apiVersion": review.APIVersion, "kind": "TokenReview", "status": status})
+	})
+}
+
+// AccessPolicies returns the policies of principal's access entry.
+func (s *Server) AccessPolicies(cluster, principal string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.access[cluster][principal]...)
+}
+
+func principalARN(arn string) string {
+	rest, ok := strings.CutPrefix(arn, "arn:aws:sts::")
+	if !ok {
+		return arn
+	}
+	account, path, ok := strings.Cut(rest, ":assumed-role/")
+	if !ok {
+		return arn
+	}
+	role, _, _ := strings.Cut(path, "/")
+	return "arn:aws:iam::" + account + ":role/" + role
+}
+
+// accessEntries serves CreateAccessEntry and AssociateAccessPolicy.
+func (s *Server) accessEntries(w http.ResponseWriter, r *http.Request, cluster string, parts []string) {
+	var body struct {
+		PrincipalArn string `json:"principalArn"`
+		PolicyArn    string `json:"policyArn"`
+	}
+	json.NewDecoder(r.Body).Decode(&body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.access[cluster] == nil {
+		s.access[cluster] = map[string][]string{}
+	}
+	switch {
+	case len(parts) == 3: // CreateAccessEntry
+		s.calls["CreateAccessEntry "+cluster]++
+		if _, ok := s.access[cluster][body.PrincipalArn]; ok {
+			awsError(w, r, http.StatusConflict, "ResourceInUseException", "The specified access entry resource is already in use on this cluster.")
+			return
+		}
+		s.access[cluster][body.PrincipalArn] = []string{}
+		json.NewEncoder(w).Encode(map[string]any{"accessEntry": map[string]any{"clusterName": cluster, "principalArn": body.PrincipalArn, "type": "STANDARD"}})
+	case len(parts) == 5 && parts[4] == "access-policies": // AssociateAccessPolicy
+		s.calls["AssociateAccessPolicy "+cluster]++
+		principal, _ := url.PathUnescape(parts[3])
+		if _, ok := s.access[cluster][principal]; !ok {
+			awsError(w, r, http.StatusNotFound, "ResourceNotFoundException", "The specified principalArn could not be found.")
+			return
+		}
+		s.access[cluster][principal] = append(s.access[cluster][principal], body.PolicyArn)
+		json.NewEncoder(w).Encode(map[string]any{"clusterName": cluster, "principalArn": principal,
+			"associatedAccessPolicy": map[string]any{"policyArn": body.PolicyArn, "accessScope": map[string]any{"type": "cluster"}}})
+	default:
+		awsError(w, r, http.StatusNotFound, "NotFoundException", "no such operation")
+	}
+}
+
 func (s *Server) eks(w http.ResponseWriter, r *http.Request, region string) {
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	parts := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	if r.Method == http.MethodPost && len(parts) >= 3 && parts[0] == "clusters" && parts[2] == "access-entries" {
+		s.accessEntries(w, r, parts[1], parts)
+		return
+	}
 	if r.Method != http.MethodGet || len(parts) == 0 || parts[0] != "clusters" {
 		awsError(w, r, http.StatusNotFound, "NotFoundException", "no such operation")
 		return
