@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,10 +17,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v6"
 
 	"github.com/eco-project/eco/cloud"
+	"github.com/eco-project/eco/cloud/aws"
+	"github.com/eco-project/eco/cloud/aws/awsfake"
 	"github.com/eco-project/eco/cloud/azure"
 	"github.com/eco-project/eco/cloud/azure/azurefake"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/localcluster"
+	"github.com/eco-project/eco/localcluster/clustertest"
 	"github.com/eco-project/eco/localeco"
 	"github.com/eco-project/eco/store"
 )
@@ -108,5 +114,71 @@ func TestOneClickInstallAKS(t *testing.T) {
 	var hist struct{ Items []hub.TransitionJSON }
 	if err := h.Do(ctx, http.MethodGet, "/api/v1/clusters/"+id+"/history", "", nil, &hist); err != nil || !strings.Contains(fmt.Sprint(hist.Items), "applied by the hub with credentials from AKS") {
 		t.Errorf("history: %+v, %v", hist.Items, err)
+	}
+}
+
+// TestOneClickInstallEKS: an EKS cluster is installed by the hub itself —
+// an access entry with AmazonEKSClusterAdminPolicy for the account's
+// principal and a presigned STS token — against a real local API server
+// that authenticates the token through the (fake) EKS webhook, as EKS's
+// own authenticator does; the agent connects.
+func TestOneClickInstallEKS(t *testing.T) {
+	ctx := t.Context()
+	f := awsfake.New()
+	t.Cleanup(f.Close)
+	f.AddKey("AKIDE2E", "s3cret")
+	webhook := httptest.NewServer(f.TokenReviewHandler("shop"))
+	t.Cleanup(webhook.Close)
+	dir := t.TempDir()
+	wcfg := filepath.Join(dir, "webhook.kubeconfig")
+	if err := os.WriteFile(wcfg, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: eks, cluster: {server: %q}}]
+users: [{name: kube-apiserver, user: {}}]
+contexts: [{name: webhook, context: {cluster: eks, user: kube-apiserver}}]
+current-context: webhook
+`, webhook.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eksCluster := clustertest.Start(t, localcluster.Config{Name: "eks", APIServerArgs: []string{
+		"--authentication-token-webhook-config-file=" + wcfg, "--authentication-token-webhook-version=v1"}})
+	f.SetClusters("eu-west-1", awsfake.Cluster{Name: "shop", Status: "ACTIVE", Version: "1.34", Endpoint: eksCluster.URL,
+		CAData: base64.StdEncoding.EncodeToString(eksCluster.CAPEM)})
+
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t),
+		Configure: func(c *hub.Config) {
+			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: f.URL, STSEndpoint: f.URL, MaxAttempts: 1})}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	var acct cloud.AccountInfo
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/cloud/accounts", "", map[string]any{"name": "e2e-aws", "provider": "eks", "scopes": []string{"eu-west-1"},
+		"credentials": map[string]string{"accessKeyId": "AKIDE2E", "secretAccessKey": "s3cret"}}, &acct); err != nil {
+		t.Fatal(err)
+	}
+	var imp struct{ Results []cloud.ImportResult }
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/cloud/accounts/"+acct.ID+"/import", "", map[string]any{"clusters": []map[string]string{
+		{"scope": "eu-west-1", "ref": f.ARN("eu-west-1", "shop")}}}, &imp); err != nil || imp.Results[0].ClusterID == "" {
+		t.Fatalf("import: %+v, %v", imp.Results, err)
+	}
+	id := imp.Results[0].ClusterID
+	var res hub.CloudInstall
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/clusters/"+id+"/cloud-install", "", nil, &res); err != nil {
+		t.Fatalf("one-click install: %v", err)
+	}
+	if got := f.AccessPolicies("shop", "arn:aws:iam::123456789012:user/AKIDE2E"); !strings.Contains(fmt.Sprint(got), "AmazonEKSClusterAdminPolicy") {
+		t.Errorf("access entry policies: %v", got)
+	}
+	setup, err := localeco.Installed(ctx, eksCluster, id, filepath.Join(dir, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, hub: h, id: id, setup: setup}
+	w.startAgent(setup.AgentConfig())
+	t.Cleanup(func() { w.stopAgent() })
+	if _, err := h.WaitState(ctx, id, store.StateConnected, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -55,6 +55,9 @@ type Config struct {
 	AuditLog bool
 	// StartTimeout bounds Start. Zero means 2 minutes.
 	StartTimeout time.Duration
+	// APIServerArgs are more kube-apiserver flags, e.g. an authentication
+	// webhook for a test of a cloud's tokens.
+	APIServerArgs []string
 	// Logger receives component start/stop events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -193,6 +196,7 @@ func (c *Cluster) StopAPIServer() error { return c.apiserver.stop(time.Second) }
 // StartAPIServer starts kube-apiserver again on the same port and waits
 // until it is ready.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	c.apiserver.args = append(c.apiserver.args, c.cfg.APIServerArgs...)
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}
