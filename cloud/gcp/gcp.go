@@ -6,13 +6,17 @@ package gcp
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"errors"
 	"fmt"
 	"strings"
 
 	container "cloud.google.com/go/container/apiv1"
 	"cloud.google.com/go/container/apiv1/containerpb"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -34,6 +38,9 @@ type Config struct {
 	// ClientOptions are added to every client (e.g. the TLS roots of a
 	// fake).
 	ClientOptions []option.ClientOption
+	// HTTPClient fetches OAuth tokens for one-click install. Nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 // Provider is the GKE provider.
@@ -253,4 +260,46 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+var _ cloud.Installer = (*Provider)(nil)
+
+// Access returns the cluster's endpoint and CA and an OAuth access token
+// of the account's service account (as gcloud's auth plugin gives
+// kubectl); the service account needs RBAC rights in the cluster
+// (roles/container.admin). Private clusters are refused with
+// cloud.ErrPrivateEndpoint.
+func (p *Provider) Access(ctx context.Context, a cloud.Account, project, ref string) (cloud.ClusterAccess, error) {
+	resp, err := p.list(ctx, a, project)
+	if err != nil {
+		return cloud.ClusterAccess{}, err
+	}
+	var c *containerpb.Cluster
+	for _, x := range resp.GetClusters() {
+		if x.GetSelfLink() == ref {
+			c = x
+		}
+	}
+	if c == nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("GKE cluster %s not found", ref)
+	}
+	if private(c) {
+		return cloud.ClusterAccess{}, cloud.ErrPrivateEndpoint
+	}
+	ca, err := base64.StdEncoding.DecodeString(c.GetMasterAuth().GetClusterCaCertificate())
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("GKE cluster %s: its CA: %w", c.GetName(), err)
+	}
+	if p.cfg.HTTPClient != nil {
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, p.cfg.HTTPClient)
+	}
+	creds, err := google.CredentialsFromJSONWithType(ctx, []byte(a.Credentials.ServiceAccountKey), google.ServiceAccount, "https://www.googleapis.com/auth/cloud-platform")
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("%w: %w", cloud.ErrCredentialsRejected, err)
+	}
+	tok, err := creds.TokenSource.Token()
+	if err != nil {
+		return cloud.ClusterAccess{}, fmt.Errorf("%w: getting an OAuth token: %w", cloud.ErrCredentialsRejected, err)
+	}
+	return cloud.ClusterAccess{Server: endpoint(c), CAData: ca, BearerToken: tok.AccessToken}, nil
 }

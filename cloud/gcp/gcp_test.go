@@ -2,6 +2,7 @@ package gcp_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"cloud.google.com/go/container/apiv1/containerpb"
@@ -124,5 +125,29 @@ func TestErrors(t *testing.T) {
 	f.RevokeKey("eco@proj-1.iam.gserviceaccount.com")
 	if err := p.Validate(t.Context(), a); !errors.Is(err, cloud.ErrCredentialsRejected) {
 		t.Errorf("a revoked key: %v", err)
+	}
+}
+
+func TestAccess(t *testing.T) {
+	f, _, a := newFake(t)
+	p := gcp.New(gcp.Config{Endpoint: f.Endpoint, TokenURI: f.TokenURI, ClientOptions: f.ClientOptions(), HTTPClient: f.HTTPClient()})
+	f.SetClusters("proj-1",
+		&containerpb.Cluster{Name: "shop", Location: "europe-west1", Status: containerpb.Cluster_RUNNING, Endpoint: "34.1.2.3",
+			MasterAuth: &containerpb.MasterAuth{ClusterCaCertificate: "Y2EtZGF0YQ=="}},
+		&containerpb.Cluster{Name: "vault", Location: "europe-west1", Status: containerpb.Cluster_RUNNING,
+			PrivateClusterConfig: &containerpb.PrivateClusterConfig{EnablePrivateEndpoint: true}})
+	acc, err := p.Access(t.Context(), a, "proj-1", gcpfake.SelfLink("proj-1", "europe-west1", "shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Server != "https://34.1.2.3" || string(acc.CAData) != "ca-data" {
+		t.Errorf("Access = %+v", acc)
+	}
+	// The token came from the (fake) token URI, for the service account.
+	if who, err := f.Authenticate(acc.BearerToken); err != nil || who != "eco@proj-1.iam.gserviceaccount.com" || !strings.HasPrefix(acc.BearerToken, "ya29.") {
+		t.Errorf("token %q authenticates as %q, %v", acc.BearerToken, who, err)
+	}
+	if _, err := p.Access(t.Context(), a, "proj-1", gcpfake.SelfLink("proj-1", "europe-west1", "vault")); !errors.Is(err, cloud.ErrPrivateEndpoint) {
+		t.Errorf("a private cluster: %v", err)
 	}
 }
