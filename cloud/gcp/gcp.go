@@ -8,9 +8,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	container "cloud.google.com/go/container/apiv1"
