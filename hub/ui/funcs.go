@@ -39,16 +39,18 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d/%d", s.Status.ReadyReplicas, want)
 	},
-	"nodeReady":   nodeReady,
-	"eventTime":   func(e corev1.Event) string { return age(metav1.NewTime(eventTime(e))) },
-	"qty":         func(l corev1.ResourceList, name string) string { q := l[corev1.ResourceName(name)]; return q.String() },
-	"join":        strings.Join,
-	"rtt":         func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
-	"ports":       servicePorts,
-	"subjects":    subjects,
-	"suspended":   func(b *bool) bool { return b != nil && *b },
-	"labelsText":  labelsText,
-	"st":          func(s store.State) store.Status { return store.Status{State: s} },
+	"nodeReady":  nodeReady,
+	"eventTime":  func(e corev1.Event) string { return age(metav1.NewTime(eventTime(e))) },
+	"qty":        func(l corev1.ResourceList, name string) string { q := l[corev1.ResourceName(name)]; return q.String() },
+	"join":       strings.Join,
+	"rtt":        func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) },
+	"ports":      servicePorts,
+	"subjects":   subjects,
+	"suspended":  func(b *bool) bool { return b != nil && *b },
+	"labelsText": labelsText,
+	"st":         func(s store.State) store.Status { return store.Status{State: s} },
+
+	// Cloud health (cloud.go).
 	"healthClass": healthClass,
 }
 
