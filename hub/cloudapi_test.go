@@ -84,6 +84,16 @@ func TestCloudAPI(t *testing.T) {
 		t.Errorf("importing twice: %d %s", code, body)
 	}
 
+	// One-click install: a private API server keeps the copy-the-YAML
+	// flow, with the reason; a generic cluster has none.
+	if code, body := e.raw("POST", "/api/v1/clusters/"+c.ID+"/cloud-install", e.admin, "", nil); code != 409 || !strings.Contains(body, "no public endpoint") {
+		t.Errorf("one-click install of a private cluster: %d %s", code, body)
+	}
+	generic := e.createCluster("generic-one")
+	if code, body := e.raw("POST", "/api/v1/clusters/"+generic.ID+"/cloud-install", e.admin, "", nil); code != 409 || !strings.Contains(body, "not available") {
+		t.Errorf("one-click install of a generic cluster: %d %s", code, body)
+	}
+
 	// The poller follows the cloud: Degraded, then deleted in the cloud.
 	f.SetClusters("eu-west-1", awsfake.Cluster{Name: "prod", Status: "ACTIVE", Issues: []awsfake.Issue{{Code: "IamRoleNotFound", Message: "role gone"}}})
 	e.waitCloudHealth(imp.Results[0].ClusterID, "Degraded: IamRoleNotFound: role gone")
@@ -132,6 +142,7 @@ func TestCloudAPIAdminsOnly(t *testing.T) {
 		{"DELETE", "/api/v1/cloud/accounts/a-aaaaaaaaaa", ""},
 		{"GET", "/api/v1/cloud/accounts/a-aaaaaaaaaa/clusters", ""},
 		{"POST", "/api/v1/cloud/accounts/a-aaaaaaaaaa/import", `{"clusters":[]}`},
+		{"POST", "/api/v1/clusters/c-aaaaaaaaaa/cloud-install", ""},
 	} {
 		if code, body := e.raw(r.method, r.path, member, r.body, nil); code != http.StatusForbidden {
 			t.Errorf("member %s %s: %d %s, want 403", r.method, r.path, code, body)
