@@ -196,7 +196,6 @@ func (c *Cluster) StopAPIServer() error { return c.apiserver.stop(time.Second) }
 // StartAPIServer starts kube-apiserver again on the same port and waits
 // until it is ready.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	c.apiserver.args = append(c.apiserver.args, c.cfg.APIServerArgs...)
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}
@@ -390,6 +389,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdPort, apiPort int) err
 		c.apiserver.args = append(c.apiserver.args, "--audit-policy-file="+policy,
 			"--audit-log-path="+c.AuditLogFile, "--audit-log-format=json", "--audit-log-maxbackup=1")
 	}
+	c.apiserver.args = append(c.apiserver.args, c.cfg.APIServerArgs...)
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}
