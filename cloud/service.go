@@ -408,6 +408,10 @@ type ImportResult struct {
 	Error     string `json:"error,omitempty"`
 	// Conflict is true when the error is that it was imported already.
 	Conflict bool `json:"conflict,omitempty"`
+	// Private is true when its API server has no public endpoint: the
+	// hub cannot install ECO itself, the install YAML is applied from
+	// inside its network.
+	Private bool `json:"private,omitempty"`
 }
 
 // Import imports items from account id in one step. What is imported
@@ -461,7 +465,7 @@ func (s *Service) Import(ctx context.Context, id string, items []ImportItem) ([]
 			r.Conflict = errors.Is(err, store.ErrConflict)
 			continue
 		}
-		r.ClusterID, r.Name = cl.ID, cl.Name
+		r.ClusterID, r.Name, r.Private = cl.ID, cl.Name, c.Private
 	}
 	s.PollNow()
 	return results, nil

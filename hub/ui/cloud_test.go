@@ -104,7 +104,7 @@ func TestCloudWizardBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-ref=%q] input[type=checkbox]`, f.ARN("us-east-1", "shop")))))
 	ch.shot("cloud-2-clusters")
 	ch.run("importing", chromedp.Submit(chromedp.CSS("#pick")), chromedp.WaitVisible(chromedp.CSS("#results")))
-	ch.wantText("the import results", "2 of 2 clusters imported", "Imported as shop", "Imported as shop-us-east-1")
+	ch.wantText("the import results", "2 of 2 clusters imported", "Imported as shop", "Imported as shop-us-east-1", "its API server is private")
 	ch.shot("cloud-3-imported")
 
 	// The clusters table: Cloud health in green, then red as the cloud
