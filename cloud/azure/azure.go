@@ -7,10 +7,12 @@ package azure
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -37,14 +39,21 @@ type Config struct {
 }
 
 // Provider is the AKS provider.
-type Provider struct{ cfg Config }
+type Provider struct {
+	cfg Config
+
+	mu sync.Mutex // guards creds
+	// creds are the service principals' credentials by a hash of what
+	// makes them, so each keeps its token cache across polls.
+	creds map[[32]byte]azcore.TokenCredential
+}
 
 // New returns the AKS provider.
 func New(cfg Config) *Provider {
 	if cfg.Cloud.ActiveDirectoryAuthorityHost == "" {
 		cfg.Cloud = azcloud.AzurePublic
 	}
-	return &Provider{cfg: cfg}
+	return &Provider{cfg: cfg, creds: map[[32]byte]azcore.TokenCredential{}}
 }
 
 var _ cloud.Provider = (*Provider)(nil)
@@ -57,6 +66,21 @@ func (p *Provider) clientOptions() azcore.ClientOptions {
 // certificate.
 func (p *Provider) Credential(a cloud.Account) (azcore.TokenCredential, error) {
 	c := a.Credentials
+	k := sha256.Sum256([]byte(c.TenantID + "\x00" + c.ClientID + "\x00" + c.ClientSecret + "\x00" + c.ClientCertificate))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cred, ok := p.creds[k]; ok {
+		return cred, nil
+	}
+	cred, err := p.newCredential(c)
+	if err != nil {
+		return nil, err
+	}
+	p.creds[k] = cred
+	return cred, nil
+}
+
+func (p *Provider) newCredential(c cloud.Credentials) (azcore.TokenCredential, error) {
 	if c.ClientCertificate != "" {
 		certs, key, err := azidentity.ParseCertificates([]byte(c.ClientCertificate), nil)
 		if err != nil {

@@ -135,6 +135,11 @@ func TestDiscoverAndHealth(t *testing.T) {
 	if n := f.Calls(sub) - before; n != 1 {
 		t.Errorf("Health made %d list calls, want 1", n)
 	}
+	// The service principal's token is reused across calls.
+	tokens := f.TokenRequests()
+	if _, err := p.Health(t.Context(), a, sub, []string{we}); err != nil || f.TokenRequests() != tokens {
+		t.Errorf("another poll: %v; %d token requests, want none", err, f.TokenRequests()-tokens)
+	}
 	if _, ok := hs[gone]; ok || len(hs) != 2 {
 		t.Errorf("Health = %v", hs)
 	}

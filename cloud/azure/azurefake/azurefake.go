@@ -124,6 +124,9 @@ func (s *Server) SetKubeconfig(id string, kubeconfig []byte) {
 	s.mu.Unlock()
 }
 
+// TokenRequests is how many tokens the token endpoint issued.
+func (s *Server) TokenRequests() int { s.mu.Lock(); defer s.mu.Unlock(); return s.issued }
+
 // Throttle answers the next n Resource Manager calls with 429.
 func (s *Server) Throttle(n int) { s.mu.Lock(); s.throttle = n; s.mu.Unlock() }
 
