@@ -6,11 +6,13 @@ package aws
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -39,10 +41,19 @@ type Config struct {
 }
 
 // Provider is the EKS provider.
-type Provider struct{ cfg Config }
+type Provider struct {
+	cfg Config
+
+	mu sync.Mutex // guards creds
+	// creds are the accounts' credential caches by a hash of what makes
+	// them, so an assumed role's session is reused until it expires.
+	creds map[[32]byte]*aws.CredentialsCache
+}
 
 // New returns the EKS provider.
-func New(cfg Config) *Provider { return &Provider{cfg: cfg} }
+func New(cfg Config) *Provider {
+	return &Provider{cfg: cfg, creds: map[[32]byte]*aws.CredentialsCache{}}
+}
 
 var _ cloud.Provider = (*Provider)(nil)
 
@@ -59,13 +70,21 @@ func (p *Provider) awsConfig(a cloud.Account, region string) aws.Config {
 		cfg.HTTPClient = p.cfg.HTTPClient
 	}
 	if c.RoleARN != "" {
-		stsc := p.sts(cfg)
-		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsc, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-			o.RoleSessionName = "eco-hub"
-			if c.ExternalID != "" {
-				o.ExternalID = aws.String(c.ExternalID)
-			}
-		}))
+		k := sha256.Sum256([]byte(c.AccessKeyID + "\x00" + c.SecretAccessKey + "\x00" + c.RoleARN + "\x00" + c.ExternalID))
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		cache, ok := p.creds[k]
+		if !ok {
+			stsc := p.sts(cfg)
+			cache = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsc, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = "eco-hub"
+				if c.ExternalID != "" {
+					o.ExternalID = aws.String(c.ExternalID)
+				}
+			}))
+			p.creds[k] = cache
+		}
+		cfg.Credentials = cache
 	}
 	return cfg
 }

@@ -96,6 +96,18 @@ func TestValidate(t *testing.T) {
 	if n := r.fake.Calls("AssumeRole", "sts"); n != 3 {
 		t.Errorf("AssumeRole called %d times, want 3", n)
 	}
+	// The role's session is reused by later calls.
+	a := r.acct
+	a.Credentials = tests[3].creds
+	r.fake.SetClusters("eu-west-1")
+	for range 3 {
+		if _, err := r.p.Health(t.Context(), a, "eu-west-1", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.fake.Calls("AssumeRole", "sts"); n != 3 {
+		t.Errorf("after 3 polls AssumeRole was called %d times in all, want still 3", n)
+	}
 }
 
 func TestDiscoverAndHealthAcrossRegions(t *testing.T) {
