@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eks/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/eco-project/eco/cloud"
 )
@@ -124,18 +125,39 @@ func (p *Provider) Discover(ctx context.Context, a cloud.Account, region string)
 	if err != nil {
 		return nil, err
 	}
+	cs, err := describeAll(ctx, client, region, names)
+	if err != nil {
+		return nil, err
+	}
 	var out []cloud.Cluster
-	for _, name := range names {
-		c, err := describe(ctx, client, region, name)
-		if errors.Is(err, errGone) {
-			continue
+	for _, c := range cs {
+		if c.Ref != "" {
+			out = append(out, c)
 		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
 	}
 	return out, nil
+}
+
+// describeParallel bounds the DescribeCluster calls in flight per region.
+const describeParallel = 8
+
+// describeAll describes names, describeParallel at a time; a cluster gone
+// meanwhile is a zero Cluster.
+func describeAll(ctx context.Context, client *eks.Client, region string, names []string) ([]cloud.Cluster, error) {
+	out := make([]cloud.Cluster, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(describeParallel)
+	for i, name := range names {
+		g.Go(func() error {
+			c, err := describe(gctx, client, region, name)
+			if errors.Is(err, errGone) {
+				return nil
+			}
+			out[i] = c
+			return err
+		})
+	}
+	return out, g.Wait()
 }
 
 // Health lists the region's clusters (EKS's list has names only) and
@@ -146,21 +168,20 @@ func (p *Provider) Health(ctx context.Context, a cloud.Account, region string, r
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]cloud.Health{}
+	var present []string
 	for _, ref := range refs {
-		name := nameFromARN(ref)
-		if !slices.Contains(names, name) {
-			continue
+		if name := nameFromARN(ref); slices.Contains(names, name) {
+			present = append(present, name)
 		}
-		c, err := describe(ctx, client, region, name)
-		if errors.Is(err, errGone) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if c.Ref == ref {
-			out[ref] = c.Health
+	}
+	cs, err := describeAll(ctx, client, region, present)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]cloud.Health{}
+	for _, c := range cs {
+		if c.Ref != "" && slices.Contains(refs, c.Ref) {
+			out[c.Ref] = c.Health
 		}
 	}
 	return out, nil
