@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/container/apiv1/containerpb"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v6"
@@ -21,6 +22,8 @@ import (
 	"github.com/eco-project/eco/cloud/aws/awsfake"
 	"github.com/eco-project/eco/cloud/azure"
 	"github.com/eco-project/eco/cloud/azure/azurefake"
+	"github.com/eco-project/eco/cloud/gcp"
+	"github.com/eco-project/eco/cloud/gcp/gcpfake"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/localcluster"
@@ -172,6 +175,76 @@ current-context: webhook
 		t.Errorf("access entry policies: %v", got)
 	}
 	setup, err := localeco.Installed(ctx, eksCluster, id, filepath.Join(dir, "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, hub: h, id: id, setup: setup}
+	w.startAgent(setup.AgentConfig())
+	t.Cleanup(func() { w.stopAgent() })
+	if _, err := h.WaitState(ctx, id, store.StateConnected, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOneClickInstallGKE: a GKE cluster is installed by the hub itself
+// with an OAuth token of the account's service account, from the key's
+// (fake) token URI, against a real local API server that authenticates
+// it through the fake's webhook; the agent connects.
+func TestOneClickInstallGKE(t *testing.T) {
+	ctx := t.Context()
+	f, err := gcpfake.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	key, err := f.NewKey("eco-hub@proj-e2e.iam.gserviceaccount.com", "proj-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhook := httptest.NewServer(f.TokenReviewHandler())
+	t.Cleanup(webhook.Close)
+	dir := t.TempDir()
+	wcfg := filepath.Join(dir, "webhook.kubeconfig")
+	if err := os.WriteFile(wcfg, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: gke, cluster: {server: %q}}]
+users: [{name: kube-apiserver, user: {}}]
+contexts: [{name: webhook, context: {cluster: gke, user: kube-apiserver}}]
+current-context: webhook
+`, webhook.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gkeCluster := clustertest.Start(t, localcluster.Config{Name: "gke", APIServerArgs: []string{
+		"--authentication-token-webhook-config-file=" + wcfg, "--authentication-token-webhook-version=v1"}})
+	f.SetClusters("proj-e2e", &containerpb.Cluster{Name: "shop", Location: "europe-west1", Status: containerpb.Cluster_RUNNING,
+		CurrentMasterVersion: "1.34.4-gke.1", Endpoint: strings.TrimPrefix(gkeCluster.URL, "https://"),
+		MasterAuth: &containerpb.MasterAuth{ClusterCaCertificate: base64.StdEncoding.EncodeToString(gkeCluster.CAPEM)}})
+
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(t),
+		Configure: func(c *hub.Config) {
+			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderGKE: gcp.New(gcp.Config{
+				Endpoint: f.Endpoint, TokenURI: f.TokenURI, ClientOptions: f.ClientOptions(), HTTPClient: f.HTTPClient()})}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	var acct cloud.AccountInfo
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/cloud/accounts", "", map[string]any{"name": "e2e-gcp", "provider": "gke", "scopes": []string{"proj-e2e"},
+		"credentials": map[string]string{"serviceAccountKey": string(key)}}, &acct); err != nil {
+		t.Fatal(err)
+	}
+	var imp struct{ Results []cloud.ImportResult }
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/cloud/accounts/"+acct.ID+"/import", "", map[string]any{"clusters": []map[string]string{
+		{"scope": "proj-e2e", "ref": gcpfake.SelfLink("proj-e2e", "europe-west1", "shop")}}}, &imp); err != nil || imp.Results[0].ClusterID == "" {
+		t.Fatalf("import: %+v, %v", imp.Results, err)
+	}
+	id := imp.Results[0].ClusterID
+	var res hub.CloudInstall
+	if err := h.Do(ctx, http.MethodPost, "/api/v1/clusters/"+id+"/cloud-install", "", nil, &res); err != nil {
+		t.Fatalf("one-click install: %v", err)
+	}
+	setup, err := localeco.Installed(ctx, gkeCluster, id, filepath.Join(dir, "agent"))
 	if err != nil {
 		t.Fatal(err)
 	}

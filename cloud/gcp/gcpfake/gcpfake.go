@@ -222,6 +222,34 @@ func (s *Server) Authenticate(bearer string) (string, error) {
 	return s.verifyJWT(bearer)
 }
 
+// TokenReviewHandler is a kube-apiserver authentication webhook
+// (--authentication-token-webhook-config-file) standing in for GKE's:
+// an access token the fake's token endpoint issued is its service
+// account, in system:masters (as roles/container.admin would allow).
+func (s *Server) TokenReviewHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var review struct {
+			APIVersion string `json:"apiVersion"`
+			Spec       struct {
+				Token string `json:"token"`
+			} `json:"spec"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		email, ok := s.tokens[review.Spec.Token]
+		s.mu.Unlock()
+		status := map[string]any{"authenticated": false, "error": "unknown access token"}
+		if ok {
+			status = map[string]any{"authenticated": true, "user": map[string]any{"username": email, "groups": []string{"system:masters", "system:authenticated"}}}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"apiVersion": review.APIVersion, "kind": "TokenReview", "status": status})
+	})
+}
+
 // ListClusters implements containerpb.ClusterManagerServer.
 func (s *Server) ListClusters(ctx context.Context, req *containerpb.ListClustersRequest) (*containerpb.ListClustersResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
