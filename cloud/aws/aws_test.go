@@ -2,6 +2,7 @@ package aws_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
@@ -167,6 +168,17 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := r.p.Health(t.Context(), r.acct, "eu-west-1", []string{r.fake.ARN("eu-west-1", "prod")}); err != nil {
 		t.Errorf("after the throttle: %v", err)
+	}
+	// An assumed role's session that expired.
+	r.fake.AddRole("arn:aws:iam::123456789012:role/eco", "")
+	role := r.acct
+	role.Credentials.RoleARN = "arn:aws:iam::123456789012:role/eco"
+	if _, err := r.p.Discover(t.Context(), role, "eu-west-1"); err != nil {
+		t.Fatal(err)
+	}
+	r.fake.ExpireSessions()
+	if _, err := r.p.Discover(t.Context(), role, "eu-west-1"); !errors.Is(err, cloud.ErrCredentialsRejected) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired session: got %v, want ErrCredentialsRejected (expired)", err)
 	}
 	r.fake.RemoveKey("AKIDECO")
 	if _, err := r.p.Discover(t.Context(), r.acct, "eu-west-1"); !errors.Is(err, cloud.ErrCredentialsRejected) {

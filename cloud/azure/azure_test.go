@@ -147,6 +147,10 @@ func TestDiscoverAndHealth(t *testing.T) {
 	if _, err := p.Health(t.Context(), a, sub, []string{we}); !errors.Is(err, cloud.ErrThrottled) {
 		t.Errorf("throttled: %v", err)
 	}
+	f.ExpireSecret("tenant-1", "client-1")
+	if _, err := p.Health(t.Context(), a, sub, []string{we}); !errors.Is(err, cloud.ErrCredentialsRejected) {
+		t.Errorf("expired secret: %v", err)
+	}
 	f.Revoke("tenant-1", "client-1")
 	if _, err := p.Health(t.Context(), a, sub, []string{we}); !errors.Is(err, cloud.ErrCredentialsRejected) {
 		t.Errorf("revoked: %v", err)

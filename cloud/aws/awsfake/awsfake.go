@@ -66,6 +66,8 @@ type Server struct {
 	// role each was issued for.
 	sessions     map[string]string
 	sessionRoles map[string]string
+	// expired are session keys past their expiry.
+	expired map[string]bool
 	// access maps cluster → principal ARN → the access policies
 	// associated with its access entry.
 	access map[string]map[string][]string
@@ -80,7 +82,7 @@ type Server struct {
 func New() *Server {
 	s := &Server{Account: "123456789012", keys: map[string]string{}, sessions: map[string]string{},
 		roles: map[string]string{}, clusters: map[string][]Cluster{}, calls: map[string]int{},
-		sessionRoles: map[string]string{}, access: map[string]map[string][]string{}}
+		sessionRoles: map[string]string{}, access: map[string]map[string][]string{}, expired: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -90,6 +92,16 @@ func (s *Server) AddKey(id, secret string) { s.mu.Lock(); s.keys[id] = secret; s
 
 // RemoveKey revokes an access key: its requests are refused from now on.
 func (s *Server) RemoveKey(id string) { s.mu.Lock(); delete(s.keys, id); s.mu.Unlock() }
+
+// ExpireSessions makes every session AssumeRole issued so far expired:
+// their requests are answered ExpiredTokenException.
+func (s *Server) ExpireSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.sessions {
+		s.expired[id] = true
+	}
+}
 
 // AddRole lets any known key assume role arn with externalID.
 func (s *Server) AddRole(arn, externalID string) {
@@ -149,7 +161,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.throttle--
 	}
 	s.calls["request "+region]++
+	expired := s.expired[keyID]
 	s.mu.Unlock()
+	if expired {
+		awsError(w, r, http.StatusForbidden, map[bool]string{true: "ExpiredToken", false: "ExpiredTokenException"}[service == "sts"],
+			"The security token included in the request is expired")
+		return
+	}
 	if !ok {
 		awsError(w, r, http.StatusForbidden, map[bool]string{true: "InvalidClientTokenId", false: "UnrecognizedClientException"}[service == "sts"],
 			"The security token included in the request is invalid.")

@@ -39,13 +39,14 @@ type Server struct {
 	throttle int
 	calls    map[string]int    // list calls by subscription
 	kubecfgs map[string][]byte // lowercased resource ID → admin kubeconfig
+	expired  map[string]bool   // tenant/client whose secret expired
 	issued   int
 }
 
 // New starts the fake on loopback with TLS; Close it when done.
 func New() *Server {
 	s := &Server{secrets: map[string]string{}, certs: map[string]crypto.PublicKey{}, grants: map[string][]string{},
-		tokens: map[string]string{}, subs: map[string][]*armcontainerservice.ManagedCluster{}, calls: map[string]int{}, kubecfgs: map[string][]byte{}}
+		tokens: map[string]string{}, subs: map[string][]*armcontainerservice.ManagedCluster{}, calls: map[string]int{}, kubecfgs: map[string][]byte{}, expired: map[string]bool{}}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -92,6 +93,20 @@ func (s *Server) AddCertificate(tenant, client string, subscriptions ...string) 
 	s.mu.Unlock()
 	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
+}
+
+// ExpireSecret makes the service principal's client secret expired, and
+// forgets the tokens issued to it.
+func (s *Server) ExpireSecret(tenant, client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := tenant + "/" + client
+	s.expired[id] = true
+	for t, who := range s.tokens {
+		if who == id {
+			delete(s.tokens, t)
+		}
+	}
 }
 
 // Revoke removes a service principal and its tokens.
@@ -176,7 +191,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	s.mu.Lock()
 	secret, hasSecret := s.secrets[id]
 	pub := s.certs[id]
+	expired := s.expired[id]
 	s.mu.Unlock()
+	if expired && r.PostForm.Get("client_secret") != "" {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app are expired.","error_codes":[7000222]}`)
+		return
+	}
 	ok := false
 	switch {
 	case r.PostForm.Get("client_secret") != "":
