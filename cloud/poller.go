@@ -51,6 +51,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	states := map[scopeKey]*scopeState{}
 	last := map[string]string{}
+	// The scopes there are at start are spread over the fast interval, so
+	// a restarted hub with thousands of them does not call every cloud
+	// API at the same instant; scopes that appear later (an import) are
+	// polled at once.
+	s.spreadNew(ctx, states)
 	for {
 		wait := s.pollDue(ctx, states, last)
 		t := time.NewTimer(wait)
@@ -61,6 +66,21 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-s.kick:
 			t.Stop()
+		}
+	}
+}
+
+// spreadNew gives every scope a first poll time in the next fast interval.
+func (s *Service) spreadNew(ctx context.Context, states map[scopeKey]*scopeState) {
+	links, err := s.cfg.Store.CloudLinks(ctx, "")
+	if err != nil {
+		return // pollDue reports it
+	}
+	now := s.cfg.Now()
+	for _, l := range links {
+		k := scopeKey{l.AccountID, l.Scope}
+		if states[k] == nil {
+			states[k] = &scopeState{next: now.Add(time.Duration(rand.Float64() * float64(s.cfg.FastInterval)))}
 		}
 	}
 }
