@@ -78,11 +78,8 @@ func ParseHealth(s string) Health {
 	return Health{State: Unknown, Reason: s}
 }
 
-// joinReasons joins the provider's words for several problems.
-func joinReasons(rs []string) string { return strings.Join(rs, "; ") }
-
-// JoinReasons joins the provider's words for several problems, for the
-// provider packages.
+// JoinReasons joins the provider's words for several problems with "; ",
+// leaving out empty ones.
 func JoinReasons(rs ...string) string {
 	out := rs[:0:0]
 	for _, r := range rs {
@@ -90,5 +87,5 @@ func JoinReasons(rs ...string) string {
 			out = append(out, r)
 		}
 	}
-	return joinReasons(out)
+	return strings.Join(out, "; ")
 }
