@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/store"
@@ -59,6 +61,7 @@ type options struct {
 	limits          hub.Limits
 	previousKeyFile string
 	credentialGrace time.Duration
+	argocd          argocdOptions
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -90,6 +93,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
 	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
+	o.argocd.flags(fs)
 }
 
 func main() {
@@ -217,7 +221,9 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		defer f.Close()
 		auditLog = f
 	}
+	registry := prometheus.NewRegistry()
 	h, err := hub.New(hub.Config{
+		Registry:             registry,
 		AuditLog:             auditLog,
 		AuditReads:           o.auditReads,
 		Store:                st,
@@ -243,6 +249,11 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
 		return err
 	}
+	stopArgoCD, err := o.argocd.start(h, registry, ident.CAPEM, logger.With("component", "argocd"))
+	if err != nil {
+		return err
+	}
+	defer stopArgoCD()
 
 	if secret, err := h.Bootstrap(ctx); err != nil {
 		return err
