@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/argocd"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localeco"
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	module := fs.String("kube-module", "tools/kube", "tools/kube module, to build the cluster binaries when they are not cached")
 	agentBin := fs.String("agent-bin", "bin/eco-agent", "eco-agent binary to run (make demo builds it)")
 	hubAddr := fs.String("hub-addr", "127.0.0.1:8443", "hub listen address (a free port is used if this one is taken)")
+	argocdResync := fs.Duration("argocd-resync", 30*time.Second, "how often the demo's Argo CD registration (namespace argocd of the local cluster) is checked")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,8 +109,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// Argo CD registration: the demo cluster is registered into
+	// namespace argocd of the local cluster itself (docs/argocd.md), so
+	// the Secret can be seen with kubectl even when Argo CD is not running.
+	if err := cluster.Kubectl(ctx, "create", "namespace", argocd.DefaultNamespace).Run(); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", argocd.DefaultNamespace, err)
+	}
+	var registrar *argocd.Registrar
+	mountArgoCD := func(h *hub.Hub) error {
+		ca, err := os.ReadFile(filepath.Join(absDir, "hub", "tls", "ca.crt"))
+		if err != nil {
+			return fmt.Errorf("reading the hub's CA: %w", err)
+		}
+		registrar, err = argocd.New(argocd.Config{
+			Hub: h, CAPEM: ca, Resync: *argocdResync, Logger: logger.With("component", "argocd"),
+			Instances: []argocd.Instance{{Kubeconfig: kubeconfig, Namespace: argocd.DefaultNamespace}},
+		})
+		if err != nil {
+			return err
+		}
+		h.Mount(argocd.APIPath, registrar.Handler(h))
+		return nil
+	}
+
 	fmt.Fprintln(stdout, "starting the eco hub")
-	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger)}
+	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: func(h *hub.Hub) error {
+		if err := mountUI(logger)(h); err != nil {
+			return err
+		}
+		return mountArgoCD(h)
+	}}
 	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
 		hubCfg.Addr = ""
@@ -121,6 +151,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "stopping the hub")
 		h.Close()
 	}()
+
+	regCtx, regStop := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	go func() { // owned: stopped and awaited below
+		defer close(regDone)
+		if err := registrar.Run(regCtx); err != nil {
+			logger.Error("Argo CD registration stopped", "err", err)
+		}
+	}()
+	defer func() { regStop(); <-regDone }()
 
 	fmt.Fprintln(stdout, "importing the local cluster and applying its install YAML with kubectl")
 	imported, err := h.Import(ctx, "local")
@@ -179,18 +219,22 @@ eco demo is up (%s)
   hub.kubeconfig:  %s   (kubectl through the hub as admin: a token for this cluster only, 8 h)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
+  Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)
 
 try:
   source %s
   curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters
   KUBECONFIG=%s %s auth whoami
   KUBECONFIG=%s %s get pods -A
+  KUBECONFIG=%s %s -n argocd get secret %s -o yaml
+  curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters/%s/argocd
 
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(),
-		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl)
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), argocd.DefaultNamespace, argocd.SecretName(imported.ID),
+		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl,
+		kubeconfig, kubectl, argocd.SecretName(imported.ID), filepath.Join(absDir, "hub", "tls", "ca.crt"), imported.ID)
 	select {
 	case <-ctx.Done():
 	case <-agentDone:

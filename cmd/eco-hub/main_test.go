@@ -32,6 +32,10 @@ func TestFlagDefaults(t *testing.T) {
 		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s", "audit-log": "", "audit-reads": "false",
 		"credential-grace": "10m0s", "previous-secret-key-file": "",
+		// Argo CD registration (cmd/eco-hub/argocd.go).
+		"argocd-config": "", "argocd-kubeconfig": "", "argocd-in-cluster": "false", "argocd-cluster": "",
+		"argocd-namespace": "argocd", "argocd-project": "", "argocd-url": "", "argocd-grant": "admin",
+		"argocd-token-ttl": "24h0m0s", "argocd-resync": "5m0s",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]
