@@ -134,10 +134,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintln(stdout, "starting the eco hub")
 	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: func(h *hub.Hub) error {
-		if err := mountUI(logger)(h); err != nil {
+		if err := mountArgoCD(h); err != nil {
 			return err
 		}
-		return mountArgoCD(h)
+		return mountUI(logger, registrar)(h)
 	}}
 	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
@@ -243,10 +243,11 @@ Ctrl-C stops everything.
 	return nil
 }
 
-// mountUI mounts the web UI on the hub, as eco-hub does.
-func mountUI(logger *slog.Logger) func(*hub.Hub) error {
+// mountUI mounts the web UI on the hub, with the Argo CD tab, as eco-hub
+// does.
+func mountUI(logger *slog.Logger, argo *argocd.Registrar) func(*hub.Hub) error {
 	return func(h *hub.Hub) error {
-		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
+		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), ArgoCD: argo}); err != nil {
 			return fmt.Errorf("web UI: %w", err)
 		}
 		return nil

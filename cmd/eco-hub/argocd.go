@@ -42,18 +42,18 @@ func (o *argocdOptions) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.resync, "argocd-resync", argocd.DefaultResync, "how often every registration is checked, besides lifecycle events and Secret changes")
 }
 
-// start runs the registrar if an instance is configured and mounts its API;
-// the returned function stops it.
-func (o *argocdOptions) start(h *hub.Hub, registry prometheus.Registerer, caPEM []byte, logger *slog.Logger) (func(), error) {
+// start runs the registrar if an instance is configured (else it returns
+// nil) and mounts its API; the returned function stops it.
+func (o *argocdOptions) start(h *hub.Hub, registry prometheus.Registerer, caPEM []byte, logger *slog.Logger) (*argocd.Registrar, func(), error) {
 	cfg := argocd.Config{Hub: h, CAPEM: caPEM, Grant: store.ClusterRole(o.grant), TokenTTL: o.tokenTTL, Resync: o.resync, Logger: logger, Registerer: registry}
 	single := o.kubeconfig != "" || o.inCluster || o.cluster != ""
 	switch {
 	case o.config != "" && single:
-		return nil, fmt.Errorf("--argocd-config: not with --argocd-kubeconfig, --argocd-in-cluster or --argocd-cluster")
+		return nil, nil, fmt.Errorf("--argocd-config: not with --argocd-kubeconfig, --argocd-in-cluster or --argocd-cluster")
 	case o.config != "":
 		f, err := argocd.LoadFile(o.config)
 		if err != nil {
-			return nil, fmt.Errorf("--argocd-config: %w", err)
+			return nil, nil, fmt.Errorf("--argocd-config: %w", err)
 		}
 		cfg.Instances = f.Instances
 		if f.Grant != "" {
@@ -61,7 +61,7 @@ func (o *argocdOptions) start(h *hub.Hub, registry prometheus.Registerer, caPEM 
 		}
 		if f.TokenTTL != "" || f.Resync != "" {
 			if cfg.TokenTTL, cfg.Resync, err = f.Durations(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	case single:
@@ -70,14 +70,14 @@ func (o *argocdOptions) start(h *hub.Hub, registry prometheus.Registerer, caPEM 
 			Namespace: o.namespace, Project: o.project, URL: o.url,
 		}}
 	default:
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
 	if o.tokenTTL < time.Minute {
-		return nil, fmt.Errorf("--argocd-token-ttl must be at least 1m, got %v", o.tokenTTL)
+		return nil, nil, fmt.Errorf("--argocd-token-ttl must be at least 1m, got %v", o.tokenTTL)
 	}
 	reg, err := argocd.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h.Mount(argocd.APIPath, reg.Handler(h))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,5 +89,5 @@ func (o *argocdOptions) start(h *hub.Hub, registry prometheus.Registerer, caPEM 
 		}
 	}()
 	logger.Info("registering clusters into Argo CD", "instances", len(cfg.Instances), "grant", cfg.Grant)
-	return func() { cancel(); <-done }, nil
+	return reg, func() { cancel(); <-done }, nil
 }

@@ -246,14 +246,18 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer h.Close()
-	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
-		return err
-	}
-	stopArgoCD, err := o.argocd.start(h, registry, ident.CAPEM, logger.With("component", "argocd"))
+	argo, stopArgoCD, err := o.argocd.start(h, registry, ident.CAPEM, logger.With("component", "argocd"))
 	if err != nil {
 		return err
 	}
 	defer stopArgoCD()
+	uiCfg := ui.Config{Hub: h, Logger: logger.With("component", "ui")}
+	if argo != nil {
+		uiCfg.ArgoCD = argo
+	}
+	if _, err := ui.Mount(uiCfg); err != nil {
+		return err
+	}
 
 	if secret, err := h.Bootstrap(ctx); err != nil {
 		return err
