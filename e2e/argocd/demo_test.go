@@ -189,7 +189,7 @@ func (d *demo) api(ctx context.Context, method, path string, in, out any) error 
 }
 
 // clientset reaches the local cluster directly, as an administrator.
-func (d *demo) clientset(t *testing.T) (*kubernetes.Clientset, *rest.Config) {
+func (d *demo) clientset(t testing.TB) (*kubernetes.Clientset, *rest.Config) {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", d.kubeconfig)
 	if err != nil {

@@ -15,8 +15,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -94,10 +95,11 @@ type Registrar struct {
 // instance is one Argo CD installation at run time.
 type instance struct {
 	Instance
-	group   string // the hub group of this instance's tokens
-	client  kubernetes.Interface
-	dynamic dynamic.Interface
-	queue   workqueue.TypedRateLimitingInterface[string]
+	group    string // the hub group of this instance's tokens
+	client   kubernetes.Interface
+	dynamic  dynamic.Interface
+	metadata metadata.Interface
+	queue    workqueue.TypedRateLimitingInterface[string]
 
 	mu     sync.Mutex
 	status map[string]*Registration // guarded by mu, by cluster ID
@@ -184,8 +186,12 @@ func New(cfg Config) (*Registrar, error) {
 		if err != nil {
 			return nil, fmt.Errorf("argocd: instance %q: %w", in.Name, err)
 		}
+		mc, err := metadata.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("argocd: instance %q: %w", in.Name, err)
+		}
 		r.instances = append(r.instances, &instance{
-			Instance: in, group: "eco:argocd:" + in.Name, client: cs, dynamic: dc,
+			Instance: in, group: "eco:argocd:" + in.Name, client: cs, dynamic: dc, metadata: mc,
 			status: map[string]*Registration{},
 		})
 	}
@@ -222,27 +228,26 @@ func (r *Registrar) Run(ctx context.Context) error {
 	defer unsubscribe()
 
 	var wg sync.WaitGroup
-	var factories []informers.SharedInformerFactory
+	var factories []metadatainformer.SharedInformerFactory
 	for _, in := range r.instances {
 		in.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, 5*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "argocd-" + in.Name})
-		// Watch the hub's own Secrets: one edited or deleted by hand is
-		// reconciled at once.
-		f := informers.NewSharedInformerFactoryWithOptions(in.client, r.cfg.Resync,
-			informers.WithNamespace(in.Namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		// Watch the hub's own Secrets, their metadata only (no token is
+		// cached): one edited or deleted by hand is reconciled at once.
+		f := metadatainformer.NewFilteredSharedInformerFactory(in.metadata, r.cfg.Resync, in.Namespace,
+			func(o *metav1.ListOptions) {
 				o.LabelSelector = LabelManagedBy + "=" + ManagedBy + "," + LabelInstance + "=" + in.Name
-			}))
+			})
 		enqueue := func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
-			if s, ok := obj.(*corev1.Secret); ok && s.Labels[LabelClusterID] != "" {
-				in.queue.Add(s.Labels[LabelClusterID])
+			if m, ok := obj.(metav1.Object); ok && m.GetLabels()[LabelClusterID] != "" {
+				in.queue.Add(m.GetLabels()[LabelClusterID])
 			}
 		}
-		if _, err := f.Core().V1().Secrets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		if _, err := f.ForResource(corev1.SchemeGroupVersion.WithResource("secrets")).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    enqueue,
 			UpdateFunc: func(_, obj any) { enqueue(obj) },
 			DeleteFunc: enqueue,
