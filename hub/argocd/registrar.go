@@ -532,10 +532,11 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		current = nil // not ours: never delete a user's Secret
 	}
 	in.mu.Lock()
-	_, known := in.status[id]
+	st, known := in.status[id]
+	settled := known && !st.Registered && st.Reason == why && st.Error == ""
 	in.mu.Unlock()
-	if current == nil && !known {
-		return nil // never registered here: nothing to do
+	if current == nil && (!known || settled) {
+		return nil // never registered here, or unregistered already
 	}
 	if current != nil {
 		uid := current.UID

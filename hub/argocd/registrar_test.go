@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/argocd"
+	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
 	"github.com/eco-project/eco/localeco"
@@ -40,7 +42,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ECO_SKIP_CLUSTER") != "" {
 		os.Exit(m.Run())
 	}
-	clustertest.Main(m, localcluster.Config{Name: "argocd"}, &cluster)
+	// Full: namespace deletion (an agent's goodbye, Removed) needs the
+	// controller-manager.
+	clustertest.Main(m, localcluster.Config{Name: "argocd", Full: true}, &cluster)
 }
 
 type tWriter struct{ t *testing.T }
@@ -61,6 +65,8 @@ type rig struct {
 	reg      *argocd.Registrar
 	registry *prometheus.Registry
 	stop     func()
+	// stopAgent stops the cluster's agent: the cluster turns Disconnected.
+	stopAgent func()
 }
 
 func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
@@ -104,7 +110,15 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 	actx, acancel := context.WithCancel(context.Background())
 	adone := make(chan error, 1)
 	go func() { adone <- agent.Run(actx, acfg) }()
-	t.Cleanup(func() { acancel(); <-adone })
+	stopAgent := sync.OnceFunc(func() { acancel(); <-adone })
+	t.Cleanup(func() {
+		stopAgent()
+		// The agent's namespace and RBAC go, so the next rig installs
+		// afresh.
+		cluster.Kubectl(context.Background(), "delete", "namespace", install.DefaultNamespace, "--ignore-not-found", "--wait=true", "--timeout=60s").Run()
+		cluster.Kubectl(context.Background(), "delete", "clusterrolebinding", "eco:admins", "eco:editors", "eco:viewers", "eco-agent", "--ignore-not-found").Run()
+		cluster.Kubectl(context.Background(), "delete", "clusterrole", "eco-agent", "--ignore-not-found").Run()
+	})
 	if _, err := h.WaitState(ctx, c.ID, store.StateConnected, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +155,7 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan error, 1)
 	go func() { rdone <- reg.Run(rctx) }()
-	r := &rig{t: t, hub: h, id: c.ID, ns: ns, cs: cs, reg: reg, registry: registry}
+	r := &rig{t: t, hub: h, id: c.ID, ns: ns, cs: cs, reg: reg, registry: registry, stopAgent: stopAgent}
 	r.stop = func() { rcancel(); <-rdone }
 	t.Cleanup(r.stop)
 	return r
@@ -485,4 +499,75 @@ current-context: dead
 		}
 		return nil
 	})
+}
+
+// TestDisconnectedStaysRegistered: while ECO is not connected the Secret
+// stays, and what Argo CD gets through the hub is a Kubernetes Status
+// naming eco's state and reason.
+func TestDisconnectedStaysRegistered(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r := newRig(t, nil)
+	s := r.waitSecret()
+	r.stopAgent()
+	if _, err := r.hub.WaitState(t.Context(), r.id, store.StateDisconnected, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // a few resyncs and the Disconnected event
+	got, err := r.secret()
+	if err != nil || got.UID != s.UID || tokenID(got) != tokenID(s) {
+		t.Fatalf("while Disconnected the Secret is %v, %v; want it unchanged", got, err)
+	}
+	_, err = whoAmI(config(t, got))
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) || st.Status().Code != http.StatusServiceUnavailable || !strings.Contains(st.Status().Message, "Disconnected") {
+		t.Errorf("Argo CD's request while Disconnected: %v, want a 503 Status naming Disconnected", err)
+	}
+	var v argocd.ClusterView
+	if err := r.hub.Do(t.Context(), http.MethodGet, "/api/v1/clusters/"+r.id+"/argocd", "", nil, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Connected || v.State != "Disconnected" || len(v.Registrations) != 1 || !v.Registrations[0].Registered {
+		t.Errorf("view while Disconnected = %+v", v)
+	}
+}
+
+// TestRemovedUnregisters: the agent's namespace deleted → the cluster is
+// Removed → the Secret is deleted in seconds and its token revoked.
+func TestRemovedUnregisters(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r := newRig(t, nil)
+	s := r.waitSecret()
+	cfg := config(t, s)
+	if err := cluster.Kubectl(t.Context(), "delete", "namespace", install.DefaultNamespace, "--wait=false").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.hub.WaitState(t.Context(), r.id, store.StateRemoved, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.eventually("the Secret gone", 10*time.Second, func() error {
+		if _, err := r.secret(); !apierrors.IsNotFound(err) {
+			return errors.New("still there")
+		}
+		return nil
+	})
+	t.Logf("Secret gone %s after Removed", time.Since(start).Round(time.Millisecond))
+	tokens, err := r.hub.Store().ListTokens(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tokens {
+		if tk.Name == "service:argocd" && !tk.Revoked() {
+			t.Errorf("token %s of service:argocd is not revoked", tk.ID)
+		}
+	}
+	if _, err := r.hub.AuthenticateToken(t.Context(), cfg.BearerToken); err == nil {
+		t.Error("the hub still accepts the Removed cluster's Argo CD token")
+	}
+	grants, _ := r.hub.Store().ListGrants(t.Context(), r.id)
+	for _, g := range grants {
+		if g.Subject == "service:argocd" {
+			t.Errorf("grant %s of service:argocd is still there", g.ID)
+		}
+	}
 }
