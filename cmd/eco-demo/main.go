@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	module := fs.String("kube-module", "tools/kube", "tools/kube module, to build the cluster binaries when they are not cached")
 	agentBin := fs.String("agent-bin", "bin/eco-agent", "eco-agent binary to run (make demo builds it)")
 	hubAddr := fs.String("hub-addr", "127.0.0.1:8443", "hub listen address (a free port is used if this one is taken)")
+	argocdTokenTTL := fs.Duration("argocd-token-ttl", argocd.DefaultTokenTTL, "lifetime of the demo's Argo CD token (replaced when a third is left)")
 	argocdResync := fs.Duration("argocd-resync", 30*time.Second, "how often the demo's Argo CD registration (namespace argocd of the local cluster) is checked")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -122,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("reading the hub's CA: %w", err)
 		}
 		registrar, err = argocd.New(argocd.Config{
-			Hub: h, CAPEM: ca, Resync: *argocdResync, Logger: logger.With("component", "argocd"),
+			Hub: h, CAPEM: ca, Resync: *argocdResync, TokenTTL: *argocdTokenTTL, Logger: logger.With("component", "argocd"),
 			Instances: []argocd.Instance{{Kubeconfig: kubeconfig, Namespace: argocd.DefaultNamespace}},
 		})
 		if err != nil {

@@ -42,6 +42,10 @@ type demo struct {
 	log        *bytes.Buffer
 }
 
+// demoTokenTTL is the demo's Argo CD token lifetime: short, so that the
+// real Argo CD lives through rotations during the tests.
+const demoTokenTTL = 45 * time.Second
+
 // the demo every test of this package shares; nil when the cluster's
 // binaries are not built (the tests skip).
 var shared *demo
@@ -94,7 +98,7 @@ func startDemo(bins localcluster.Binaries) (*demo, error) {
 	}
 	d := &demo{dir: filepath.Join(tmp, "demo"), bins: bins, done: make(chan struct{}), log: &bytes.Buffer{}}
 	d.cmd = exec.Command(demoBin, "--dir", d.dir, "--hub-addr", "127.0.0.1:0", "--agent-bin", agentBin,
-		"--kube-module", filepath.Join(root(), "tools/kube"), "--argocd-resync", "2s")
+		"--kube-module", filepath.Join(root(), "tools/kube"), "--argocd-resync", "2s", "--argocd-token-ttl", demoTokenTTL.String())
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {

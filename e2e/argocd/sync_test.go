@@ -123,6 +123,20 @@ data: {greeting: hello from git}
 	return "file://" + dir
 }
 
+// gitCommit writes one file of the repository at url and commits it.
+func gitCommit(t *testing.T, url, name, content string) {
+	t.Helper()
+	dir := strings.TrimPrefix(url, "file://")
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("git", "-c", "user.name=eco", "-c", "user.email=eco@example.invalid", "commit", "-q", "-am", "change")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git commit: %v\n%s", err, out)
+	}
+}
+
 // argoCD runs the real argocd-repo-server and argocd-application-controller
 // (Argo CD's own binary, built from this module) with Redis from Debian,
 // against namespace argocd of the demo's local cluster.
@@ -189,6 +203,11 @@ spec:
 		"--repo-server", "127.0.0.1:"+strconv.Itoa(repoPort), "--repo-server-plaintext",
 		"--redis", redis, "--metrics-port", strconv.Itoa(freePort(t)),
 		"--status-processors", "2", "--operation-processors", "2", "--loglevel", "info")
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+	process(t, "argocd-applicationset-controller", append([]string{"ARGOCD_BINARY_NAME=argocd-applicationset-controller"}, common...), bin,
+		"--kubeconfig", d.kubeconfig, "--namespace", "argocd",
+		"--argocd-repo-server", "127.0.0.1:"+strconv.Itoa(repoPort), "--repo-server-plaintext",
+		"--metrics-addr", addr(), "--probe-addr", addr(), "--webhook-addr", addr(), "--enable-leader-election=false")
 }
 
 type testWriter struct{ t *testing.T }
@@ -219,7 +238,6 @@ spec:
     automated: {prune: true, selfHeal: true}
     syncOptions: [CreateNamespace=true]
 `, repo, server)
-	start := time.Now()
 	if _, err := d.kubectl(ctx, app, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +263,7 @@ spec:
 		}
 		return nil
 	})
-	t.Logf("Synced/Healthy %s after the Application was created", time.Since(start).Round(time.Millisecond))
-	_ = took
+	t.Logf("Synced/Healthy %s after the Application was created", took.Round(time.Millisecond))
 	cs, _ := d.clientset(t)
 	cm, err := cs.CoreV1().ConfigMaps("guestbook").Get(ctx, "guestbook", metav1.GetOptions{})
 	if err != nil || cm.Data["greeting"] != "hello from git" {
@@ -284,6 +301,74 @@ spec:
 	}
 	if len(view.Applications) != 1 || view.Applications[0].Name != "guestbook" || view.Applications[0].Sync != "Synced" {
 		t.Errorf("hub view = %+v", view)
+	}
+
+	// ApplicationSet's cluster generator selects the cluster by eco's
+	// labels and its Application syncs through the hub too.
+	appset := fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: by-eco-labels, namespace: argocd}
+spec:
+  goTemplate: true
+  generators:
+  - clusters:
+      selector:
+        matchLabels: {eco.dev/provider: generic, app.kubernetes.io/managed-by: eco-hub}
+  template:
+    metadata: {name: '{{.name}}-appset'}
+    spec:
+      project: default
+      source: {repoURL: %q, targetRevision: main, path: guestbook}
+      destination: {server: '{{.server}}', namespace: appset}
+      syncPolicy:
+        automated: {}
+        syncOptions: [CreateNamespace=true]
+`, repo)
+	if _, err := d.kubectl(ctx, appset, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the ApplicationSet's Application Synced and Healthy", 3*time.Minute, func() error {
+		u, err := dyn.Resource(applicationsGVR).Namespace("argocd").Get(ctx, "local-appset", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s, _, _ := unstructured.NestedString(u.Object, "status", "sync", "status")
+		h, _, _ := unstructured.NestedString(u.Object, "status", "health", "status")
+		if s != "Synced" || h != "Healthy" {
+			return fmt.Errorf("sync %q health %q", s, h)
+		}
+		return nil
+	})
+
+	// Across credential rotations (a 45 s token is replaced when 15 s are
+	// left; wait for two, so the first token has expired) a change in
+	// git still reaches the cluster through the hub: no failed sync.
+	tokenIDs := map[string]bool{}
+	eventually(t, "two token rotations", 2*time.Minute, func() error {
+		s, err := cs.CoreV1().Secrets("argocd").Get(ctx, "eco-"+d.clusterID, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		tokenIDs[s.Annotations["eco.dev/token-id"]] = true
+		if len(tokenIDs) < 3 {
+			return fmt.Errorf("tokens seen: %d", len(tokenIDs))
+		}
+		return nil
+	})
+	gitCommit(t, repo, "guestbook/configmap.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: guestbook}\ndata: {greeting: hello after rotation}\n")
+	took = eventually(t, "the change synced after rotations", 2*time.Minute, func() error {
+		cm, err := cs.CoreV1().ConfigMaps("guestbook").Get(ctx, "guestbook", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cm.Data["greeting"] != "hello after rotation" {
+			return fmt.Errorf("greeting %q", cm.Data["greeting"])
+		}
+		return nil
+	})
+	t.Logf("a git change synced %s after its commit, across %d tokens", took.Round(time.Millisecond), len(tokenIDs))
+	if s, h, conds := status(); s != "Synced" || h != "Healthy" {
+		t.Errorf("after rotations: sync %q health %q %s", s, h, conds)
 	}
 
 	// A Secret deleted by hand is back in seconds, and Argo CD stays
