@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/argocd"
+	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
@@ -77,7 +79,7 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 	ctx := t.Context()
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var api atomic.Pointer[http.Handler]
+	var api, pages atomic.Pointer[http.Handler]
 	h, err := localeco.StartHub(ctx, localeco.HubConfig{
 		Dir: filepath.Join(dir, "hub"), HeartbeatInterval: time.Second, Logger: logger.With("side", "hub"),
 		Mount: func(h *hub.Hub) error {
@@ -88,6 +90,15 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 				}
 				http.Error(w, "starting", http.StatusServiceUnavailable)
 			}))
+			for _, p := range ui.Patterns() {
+				h.Mount(p, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+					if p := pages.Load(); p != nil {
+						(*p).ServeHTTP(w, req)
+						return
+					}
+					http.Error(w, "starting", http.StatusServiceUnavailable)
+				}))
+			}
 			return nil
 		},
 	})
@@ -152,6 +163,12 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 	}
 	handler := reg.Handler(h.Hub)
 	api.Store(&handler)
+	u, err := ui.New(ui.Config{Hub: h.Hub, ArgoCD: reg, Logger: logger.With("side", "ui")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uh http.Handler = u
+	pages.Store(&uh)
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan error, 1)
 	go func() { rdone <- reg.Run(rctx) }()
@@ -328,6 +345,20 @@ func TestRegistration(t *testing.T) {
 		}
 		if v.Errors["argocd"] == "" {
 			t.Errorf("no Application CRD in this cluster, yet no error: %+v", v)
+		}
+		// The cluster page's Argo CD tab shows the same.
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, r.hub.URL+"/ui/clusters/"+r.id+"/argocd", nil)
+		req.Header.Set("Authorization", "Bearer "+r.hub.AdminToken)
+		resp, err := r.hub.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`>Argo CD</a>`, `id="argocd-registrations"`, r.ns + "/" + argocd.SecretName(r.id), "No Application has this cluster"} {
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), want) {
+				t.Errorf("Argo CD tab (%d) lacks %q", resp.StatusCode, want)
+			}
 		}
 		// A member without a grant is told the cluster does not exist.
 		var tok struct {
@@ -528,6 +559,17 @@ func TestDisconnectedStaysRegistered(t *testing.T) {
 	}
 	if v.Connected || v.State != "Disconnected" || len(v.Registrations) != 1 || !v.Registrations[0].Registered {
 		t.Errorf("view while Disconnected = %+v", v)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, r.hub.URL+"/ui/clusters/"+r.id+"/argocd", nil)
+	req.Header.Set("Authorization", "Bearer "+r.hub.AdminToken)
+	resp, err := r.hub.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "All Argo CD features") {
+		t.Errorf("the Argo CD tab while Disconnected does not say Argo CD features are unavailable")
 	}
 }
 
