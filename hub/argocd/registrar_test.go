@@ -430,11 +430,11 @@ func (r *rig) metric(name, instance string) float64 {
 
 func TestTokenRotation(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	// A 6 s token is replaced when less than 2 s is left.
-	r := newRig(t, func(c *argocd.Config) { c.TokenTTL = 6 * time.Second })
+	// A 15 s token is replaced when less than 5 s is left.
+	r := newRig(t, func(c *argocd.Config) { c.TokenTTL = 15 * time.Second })
 	first := r.waitSecret()
 	oldCfg := config(t, first)
-	r.eventually("a new token", 10*time.Second, func() error {
+	r.eventually("a new token", 20*time.Second, func() error {
 		s, err := r.secret()
 		if err != nil {
 			return err
