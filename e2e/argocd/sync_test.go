@@ -193,7 +193,17 @@ spec:
 	process(t, "redis", nil, redisServer, "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	redis := "127.0.0.1:" + strconv.Itoa(redisPort)
 	repoPort := freePort(t)
-	common := []string{"ARGOCD_FAKE_IN_CLUSTER=true", "KUBECONFIG=" + d.kubeconfig, "HOME=" + t.TempDir()}
+	// What Argo CD's image has under /app/config, in temporary
+	// directories; no commit signature verification (no gpg needed).
+	appConfig := t.TempDir()
+	for _, sub := range []string{"tls", "ssh", "gpg/source", "gpg/keys"} {
+		if err := os.MkdirAll(filepath.Join(appConfig, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	common := []string{"ARGOCD_FAKE_IN_CLUSTER=true", "KUBECONFIG=" + d.kubeconfig, "HOME=" + t.TempDir(),
+		"ARGOCD_GPG_ENABLED=false", "ARGOCD_GNUPGHOME=" + filepath.Join(appConfig, "gpg/keys"),
+		"ARGOCD_TLS_DATA_PATH=" + filepath.Join(appConfig, "tls"), "ARGOCD_SSH_DATA_PATH=" + filepath.Join(appConfig, "ssh")}
 	process(t, "argocd-repo-server", append([]string{"ARGOCD_BINARY_NAME=argocd-repo-server"}, common...), bin,
 		"--port", strconv.Itoa(repoPort), "--metrics-port", strconv.Itoa(freePort(t)), "--redis", redis,
 		"--disable-tls", "--loglevel", "info")

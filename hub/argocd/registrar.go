@@ -405,7 +405,13 @@ func (r *Registrar) reconcile(ctx context.Context, in *instance, id string) erro
 	c, err := r.store.GetCluster(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return r.unregister(ctx, in, id, "the cluster was deleted from the hub", false)
+		if err := r.unregister(ctx, in, id, "the cluster was deleted from the hub", false); err != nil {
+			return err
+		}
+		in.mu.Lock()
+		delete(in.status, id) // nothing left to show, nor to remember
+		in.mu.Unlock()
+		return nil
 	case err != nil:
 		return fmt.Errorf("reading cluster: %w", err)
 	case c.Status.State == store.StateRemoved:
