@@ -365,6 +365,11 @@ spec:
 		return nil
 	})
 	gitCommit(t, repo, "guestbook/configmap.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: guestbook}\ndata: {greeting: hello after rotation}\n")
+	// What a git webhook does: Argo CD would otherwise notice the new
+	// commit only when its revision cache expires (3 min).
+	if _, err := d.kubectl(ctx, "", "-n", "argocd", "annotate", "application", "guestbook", "argocd.argoproj.io/refresh=hard", "--overwrite"); err != nil {
+		t.Fatal(err)
+	}
 	took = eventually(t, "the change synced after rotations", 2*time.Minute, func() error {
 		cm, err := cs.CoreV1().ConfigMaps("guestbook").Get(ctx, "guestbook", metav1.GetOptions{})
 		if err != nil {
