@@ -38,6 +38,10 @@ const (
 	// ServiceName is the hub service identity Argo CD acts as: hub user
 	// service:argocd, Kubernetes user <prefix>service:argocd.
 	ServiceName = "argocd"
+	// DefaultQPS bounds the requests per second to an instance reached by
+	// kubeconfig or in-cluster (twice as many in a burst); through a
+	// tunnel the hub's own client settings and caps apply.
+	DefaultQPS = 200
 )
 
 // Instance is one Argo CD installation to register clusters into. Exactly

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -103,6 +104,7 @@ type instance struct {
 
 	mu     sync.Mutex
 	status map[string]*Registration // guarded by mu, by cluster ID
+	tokens map[string]string        // guarded by mu: the token last written, by cluster ID
 }
 
 // Registration is where one cluster's registration in one instance
@@ -129,6 +131,9 @@ type Registration struct {
 	Error string `json:"error,omitempty"`
 	// Reason says why the cluster is not registered, when it is not.
 	Reason string `json:"reason,omitempty"`
+
+	uid             types.UID // of the Secret last applied
+	resourceVersion string
 }
 
 // New validates cfg and connects to each instance's API (lazily: nothing
@@ -178,6 +183,11 @@ func New(cfg Config) (*Registrar, error) {
 		if err != nil {
 			return nil, fmt.Errorf("argocd: instance %q: %w", in.Name, err)
 		}
+		if rc.QPS == 0 {
+			// client-go's default (5/s) would take minutes for a
+			// thousand clusters.
+			rc.QPS, rc.Burst = DefaultQPS, 2*DefaultQPS
+		}
 		cs, err := kubernetes.NewForConfig(rc)
 		if err != nil {
 			return nil, fmt.Errorf("argocd: instance %q: %w", in.Name, err)
@@ -192,7 +202,7 @@ func New(cfg Config) (*Registrar, error) {
 		}
 		r.instances = append(r.instances, &instance{
 			Instance: in, group: "eco:argocd:" + in.Name, client: cs, dynamic: dc, metadata: mc,
-			status: map[string]*Registration{},
+			status: map[string]*Registration{}, tokens: map[string]string{},
 		})
 	}
 	return r, nil
@@ -429,13 +439,22 @@ func (r *Registrar) reconcile(ctx context.Context, in *instance, id string) erro
 		return err
 	}
 	secrets := in.client.CoreV1().Secrets(in.Namespace)
-	current, err := secrets.Get(ctx, SecretName(id), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		current = nil
-	} else if err != nil {
-		return fmt.Errorf("reading Secret %s/%s: %w", in.Namespace, SecretName(id), err)
+	// The token this registrar last wrote saves reading the Secret back:
+	// one request per cluster per resync instead of two. Without it (a
+	// restart), the Secret says which token Argo CD holds.
+	in.mu.Lock()
+	old := in.tokens[id]
+	in.mu.Unlock()
+	if old == "" {
+		current, err := secrets.Get(ctx, SecretName(id), metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading Secret %s/%s: %w", in.Namespace, SecretName(id), err)
+		}
+		if err == nil {
+			old = tokenOf(current)
+		}
 	}
-	token, t, err := r.token(ctx, in, id, current)
+	token, t, err := r.token(ctx, in, id, old)
 	if err != nil {
 		return err
 	}
@@ -451,27 +470,33 @@ func (r *Registrar) reconcile(ctx context.Context, in *instance, id string) erro
 	if err != nil {
 		return fmt.Errorf("applying Secret %s/%s: %w", in.Namespace, SecretName(id), err)
 	}
-	if current == nil {
+	in.mu.Lock()
+	in.tokens[id] = token
+	prev := in.status[id]
+	in.mu.Unlock()
+	switch {
+	case prev == nil || !prev.Registered || prev.uid != out.UID:
 		r.logger.Info("cluster registered in Argo CD", "instance", in.Name, "cluster", id, "name", c.Name,
 			"secret", in.Namespace+"/"+out.Name, "token", t.ID)
-	} else if current.ResourceVersion != out.ResourceVersion {
+	case prev.resourceVersion != out.ResourceVersion:
 		r.logger.Info("Argo CD registration updated", "instance", in.Name, "cluster", id, "name", c.Name, "token", t.ID)
 	}
 	r.setStatus(in, id, func(s *Registration) {
 		s.Registered, s.Since, s.TokenExpiresAt = true, out.CreationTimestamp.Time, t.ExpiresAt
 		s.Error, s.Reason, s.LastReconcile = "", "", r.cfg.Now()
+		s.uid, s.resourceVersion = out.UID, out.ResourceVersion
 	})
 	return nil
 }
 
-// token returns the token to put in cluster id's Secret: the one there if
+// token returns the token to put in cluster id's Secret: old (the one there) if
 // it is a live token of this instance for this cluster with more than a
 // third of its lifetime left, else a new one. A token that is replaced
 // because it is getting old is left to expire, so Argo CD, which reads
 // the Secret again within moments, never holds a token the hub refuses.
-func (r *Registrar) token(ctx context.Context, in *instance, id string, current *corev1.Secret) (string, store.Token, error) {
+func (r *Registrar) token(ctx context.Context, in *instance, id, old string) (string, store.Token, error) {
 	now := r.cfg.Now()
-	if old := tokenOf(current); old != "" {
+	if old != "" {
 		t, err := r.store.TokenByHash(ctx, []byte(install.HashToken(old)))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -554,6 +579,9 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		r.logger.Info("cluster unregistered from Argo CD", "instance", in.Name, "cluster", id, "why", why,
 			"applications_left", apps)
 	}
+	in.mu.Lock()
+	delete(in.tokens, id)
+	in.mu.Unlock()
 	if err := r.revokeTokens(ctx, in, id); err != nil {
 		return err
 	}
