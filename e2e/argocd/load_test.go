@@ -6,8 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +22,24 @@ import (
 // hubStats are the hub process's figures from its /metrics.
 type hubStats struct {
 	heap, stack, goroutines, inFlight float64
+	lastGC                            time.Time
+}
+
+// scrapeAfterGC waits until the hub's Go runtime has collected garbage
+// after since (it forces a collection at least every 2 minutes) and
+// returns the figures then: the heap without the garbage of the LISTs.
+func (d *demo) scrapeAfterGC(ctx context.Context, since time.Time) (hubStats, error) {
+	deadline := time.Now().Add(150 * time.Second)
+	for {
+		s, err := d.scrape(ctx)
+		if err != nil || s.lastGC.After(since) {
+			return s, err
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("no garbage collection in the hub since %s", since)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // scrape reads the hub's /metrics (as the admin) after asking nothing of
@@ -64,6 +82,8 @@ func (d *demo) scrape(ctx context.Context) (hubStats, error) {
 			s.stack = v
 		case "go_goroutines":
 			s.goroutines = v
+		case "go_memstats_last_gc_time_seconds":
+			s.lastGC = time.Unix(0, int64(v*1e9))
 		case "eco_hub_proxy_requests_in_flight":
 			s.inFlight += v
 		}
@@ -105,8 +125,7 @@ func BenchmarkClusterCacheThroughHub(b *testing.B) {
 		b.Fatal(err)
 	}
 	for range b.N {
-		time.Sleep(2 * time.Second)
-		before, err := d.scrape(ctx)
+		before, err := d.scrapeAfterGC(ctx, time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,9 +142,7 @@ func BenchmarkClusterCacheThroughHub(b *testing.B) {
 			caches = append(caches, c)
 		}
 		all := time.Since(start)
-		time.Sleep(3 * time.Second) // every watch open, the hub at rest
-		runtime.GC()
-		after, err := d.scrape(ctx)
+		after, err := d.scrapeAfterGC(ctx, time.Now()) // every watch open, the hub at rest
 		if err != nil {
 			b.Fatal(err)
 		}
