@@ -49,9 +49,15 @@ bench-quick: ## a short smoke run of the same benchmark (< 2 min); prints the ta
 	$(BIN)/ecobench -quick -out bench/results.json
 
 # Argo CD (docs/argocd.md): its own module e2e/argocd, with argo-cd's replace block.
-.PHONY: argocd test-argocd bench-argocd
+.PHONY: argocd test-argocd bench-argocd demo-argocd
 argocd: ## build (or find cached) Argo CD v3.2.11's own binary (~/.cache/eco/argocd/), with progress
 	cd e2e/argocd && $(GO) run ./cmd/argocd-build
+
+demo-argocd: setup-test kube argocd ## make demo, plus the real Argo CD syncing an example Application through the hub
+	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
+	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent \
+		--argocd-bin="$$(cd e2e/argocd && $(GO) run ./cmd/argocd-build)" \
+		--argocd-crds="$$(cd e2e/argocd && $(GO) list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)/manifests/crds"
 
 test-argocd: setup-test kube argocd ## Argo CD's own code and binaries against eco (e2e/argocd)
 	cd e2e/argocd && $(GO) test -count=1 -timeout=30m ./...

@@ -60,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	module := fs.String("kube-module", "tools/kube", "tools/kube module, to build the cluster binaries when they are not cached")
 	agentBin := fs.String("agent-bin", "bin/eco-agent", "eco-agent binary to run (make demo builds it)")
 	hubAddr := fs.String("hub-addr", "127.0.0.1:8443", "hub listen address (a free port is used if this one is taken)")
+	argocdBin := fs.String("argocd-bin", "", "also run the real Argo CD (application controller, repo server) from this binary, as make demo-argocd builds it, with Redis from Debian")
+	argocdCRDs := fs.String("argocd-crds", "", "Argo CD's manifests/crds directory, with --argocd-bin")
 	argocdTokenTTL := fs.Duration("argocd-token-ttl", argocd.DefaultTokenTTL, "lifetime of the demo's Argo CD token (replaced when a third is left)")
 	argocdResync := fs.Duration("argocd-resync", 30*time.Second, "how often the demo's Argo CD registration (namespace argocd of the local cluster) is checked")
 	if err := fs.Parse(args); err != nil {
@@ -202,6 +204,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (agent log: %s)", err, agentLog.Name())
 	}
 
+	argoNote := "  (make demo-argocd also runs the real Argo CD)"
+	if *argocdBin != "" {
+		fmt.Fprintln(stdout, "starting Argo CD: application controller and repo server, with Redis")
+		a := &argoCDDemo{bin: *argocdBin, crds: *argocdCRDs, dir: absDir, cluster: cluster}
+		defer a.stop()
+		app, err := a.start(ctx, h.URL+hub.ProxyPrefix+imported.ID+hub.ProxySuffix)
+		if err != nil {
+			return fmt.Errorf("Argo CD: %w", err)
+		}
+		argoNote = fmt.Sprintf(`
+  Argo CD runs (logs in %s); sync the example Application from a local git repository:
+    KUBECONFIG=%s %s apply -f %s
+    KUBECONFIG=%s %s -n argocd get application guestbook -w     # Synced, Healthy
+    KUBECONFIG=%s %s -n guestbook get deploy,configmap`,
+			filepath.Join(absDir, "argocd"), kubeconfig, bins.Path(localcluster.Kubectl), app,
+			kubeconfig, bins.Path(localcluster.Kubectl), kubeconfig, bins.Path(localcluster.Kubectl))
+	}
+
 	hubEnv := filepath.Join(absDir, "hub.env")
 	if err := os.WriteFile(hubEnv, []byte(fmt.Sprintf("ECO_HUB_URL=%s\nECO_TOKEN=%s\n", h.URL, h.AdminToken)), 0o600); err != nil {
 		return err
@@ -220,7 +240,7 @@ eco demo is up (%s)
   hub.kubeconfig:  %s   (kubectl through the hub as admin: a token for this cluster only, 8 h)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
-  Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)
+  Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)%s
 
 try:
   source %s
@@ -233,7 +253,7 @@ try:
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), argocd.DefaultNamespace, argocd.SecretName(imported.ID),
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), argocd.DefaultNamespace, argocd.SecretName(imported.ID), argoNote,
 		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl,
 		kubeconfig, kubectl, argocd.SecretName(imported.ID), filepath.Join(absDir, "hub", "tls", "ca.crt"), imported.ID)
 	select {
