@@ -97,8 +97,9 @@ func (d *demo) scrape(ctx context.Context) (hubStats, error) {
 // the configuration Argo CD's db builds from the hub's Secret, and reports
 // the hub's heap+stack and goroutines per open watch and per cached
 // cluster, and the time to first sync. ECO_ARGOCD_LOAD_CACHES caches run
-// at once (default 2: Argo CD's identity is one hub user, capped at
-// eco-hub --max-watches-per-user, 150 by default).
+// at once (default 2: they all reach the one demo cluster, where Argo
+// CD's identity may hold eco-hub --max-watches-per-user watches, 150 by
+// default).
 func BenchmarkClusterCacheThroughHub(b *testing.B) {
 	if shared == nil {
 		b.Skip("no local cluster binaries (make kube)")
