@@ -616,3 +616,34 @@ func TestRemovedUnregisters(t *testing.T) {
 		}
 	}
 }
+
+// TestInstanceThroughTunnel: Argo CD runs in a cluster eco manages (here
+// the managed cluster itself); the hub writes its Secret through that
+// cluster's tunnel, as service:argocd-registrar.
+func TestInstanceThroughTunnel(t *testing.T) {
+	r := newRig(t, func(c *argocd.Config) {
+		c.Instances[0].Kubeconfig, c.Instances[0].Cluster = "", "local"
+	})
+	s := r.waitSecret()
+	if _, err := whoAmI(config(t, s)); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range s.ManagedFields {
+		found = found || mf.Manager == argocd.FieldManager
+	}
+	if !found {
+		t.Errorf("managedFields %+v", s.ManagedFields)
+	}
+	events, err := r.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: r.id, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := false
+	for _, e := range events {
+		writer = writer || (e.User == "service:argocd-registrar" && e.Resource == "secrets")
+	}
+	if !writer {
+		t.Error("no audit event of service:argocd-registrar writing the Secret")
+	}
+}
