@@ -82,7 +82,7 @@ type Config struct {
 }
 
 // Registrar keeps the Argo CD cluster Secrets of every instance true.
-// Create it with New and call Run.
+// Create it with New and call Run once.
 type Registrar struct {
 	cfg       Config
 	hub       Hub
@@ -243,6 +243,18 @@ func (r *Registrar) Run(ctx context.Context) error {
 		in.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, 5*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "argocd-" + in.Name})
+	}
+	defer func() {
+		for _, in := range r.instances {
+			in.queue.ShutDown()
+		}
+		cancel()
+		wg.Wait()
+		for _, f := range factories {
+			f.Shutdown()
+		}
+	}()
+	for _, in := range r.instances {
 		// Watch the hub's own Secrets, their metadata only (no token is
 		// cached): one edited or deleted by hand is reconciled at once.
 		f := metadatainformer.NewFilteredSharedInformerFactory(in.metadata, r.cfg.Resync, in.Namespace,
@@ -275,16 +287,6 @@ func (r *Registrar) Run(ctx context.Context) error {
 			}()
 		}
 	}
-	defer func() {
-		for _, in := range r.instances {
-			in.queue.ShutDown()
-		}
-		cancel()
-		wg.Wait()
-		for _, f := range factories {
-			f.Shutdown()
-		}
-	}()
 
 	r.resync(ctx)
 	tick := time.NewTicker(r.cfg.Resync)
