@@ -48,6 +48,24 @@ bench-quick: ## a short smoke run of the same benchmark (< 2 min); prints the ta
 	cd bench && $(GO) build -o $(BIN)/ecobench ./cmd/ecobench
 	$(BIN)/ecobench -quick -out bench/results.json
 
+# Argo CD (docs/argocd.md): its own module e2e/argocd, with argo-cd's replace block.
+.PHONY: argocd test-argocd bench-argocd demo-argocd
+argocd: ## build (or find cached) Argo CD v3.2.11's own binary (~/.cache/eco/argocd/), with progress
+	cd e2e/argocd && $(GO) run ./cmd/argocd-build
+
+demo-argocd: setup-test kube argocd ## make demo, plus the real Argo CD syncing an example Application through the hub
+	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
+	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent \
+		--argocd-bin="$$(cd e2e/argocd && $(GO) run ./cmd/argocd-build)" \
+		--argocd-crds="$$(cd e2e/argocd && $(GO) list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)/manifests/crds"
+
+test-argocd: setup-test kube argocd ## Argo CD's own code and binaries against eco (e2e/argocd)
+	cd e2e/argocd && $(GO) test -count=1 -timeout=30m ./...
+
+bench-argocd: kube ## Argo CD's cluster cache through the hub; 1,000 registrations (docs/argocd.md, Load)
+	$(GO) test -run '^$$' -bench BenchmarkRegister1000 -benchtime=1x ./hub/argocd
+	cd e2e/argocd && $(GO) test -run '^$$' -bench . -benchtime=1x -timeout=30m .
+
 lint: ## gofmt, go vet and staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...

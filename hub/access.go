@@ -199,7 +199,7 @@ func (h *Hub) RevokeToken(ctx context.Context, id string) error {
 }
 
 // ServicePrefix starts the hub user name of every service identity.
-const ServicePrefix = "service:"
+const ServicePrefix = store.ServiceUserPrefix
 
 // ServiceIdentity returns the identity a hub feature acts as when it works
 // in clusters on its own rather than for a signed-in user (Argo CD's

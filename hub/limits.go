@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,6 +106,12 @@ func newStreamCaps(l Limits) *streamCaps {
 // acquire takes a slot for a request of user to cluster, long-running if
 // watch. It returns the release func, or the cap that refused it.
 func (c *streamCaps) acquire(user, cluster string, watch bool) (release func(), refused string) {
+	if strings.HasPrefix(user, ServicePrefix) {
+		// A service identity (Argo CD: ~60 watches in each of a thousand
+		// clusters) is one user everywhere: its per-user caps apply per
+		// cluster.
+		user += "\x00" + cluster
+	}
 	u, cl := capKey{name: user}, capKey{cluster: true, name: cluster}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -33,8 +33,8 @@ func TestValidateClusterName(t *testing.T) {
 }
 
 func TestValidateUserName(t *testing.T) {
-	valid := []string{"admin", "alice@example.com", "ci-bot_2", "a+b", "A.B"}
-	invalid := []string{"", "system:admin", "eco:admins", "a b", "a/b", "é", strings.Repeat("a", store.MaxTokenNameLen+1)}
+	valid := []string{"admin", "alice@example.com", "ci-bot_2", "a+b", "A.B", "service:argocd"}
+	invalid := []string{"", "system:admin", "eco:admins", "service:", "service:service:x", "service:a:b", "service:system:admin", "a b", "a/b", "é", strings.Repeat("a", store.MaxTokenNameLen+1)}
 	for _, name := range valid {
 		if err := store.ValidateUserName(name); err != nil {
 			t.Errorf("ValidateUserName(%q) = %v, want nil", name, err)

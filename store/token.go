@@ -118,11 +118,23 @@ func ValidateGroupName(name string) error {
 	return nil
 }
 
+// ServiceUserPrefix starts the hub user name of a service identity, the
+// user a hub feature (Argo CD registration, add-ons) acts as in clusters.
+const ServiceUserPrefix = "service:"
+
 // ValidateUserName checks a hub user name: 1 to MaxTokenNameLen ASCII
 // letters, digits and ".-_@+". The hub impersonates this name in managed
 // clusters, so the set is deliberately narrow: without ':' no name can reach
-// the reserved "system:" user space of Kubernetes.
+// the reserved "system:" user space of Kubernetes. The one exception is
+// the fixed prefix [ServiceUserPrefix] of a hub service identity
+// ("service:argocd"), followed by a name of that same narrow set.
 func ValidateUserName(name string) error {
+	if rest, ok := strings.CutPrefix(name, ServiceUserPrefix); ok {
+		if rest == "" || strings.HasPrefix(rest, ServiceUserPrefix) {
+			return fmt.Errorf("%w: service user name %q: want %q and a name", ErrInvalid, name, ServiceUserPrefix)
+		}
+		name = rest
+	}
 	if name == "" {
 		return fmt.Errorf("%w: user name is empty", ErrInvalid)
 	}

@@ -59,6 +59,7 @@ case "$purpose" in
 test | ci)
 	need gcc build-essential "cgo for go test -race"
 	need /usr/bin/chromium chromium "the web UI's browser tests (hub/ui)"
+	need redis-server redis-server "the real Argo CD's cache in e2e/argocd"
 	;;
 esac
 

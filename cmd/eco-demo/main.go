@@ -30,6 +30,7 @@ import (
 	"github.com/eco-project/eco/cloud/aws"
 	"github.com/eco-project/eco/cloud/aws/awsfake"
 	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/argocd"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localeco"
@@ -62,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	module := fs.String("kube-module", "tools/kube", "tools/kube module, to build the cluster binaries when they are not cached")
 	agentBin := fs.String("agent-bin", "bin/eco-agent", "eco-agent binary to run (make demo builds it)")
 	hubAddr := fs.String("hub-addr", "127.0.0.1:8443", "hub listen address (a free port is used if this one is taken)")
+	argocdBin := fs.String("argocd-bin", "", "also run the real Argo CD (application controller, repo server) from this binary, as make demo-argocd builds it, with Redis from Debian")
+	argocdCRDs := fs.String("argocd-crds", "", "Argo CD's manifests/crds directory, with --argocd-bin")
+	argocdTokenTTL := fs.Duration("argocd-token-ttl", argocd.DefaultTokenTTL, "lifetime of the demo's Argo CD token (replaced when a third is left)")
+	argocdResync := fs.Duration("argocd-resync", 30*time.Second, "how often the demo's Argo CD registration (namespace argocd of the local cluster) is checked")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,8 +120,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	demoAWS := demoCloud()
 	defer demoAWS.Close()
 
+	// Argo CD registration: the demo cluster is registered into
+	// namespace argocd of the local cluster itself (docs/argocd.md), so
+	// the Secret can be seen with kubectl even when Argo CD is not running.
+	if err := cluster.Kubectl(ctx, "create", "namespace", argocd.DefaultNamespace).Run(); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", argocd.DefaultNamespace, err)
+	}
+	var registrar *argocd.Registrar
+	mountArgoCD := func(h *hub.Hub) error {
+		ca, err := os.ReadFile(filepath.Join(absDir, "hub", "tls", "ca.crt"))
+		if err != nil {
+			return fmt.Errorf("reading the hub's CA: %w", err)
+		}
+		registrar, err = argocd.New(argocd.Config{
+			Hub: h, CAPEM: ca, Resync: *argocdResync, TokenTTL: *argocdTokenTTL, Logger: logger.With("component", "argocd"),
+			Instances: []argocd.Instance{{Kubeconfig: kubeconfig, Namespace: argocd.DefaultNamespace}},
+		})
+		if err != nil {
+			return err
+		}
+		h.Mount(argocd.APIPath, registrar.Handler(h))
+		return nil
+	}
+
 	fmt.Fprintln(stdout, "starting the eco hub")
-	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger),
+	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: func(h *hub.Hub) error {
+		if err := mountArgoCD(h); err != nil {
+			return err
+		}
+		return mountUI(logger, registrar)(h)
+	},
 		Configure: func(c *hub.Config) {
 			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: demoAWS.URL, STSEndpoint: demoAWS.URL})}
 			c.CloudPollInterval, c.CloudFastPollInterval = 20*time.Second, 5*time.Second
@@ -133,6 +166,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "stopping the hub")
 		h.Close()
 	}()
+
+	regCtx, regStop := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	go func() { // owned: stopped and awaited below
+		defer close(regDone)
+		if err := registrar.Run(regCtx); err != nil {
+			logger.Error("Argo CD registration stopped", "err", err)
+		}
+	}()
+	defer func() { regStop(); <-regDone }()
 
 	fmt.Fprintln(stdout, "importing the local cluster and applying its install YAML with kubectl")
 	imported, err := h.Import(ctx, "local")
@@ -173,6 +216,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (agent log: %s)", err, agentLog.Name())
 	}
 
+	argoNote := "  (make demo-argocd also runs the real Argo CD)"
+	if *argocdBin != "" {
+		fmt.Fprintln(stdout, "starting Argo CD: application controller and repo server, with Redis")
+		a := &argoCDDemo{bin: *argocdBin, crds: *argocdCRDs, dir: absDir, cluster: cluster}
+		defer a.stop()
+		app, err := a.start(ctx, h.URL+hub.ProxyPrefix+imported.ID+hub.ProxySuffix)
+		if err != nil {
+			return fmt.Errorf("Argo CD: %w", err)
+		}
+		argoNote = fmt.Sprintf(`
+  Argo CD runs (logs in %s); sync the example Application from a local git repository:
+    KUBECONFIG=%s %s apply -f %s
+    KUBECONFIG=%s %s -n argocd get application guestbook -w     # Synced, Healthy
+    KUBECONFIG=%s %s -n guestbook get deploy,configmap`,
+			filepath.Join(absDir, "argocd"), kubeconfig, bins.Path(localcluster.Kubectl), app,
+			kubeconfig, bins.Path(localcluster.Kubectl), kubeconfig, bins.Path(localcluster.Kubectl))
+	}
+
 	hubEnv := filepath.Join(absDir, "hub.env")
 	if err := os.WriteFile(hubEnv, []byte(fmt.Sprintf("ECO_HUB_URL=%s\nECO_TOKEN=%s\n", h.URL, h.AdminToken)), 0o600); err != nil {
 		return err
@@ -192,18 +253,22 @@ eco demo is up (%s)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
   demo AWS:        Import from a cloud → EKS, access key %s, secret %s, regions eu-west-1, us-east-1
+  Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)%s
 
 try:
   source %s
   curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters
   KUBECONFIG=%s %s auth whoami
   KUBECONFIG=%s %s get pods -A
+  KUBECONFIG=%s %s -n argocd get secret %s -o yaml
+  curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters/%s/argocd
 
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), demoKeyID, demoSecret,
-		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl)
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), demoKeyID, demoSecret, argocd.DefaultNamespace, argocd.SecretName(imported.ID), argoNote,
+		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl,
+		kubeconfig, kubectl, argocd.SecretName(imported.ID), filepath.Join(absDir, "hub", "tls", "ca.crt"), imported.ID)
 	select {
 	case <-ctx.Done():
 	case <-agentDone:
@@ -233,10 +298,11 @@ func demoCloud() *awsfake.Server {
 	return f
 }
 
-// mountUI mounts the web UI on the hub, as eco-hub does.
-func mountUI(logger *slog.Logger) func(*hub.Hub) error {
+// mountUI mounts the web UI on the hub, with the Argo CD tab, as eco-hub
+// does.
+func mountUI(logger *slog.Logger, argo *argocd.Registrar) func(*hub.Hub) error {
 	return func(h *hub.Hub) error {
-		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
+		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), ArgoCD: argo}); err != nil {
 			return fmt.Errorf("web UI: %w", err)
 		}
 		return nil

@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/store"
@@ -60,6 +62,7 @@ type options struct {
 	previousKeyFile string
 	credentialGrace time.Duration
 	cloud           cloudOptions
+	argocd          argocdOptions
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -92,6 +95,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
 	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
 	o.cloud.flags(fs)
+	o.argocd.flags(fs)
 }
 
 func main() {
@@ -223,7 +227,9 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	registry := prometheus.NewRegistry()
 	h, err := hub.New(hub.Config{
+		Registry:             registry,
 		AuditLog:             auditLog,
 		AuditReads:           o.auditReads,
 		Store:                st,
@@ -251,7 +257,16 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer h.Close()
-	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
+	argo, stopArgoCD, err := o.argocd.start(h, registry, ident.CAPEM, logger.With("component", "argocd"))
+	if err != nil {
+		return err
+	}
+	defer stopArgoCD()
+	uiCfg := ui.Config{Hub: h, Logger: logger.With("component", "ui")}
+	if argo != nil {
+		uiCfg.ArgoCD = argo
+	}
+	if _, err := ui.Mount(uiCfg); err != nil {
 		return err
 	}
 

@@ -35,6 +35,10 @@ func TestFlagDefaults(t *testing.T) {
 		// Cloud import and health (cloud.go).
 		"cloud-providers": "eks,aks,gke", "cloud-poll-interval": "2m0s", "cloud-fast-poll-interval": "15s",
 		"eks-endpoint": "", "sts-endpoint": "", "gke-endpoint": "",
+		// Argo CD registration (cmd/eco-hub/argocd.go).
+		"argocd-config": "", "argocd-kubeconfig": "", "argocd-in-cluster": "false", "argocd-cluster": "",
+		"argocd-namespace": "argocd", "argocd-project": "", "argocd-url": "", "argocd-grant": "admin",
+		"argocd-token-ttl": "24h0m0s", "argocd-resync": "5m0s",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]

@@ -321,6 +321,7 @@ func (u *UI) clusterView(rq *request, c *store.Cluster, title, section string) v
 	v := rq.view(title+" · "+c.Name, section)
 	v.Cluster = c
 	v.Connected = u.hub.Connected(c.ID)
+	v.ArgoCD = u.cfg.ArgoCD != nil
 	return v
 }
 

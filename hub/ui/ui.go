@@ -54,6 +54,9 @@ type Config struct {
 	// PollInterval is how often the Imported Clusters page refreshes the
 	// statuses it shows. Zero means DefaultPollInterval.
 	PollInterval time.Duration
+	// ArgoCD, if set, adds the Argo CD tab to the cluster page
+	// (eco-hub --argocd-*). Nil: no tab.
+	ArgoCD ArgoCD
 }
 
 // UI is the web UI, an http.Handler for the paths in Patterns.
@@ -175,6 +178,9 @@ func (u *UI) routes() {
 	m.HandleFunc("POST /ui/clusters/{id}/rbac/bind", u.user(store.RoleMember, u.bind))
 	m.HandleFunc("GET /ui/clusters/{id}/monitoring", u.user(store.RoleMember, u.dashboard("monitoring", u.monitoring)))
 	u.cloudRoutes(m)
+	if u.cfg.ArgoCD != nil {
+		m.HandleFunc("GET /ui/clusters/{id}/argocd", u.user(store.RoleMember, u.argocdTab))
+	}
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})
@@ -200,6 +206,7 @@ type view struct {
 	Section   string // highlights the current tab
 	Cluster   *store.Cluster
 	Connected bool
+	ArgoCD    bool // the Argo CD tab is shown
 	Flash     string
 	Error     string
 	Data      any
