@@ -28,12 +28,24 @@ import (
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
+	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/store/backend"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
+
+// agentRepository and agentDigest pin the agent image install YAMLs name
+// (docs/install.md, "Which agent image"). `make images` links the hub in
+// the hub image with the agent image it built beside it: agentRepository
+// is REGISTRY/eco-agent and agentDigest its index digest, so the
+// hub's version decides its agents' version. Empty: the repository is
+// ghcr.io/eco-project/eco-agent and the image is named by tag alone.
+var (
+	agentRepository = ""
+	agentDigest     = ""
+)
 
 type options struct {
 	listen          string
@@ -43,6 +55,7 @@ type options struct {
 	tlsCert, tlsKey string
 	tlsHosts        string
 	agentImage      string
+	agentRepo       string
 	agentPullPolicy string
 	agentNamespace  string
 	heartbeat       time.Duration
@@ -69,7 +82,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serving certificate PEM (default: a self-signed CA in DATA-DIR/tls issues one)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "serving key PEM, with --tls-cert")
 	fs.StringVar(&o.tlsHosts, "tls-hosts", "", "extra comma-separated names/IPs for the self-signed certificate (the external URL's host, localhost and 127.0.0.1 are always included)")
-	fs.StringVar(&o.agentImage, "agent-image", "", "agent image in install YAMLs (default: ghcr.io/eco-project/eco-agent:VERSION)")
+	fs.StringVar(&o.agentImage, "agent-image", "", "agent image in install YAMLs, overriding --agent-image-repository (default: REPOSITORY:VERSION@DIGEST when this hub was built with its agent image's digest, as in the eco-hub image; else REPOSITORY:VERSION)")
+	fs.StringVar(&o.agentRepo, "agent-image-repository", defaultAgentRepository(), "repository of the agent image in install YAMLs, e.g. a mirror; the built-in digest is kept")
 	fs.StringVar(&o.agentPullPolicy, "agent-image-pull-policy", "", "agent imagePullPolicy in install YAMLs (default IfNotPresent)")
 	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
@@ -116,6 +130,28 @@ func main() {
 	if err := run(o, os.Stdout, sigs); err != nil {
 		fmt.Fprintln(os.Stderr, "eco-hub:", err)
 		os.Exit(1)
+	}
+}
+
+// defaultAgentRepository is the link-time agentRepository or install's
+// default.
+func defaultAgentRepository() string {
+	if agentRepository != "" {
+		return agentRepository
+	}
+	return install.DefaultImageRepository
+}
+
+// agentImage is the agent image install YAMLs name: flag if set, else
+// repo tagged with version and, when known, pinned to digest.
+func agentImage(flag, repo, version, digest string) string {
+	switch {
+	case flag != "":
+		return flag
+	case digest != "":
+		return repo + ":" + version + "@" + digest
+	default:
+		return repo + ":" + version
 	}
 }
 
@@ -227,7 +263,7 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		PreviousSecretKeys:   previousKeys,
 		CredentialGrace:      o.credentialGrace,
 		Version:              version,
-		AgentImage:           o.agentImage,
+		AgentImage:           agentImage(o.agentImage, o.agentRepo, version, agentDigest),
 		AgentImagePullPolicy: o.agentPullPolicy,
 		AgentNamespace:       o.agentNamespace,
 		HeartbeatInterval:    o.heartbeat,

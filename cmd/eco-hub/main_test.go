@@ -26,7 +26,7 @@ func TestFlagDefaults(t *testing.T) {
 	want := map[string]string{
 		"listen": ":8443", "data-dir": "eco-hub-data", "store": "", "external-url": "",
 		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
-		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
+		"agent-image-repository": "ghcr.io/eco-project/eco-agent", "agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
 		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
 		"metrics-addr": "", "max-streams-per-user": "250", "max-streams-per-cluster": "1000",
 		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
@@ -44,6 +44,21 @@ func TestFlagDefaults(t *testing.T) {
 	})
 	for name := range want {
 		t.Errorf("flag --%s is gone", name)
+	}
+}
+
+// TestAgentImage pins which agent image install YAMLs name.
+func TestAgentImage(t *testing.T) {
+	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ flag, repo, version, digest, want string }{
+		{"", "ghcr.io/eco-project/eco-agent", "v1.0.0", "", "ghcr.io/eco-project/eco-agent:v1.0.0"},
+		{"", "ghcr.io/eco-project/eco-agent", "v1.0.0", d, "ghcr.io/eco-project/eco-agent:v1.0.0@" + d},
+		{"", "mirror.example/eco/eco-agent", "v1.0.0", d, "mirror.example/eco/eco-agent:v1.0.0@" + d},
+		{"my/agent:x", "ghcr.io/eco-project/eco-agent", "v1.0.0", d, "my/agent:x"},
+	} {
+		if got := agentImage(tc.flag, tc.repo, tc.version, tc.digest); got != tc.want {
+			t.Errorf("agentImage(%q, %q, %q, %q) = %q, want %q", tc.flag, tc.repo, tc.version, tc.digest, got, tc.want)
+		}
 	}
 }
 
