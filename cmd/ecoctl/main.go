@@ -11,7 +11,7 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newRoot(os.Stdin, os.Stdout, os.Stderr).Execute(); err != nil {
+	if err := newRoot(os.Stdin, os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "ecoctl:", err)
 		os.Exit(1)
 	}
