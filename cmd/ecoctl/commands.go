@@ -508,8 +508,8 @@ func (a *app) tokensCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "create an API token; its secret is printed once",
-		Example: `  ecoctl tokens create ci --role=user --clusters=prod-eu --expires-in=720h
-  ecoctl tokens create auditor --role=user --read-only -o json`,
+		Example: `  ecoctl tokens create ci --role=member --clusters=prod-eu --expires-in=720h
+  ecoctl tokens create auditor --role=member --read-only -o json`,
 		Args: cobra.ExactArgs(1), PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -539,13 +539,13 @@ func (a *app) tokensCmd() *cobra.Command {
 			return a.print(t, nil, nil)
 		},
 	}
-	create.Flags().StringVar(&req.Role, "role", "user", "role: admin or user")
+	create.Flags().StringVar(&req.Role, "role", "member", "role: admin or member")
 	create.Flags().StringSliceVar(&req.Groups, "groups", nil, "groups of the token's user")
 	create.Flags().StringVar(&req.ExpiresIn, "expires-in", "", "lifetime, a Go duration such as 720h (default: the hub's)")
 	create.Flags().BoolVar(&req.NeverExpires, "never-expires", false, "a token without expiry")
 	create.Flags().StringSliceVar(&req.Clusters, "clusters", nil, "only these clusters (names or IDs)")
 	create.Flags().BoolVar(&req.ReadOnly, "read-only", false, "read-only token")
-	_ = create.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"admin", "user"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = create.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"admin", "member"}, cobra.ShellCompDirectiveNoFileComp))
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "revoke an API token", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
