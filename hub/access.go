@@ -197,3 +197,24 @@ func (h *Hub) RevokeToken(ctx context.Context, id string) error {
 	h.tokens.clear()
 	return nil
 }
+
+// ServicePrefix starts the hub user name of every service identity.
+const ServicePrefix = "service:"
+
+// ServiceIdentity returns the identity a hub feature acts as when it works
+// in clusters on its own rather than for a signed-in user (Argo CD's
+// registrations, managed add-ons): hub user "service:<name>", so clusters
+// see Kubernetes user "<prefix>service:<name>" (eco:service:argocd) and
+// the audit log names the feature. It has role in the given clusters, or
+// in every cluster when none are given; pass it to ClusterConfig.
+func (h *Hub) ServiceIdentity(name string, role store.ClusterRole, clusters ...string) Identity {
+	id := Identity{Name: ServicePrefix + name, Role: store.RoleMember}
+	if len(clusters) == 0 {
+		id.grants = []store.Grant{{Kind: store.SubjectUser, Subject: id.Name, Role: role}}
+		return id
+	}
+	for _, c := range clusters {
+		id.grants = append(id.grants, store.Grant{Kind: store.SubjectUser, Subject: id.Name, ClusterID: c, Role: role})
+	}
+	return id
+}

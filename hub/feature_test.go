@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -96,5 +97,55 @@ func TestFeatureClientsShareTheAccessChain(t *testing.T) {
 	again.Body.Close()
 	if again.StatusCode == http.StatusTooManyRequests {
 		t.Fatalf("the cap was not given back when the watch's body was closed")
+	}
+}
+
+// TestServiceIdentity: a hub feature acting on its own is the named
+// service user in the clusters it was given, with the group of its role,
+// and reaches no other cluster.
+func TestServiceIdentity(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("served")
+	other := e.createCluster("not-served")
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"header": r.Header})
+	})
+	if _, err := e.agent(c.ID, e.credential(c.ID), "fp", echo); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+
+	svc := e.hub.ServiceIdentity("argocd", store.ClusterEdit, c.ID)
+	for _, tc := range []struct {
+		cluster string
+		want    store.ClusterRole
+	}{{c.ID, store.ClusterEdit}, {other.ID, ""}} {
+		if got := svc.ClusterRole(tc.cluster); got != tc.want {
+			t.Errorf("role in %s = %q, want %q", tc.cluster, got, tc.want)
+		}
+	}
+	if got := e.hub.ServiceIdentity("addons", store.ClusterAdmin).ClusterRole(other.ID); got != store.ClusterAdmin {
+		t.Errorf("a service identity without clusters has role %q in any cluster, want admin", got)
+	}
+	if _, err := e.hub.ClusterConfig(other.ID, svc); !errors.Is(err, hub.ErrNoAccess) {
+		t.Fatalf("ClusterConfig for a cluster not given: %v, want ErrNoAccess", err)
+	}
+	cfg, err := e.hub.ClusterConfig(c.ID, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get("http://" + c.ID + "/api/v1/namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ Header http.Header }
+	json.NewDecoder(resp.Body).Decode(&got)
+	if u, g := got.Header.Get("Impersonate-User"), got.Header.Get("Impersonate-Group"); u != e.hub.KubeUser(svc) || !strings.HasSuffix(u, "service:argocd") || g != hub.GroupEditors {
+		t.Fatalf("the cluster saw user %q group %q, want %s in %s", u, g, e.hub.KubeUser(svc), hub.GroupEditors)
 	}
 }
