@@ -65,9 +65,11 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	adminTokenFile  string
+	bootstrapToken  string
 	auditLog        string
 	auditReads      bool
 	showVersion     bool
+	printCA         bool
 	metricsAddr     string
 	limits          hub.Limits
 	previousKeyFile string
@@ -95,9 +97,11 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "also write the first admin token to this file (mode 0600)")
+	fs.StringVar(&o.bootstrapToken, "bootstrap-token-file", "", "on first start, make the token in this file (ecot_ and at least 43 characters of [A-Za-z0-9_-], e.g. a mounted Kubernetes Secret) the admin token instead of minting and printing one; the Helm chart uses it so the token is never in a log")
 	fs.StringVar(&o.auditLog, "audit-log", "", "also write the audit log as JSON lines to this file (appended, mode 0600), or - for stdout; the store keeps it regardless")
 	fs.BoolVar(&o.auditReads, "audit-reads", false, "also audit proxied reads (get, list, watch), not only requests that may change a cluster")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.printCA, "print-ca", false, "print the self-signed CA certificate kept in --data-dir and exit (in a pod: kubectl exec deploy/eco-hub -- eco-hub --data-dir=/var/lib/eco-hub --print-ca)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve Prometheus /metrics without authentication over plain HTTP on this address, e.g. 127.0.0.1:9090 (default: none; /metrics on --listen needs an admin token)")
 	fs.IntVar(&o.limits.StreamsPerUser, "max-streams-per-user", hub.DefaultStreamsPerUser, "proxied Kubernetes requests one hub user may have in flight; more get 429 (-1: no limit)")
 	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
@@ -122,6 +126,15 @@ func main() {
 	}
 	if o.showVersion {
 		fmt.Println(version)
+		return
+	}
+	if o.printCA {
+		ca, err := os.ReadFile(filepath.Join(o.dataDir, "tls", "ca.crt"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "eco-hub: --print-ca:", err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(ca)
 		return
 	}
 	// First signal: drain. Second: stop now.
@@ -280,7 +293,19 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 
-	if secret, err := h.Bootstrap(ctx); err != nil {
+	if o.bootstrapToken != "" {
+		b, err := os.ReadFile(o.bootstrapToken)
+		if err != nil {
+			return fmt.Errorf("--bootstrap-token-file: %w", err)
+		}
+		created, err := h.BootstrapWith(ctx, strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("--bootstrap-token-file %s: %w", o.bootstrapToken, err)
+		}
+		if created {
+			logger.Info("first start: the admin token is the one in --bootstrap-token-file", "file", o.bootstrapToken)
+		}
+	} else if secret, err := h.Bootstrap(ctx); err != nil {
 		return err
 	} else if secret != "" {
 		fmt.Fprintf(stdout, "First start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", secret)
