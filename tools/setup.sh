@@ -59,6 +59,7 @@ case "$purpose" in
 test | ci)
 	need gcc build-essential "cgo for go test -race"
 	need /usr/bin/chromium chromium "the web UI's browser tests (hub/ui)"
+	need update-ca-certificates ca-certificates "the CA bundle make images puts in the images (image/)"
 	;;
 esac
 
