@@ -272,7 +272,7 @@ func TestTemplate(t *testing.T) {
 		{"no external URL", map[string]any{}, "externalURL is required"},
 		{"http external URL", map[string]any{"externalURL": "http://eco.example.com"}, "must start with https://"},
 		{"service monitor without metrics", map[string]any{"externalURL": "https://e.example", "metrics": map[string]any{"enabled": false}, "serviceMonitor": map[string]any{"enabled": true}}, "serviceMonitor.enabled needs metrics.enabled"},
-		{"bad service type", map[string]any{"externalURL": "https://e.example", "service": map[string]any{"type": "Nope"}}, "service.type"},
+		{"bad service type", map[string]any{"externalURL": "https://e.example", "service": map[string]any{"type": "Nope"}}, "/service/type"},
 		{"unknown value", map[string]any{"externalURL": "https://e.example", "externalUrl": "x"}, "externalUrl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
