@@ -19,7 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/eco-project/eco/localcluster.(*process).start.func1"))
 }
 
 // rig is a live hub (localeco: TLS on loopback, SQLite) and ecoctl's

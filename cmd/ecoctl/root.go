@@ -178,7 +178,9 @@ func (a *app) print(v any, header []string, rows func() [][]string) error {
 		return err
 	case "table", "":
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		if len(header) > 0 {
+			fmt.Fprintln(tw, strings.Join(header, "\t"))
+		}
 		for _, r := range rows() {
 			fmt.Fprintln(tw, strings.Join(r, "\t"))
 		}
