@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -22,6 +24,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.uber.org/goleak"
 
 	"github.com/eco-project/eco/image"
 )
@@ -94,6 +97,12 @@ func TestMain(m *testing.M) {
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/eco-project/eco/localcluster.(*process).start.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -102,7 +111,7 @@ func TestMain(m *testing.M) {
 // platform's image holds and says.
 func TestPushPull(t *testing.T) {
 	res, cfg := ecoImages(t)
-	srv := httptest.NewServer(registry.New(registry.Logger(nil)))
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
 	reg := strings.TrimPrefix(srv.URL, "http://")
 	ctx := t.Context()
@@ -183,6 +192,13 @@ func TestPushPull(t *testing.T) {
 				if !cf.Created.Time.Equal(testCreated) {
 					t.Errorf("created %v, want %v", cf.Created.Time, testCreated)
 				}
+				if man, err := img.Manifest(); err == nil {
+					var size int64
+					for _, l := range man.Layers {
+						size += l.Size
+					}
+					t.Logf("%s %s: %s, layers %d bytes compressed", tc.name, m.Platform, m.Digest, size)
+				}
 				files := rootfs(t, img)
 				checkFile(t, files, "etc/passwd", 0, 0o644, "nonroot:x:65532:65532:")
 				checkFile(t, files, "etc/group", 0, 0o644, "nonroot:x:65532:")
@@ -236,13 +252,14 @@ func rootfs(t *testing.T, img v1.Image) map[string]file {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[h.Name] = file{h, data}
+		files[strings.TrimSuffix(h.Name, "/")] = file{h, data}
 	}
 }
 
+// checkFile checks path's owner and mode, and that it holds prefix.
 func checkFile(t *testing.T, files map[string]file, path string, uid int, mode int64, prefix string) *tar.Header {
 	t.Helper()
-	f, ok := files[path]
+	f, ok := files[strings.TrimSuffix(path, "/")]
 	if !ok {
 		t.Errorf("no %s in the image", path)
 		return nil
@@ -253,8 +270,8 @@ func checkFile(t *testing.T, files map[string]file, path string, uid int, mode i
 	if f.hdr.Mode&0o7777 != mode {
 		t.Errorf("%s mode %o, want %o", path, f.hdr.Mode, mode)
 	}
-	if !strings.HasPrefix(string(f.data), prefix) {
-		t.Errorf("%s starts %q, want %q", path, f.data[:min(len(f.data), 40)], prefix)
+	if !strings.Contains(string(f.data), prefix) {
+		t.Errorf("%s holds %q…, want it to hold %q", path, f.data[:min(len(f.data), 40)], prefix)
 	}
 	return f.hdr
 }
