@@ -16,6 +16,7 @@ import (
 	release "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -325,18 +326,32 @@ func TestInstall(t *testing.T) {
 	if err := cfg.Init(flags, ns, "secret"); err != nil {
 		t.Fatal(err)
 	}
-	in := action.NewInstall(cfg)
-	in.ReleaseName = "eco"
-	in.Namespace = ns
-	in.CreateNamespace = true
-	in.Timeout = 2 * time.Minute
-	vals := map[string]any{"externalURL": "https://eco.example.com", "persistence": map[string]any{"enabled": false}}
-	if _, err := in.RunWithContext(ctx, loadChart(t), vals); err != nil {
-		t.Fatalf("install: %v\n%s", err, logs.String())
-	}
 	cs, err := cluster.Clientset()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The namespace enforces the restricted Pod Security Standard: a pod
+	// that does not meet it is refused, and no hub pod would appear below.
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A volume for the data claim (the local cluster has no provisioner).
+	if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "eco-data"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: t.TempDir()}},
+		}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	in := action.NewInstall(cfg)
+	in.ReleaseName = "eco"
+	in.Namespace = ns
+	in.Timeout = 2 * time.Minute
+	vals := map[string]any{"externalURL": "https://eco.example.com"}
+	if _, err := in.RunWithContext(ctx, loadChart(t), vals); err != nil {
+		t.Fatalf("install: %v\n%s", err, logs.String())
 	}
 	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "eco-eco-hub", metav1.GetOptions{})
 	if err != nil {
@@ -357,11 +372,15 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := string(sec.Data["token"])
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "eco-eco-hub-data", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
 	if !strings.HasPrefix(token, "ecot_") || len(token) != 53 {
 		t.Errorf("admin token %q", token)
 	}
 	// The controller-manager and scheduler take it from there: a pod of
-	// the Deployment is scheduled on a kwok node.
+	// the Deployment passes Pod Security admission and is scheduled on a
+	// kwok node.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=eco"})
@@ -408,5 +427,8 @@ func TestInstall(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, "eco-eco-hub-admin-token", metav1.GetOptions{}); err != nil {
 		t.Errorf("the admin token Secret went with uninstall: %v", err)
+	}
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "eco-eco-hub-data", metav1.GetOptions{}); err != nil {
+		t.Errorf("the data claim went with uninstall: %v", err)
 	}
 }
