@@ -13,6 +13,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/kube"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -349,6 +350,7 @@ func TestInstall(t *testing.T) {
 	in.ReleaseName = "eco"
 	in.Namespace = ns
 	in.Timeout = 2 * time.Minute
+	in.WaitStrategy = kube.HookOnlyStrategy
 	vals := map[string]any{"externalURL": "https://eco.example.com"}
 	if _, err := in.RunWithContext(ctx, loadChart(t), vals); err != nil {
 		t.Fatalf("install: %v\n%s", err, logs.String())
@@ -397,6 +399,7 @@ func TestInstall(t *testing.T) {
 	up := action.NewUpgrade(cfg)
 	up.Namespace = ns
 	up.Timeout = 2 * time.Minute
+	up.WaitStrategy = kube.HookOnlyStrategy
 	vals["logLevel"] = "debug"
 	if _, err := up.RunWithContext(ctx, "eco", loadChart(t), vals); err != nil {
 		t.Fatalf("upgrade: %v\n%s", err, logs.String())
@@ -419,6 +422,7 @@ func TestInstall(t *testing.T) {
 	// Uninstall keeps the admin token Secret (resource-policy: keep).
 	un := action.NewUninstall(cfg)
 	un.Timeout = time.Minute
+	un.WaitStrategy = kube.HookOnlyStrategy
 	if _, err := un.Run("eco"); err != nil {
 		t.Fatal(err)
 	}
