@@ -225,7 +225,6 @@ type tarEntry struct {
 	uid      int
 	dir      bool
 	data     []byte
-	linkname string
 }
 
 // layer writes entries, in order, as a gzipped OCI layer with fixed times.
