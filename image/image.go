@@ -220,11 +220,11 @@ func assemble(created time.Time, labels map[string]string, plat v1.Platform, spe
 
 // tarEntry is one file or directory of a layer.
 type tarEntry struct {
-	name     string // without a leading slash
-	mode     int64
-	uid      int
-	dir      bool
-	data     []byte
+	name string // without a leading slash
+	mode int64
+	uid  int
+	dir  bool
+	data []byte
 }
 
 // layer writes entries, in order, as a gzipped OCI layer with fixed times.
