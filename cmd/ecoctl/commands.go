@@ -195,7 +195,7 @@ func (a *app) clustersCmd() *cobra.Command {
 	_ = imp.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions([]string{"generic", "eks", "aks", "gke"}, cobra.ShellCompDirectiveNoFileComp))
 	del := &cobra.Command{
 		Use:               "delete CLUSTER",
-		Short:             "delete a cluster from the hub (its agent is told to remove itself)",
+		Short:             "delete a cluster from the hub: its agent credential is revoked and its tunnel closed",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeClusters,
 		RunE: func(cmd *cobra.Command, args []string) error {

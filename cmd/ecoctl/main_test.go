@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -289,4 +291,29 @@ func TestCompletion(t *testing.T) {
 	if out := r.ok("admin.yaml", "__complete", "status", "pro"); !strings.Contains(out, "prod-eu") {
 		t.Errorf("completing a cluster name: %q", out)
 	}
+}
+
+// TestDocsNameEveryCommand keeps docs/ecoctl.md complete.
+func TestDocsNameEveryCommand(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/ecoctl.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" {
+				continue
+			}
+			if (sub.Runnable() || sub.Name() == "completion") && !strings.Contains(string(doc), "`"+sub.CommandPath()) {
+				t.Errorf("docs/ecoctl.md does not name %q", sub.CommandPath())
+			}
+			if sub.Name() != "completion" { // one line for its four shells
+				walk(sub)
+			}
+		}
+	}
+	root := newRoot(strings.NewReader(""), io.Discard, io.Discard, func(string) string { return "" })
+	root.InitDefaultCompletionCmd()
+	walk(root)
 }
