@@ -98,6 +98,12 @@ func TestAgainstCluster(t *testing.T) {
 		t.Errorf("second install --apply printed:\n%s", out)
 	}
 
+	// Another cluster behind a context whose name looks right: the
+	// fingerprint tells them apart, and --apply refuses.
+	impostor := clustertest.Start(t, localcluster.Config{Name: "prod-impostor"})
+	r.fails("admin.yaml", "context prod-impostor is not cluster prod", "install", "prod", "--apply", "--kubeconfig="+impostor.AdminKubeconfig, "--kubectl="+kubectl)
+	r.fails("admin.yaml", "context prod-impostor is not cluster prod", "install", "prod", "--apply", "--kubeconfig="+impostor.AdminKubeconfig, "--kubectl="+kubectl, "--context=prod-impostor")
+
 	// get-credentials, then real kubectl through the hub and the tunnel.
 	kc := filepath.Join(r.dir, "through-hub.kubeconfig")
 	r.ok("admin.yaml", "get-credentials", "prod", "--kubeconfig="+kc)
