@@ -181,6 +181,7 @@ func statsHandler(sessions func() int) http.HandlerFunc {
 		if r.URL.Query().Get("gc") != "" {
 			runtime.GC()
 			runtime.GC()
+			writeProfiles()
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -195,6 +196,28 @@ func statsHandler(sessions func() int) http.HandlerFunc {
 			s.Sessions = sessions()
 		}
 		json.NewEncoder(w).Encode(s)
+	}
+}
+
+// writeProfiles writes this process's heap profile and a goroutine dump
+// into $ECOBENCH_PROFILE_DIR, if set, named by time: what a figure's
+// memory is made of (go tool pprof -sample_index=inuse_space).
+func writeProfiles() {
+	dir := os.Getenv("ECOBENCH_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	n := time.Now().UnixNano()
+	for _, p := range []struct {
+		name  string
+		debug int
+	}{{"heap", 0}, {"goroutine", 1}} {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d-%d.prof", p.name, os.Getpid(), n)))
+		if err != nil {
+			return
+		}
+		pprof.Lookup(p.name).WriteTo(f, p.debug)
+		f.Close()
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ const benchFingerprint = "00000000-0000-0000-0000-0000000bench"
 // second listener, ws or wss. Every proxied request pays what the product
 // pays: API token lookup, cluster lookup, impersonation, metrics.
 func runEcoHub(ctx context.Context, f childFlags) error {
+	if os.Getenv("ECOBENCH_PROFILE_DIR") != "" {
+		runtime.MemProfileRate = 4096 // profiles fine enough to split a watch's KiB
+	}
 	dir := f.dir
 	if dir == "" {
 		var err error
@@ -112,7 +116,11 @@ func runEcoHub(ctx context.Context, f childFlags) error {
 	mux.Handle("/bench/stats", statsHandler(func() int { return len(h.Tunnels().Sessions()) }))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	serve(ctx, &wg, &http.Server{Handler: mux, ErrorLog: quietLog()}, eln)
+	entry := &http.Server{Handler: mux, ErrorLog: quietLog(), Protocols: new(http.Protocols)}
+	entry.Protocols.SetHTTP1(true)
+	entry.Protocols.SetUnencryptedHTTP2(true)
+	entry.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2000}
+	serve(ctx, &wg, entry, eln)
 	serve(ctx, &wg, &http.Server{Handler: h, ErrorLog: quietLog()}, tln)
 	base := "http://" + eln.Addr().String()
 	ready(readyInfo{

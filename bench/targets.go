@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -54,6 +55,10 @@ func newClient() (*http.Client, *http.Transport) {
 		DisableCompression:  true,
 		ReadBufferSize:      64 << 10,
 		WriteBufferSize:     64 << 10,
+	}
+	if os.Getenv("ECOBENCH_H2C") != "" {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return &http.Client{Transport: tr}, tr
 }

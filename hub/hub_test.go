@@ -52,6 +52,8 @@ type env struct {
 // envOpts adjust newEnv's hub.
 type envOpts struct {
 	hub func(*hub.Config)
+	// http2 serves and speaks HTTP/2 to the hub (else HTTP/1.1).
+	http2 bool
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, envOpts{}) }
@@ -66,6 +68,7 @@ func newEnvWith(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	srv := httptest.NewUnstartedServer(nil)
+	srv.EnableHTTP2 = o.http2
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ident, err := hub.LoadOrCreateTLS(t.TempDir(), []string{"127.0.0.1"}, time.Now())
@@ -101,7 +104,7 @@ func newEnvWith(t *testing.T, o envOpts) *env {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ident.CAPEM)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: o.http2}
 	t.Cleanup(tr.CloseIdleConnections)
 	e.hub, e.admin, e.client, e.roots = h, admin, &http.Client{Transport: tr}, roots
 	return e

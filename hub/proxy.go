@@ -39,9 +39,13 @@ type kubeProxy struct {
 	transport *tunnel.Transport
 	// rp proxies requests that end (get, list, create, …); rpStream
 	// those that stream for as long as the client stays (watch, logs -f,
-	// exec): the same proxy with a smaller copy buffer, since it is held
-	// for the stream's whole life.
+	// exec): the same proxy with a smaller copy buffer, which hands the
+	// body of a streaming response to pumpStream (streamBufs lends its
+	// buffers) and keeps upgrades (exec) to itself.
 	rp, rpStream *httputil.ReverseProxy
+	streamBufs   *copyBuffers
+	// pumps are the streams handed off to hijackedPumps.
+	pumps pumpSet
 	// reviewTransport sends the hub's own access reviews (kubectl --as).
 	reviewTransport http.RoundTripper
 	// access counts the outcomes of the access checks (proxyaccess.go).
@@ -97,7 +101,9 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 	}
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
+	stream.ModifyResponse = p.takeStreamBody
 	p.rpStream = &stream
+	p.streamBufs = &copyBuffers{size: streamCopyBuf}
 	return p, nil
 }
 
@@ -137,7 +143,81 @@ func (b *copyBuffers) Put(buf []byte) {
 	b.pool.Put(&buf)
 }
 
-func (p *kubeProxy) close() { p.transport.CloseIdleConnections() }
+func (p *kubeProxy) close() {
+	p.pumps.closeAll()
+	p.transport.CloseIdleConnections()
+}
+
+// waitReadCloser is a tunnel response body that can wait for data
+// without a buffer (tunnel.Transport's).
+type waitReadCloser interface {
+	io.ReadCloser
+	WaitReadable(context.Context) error
+}
+
+// takeStreamBody is the streaming proxy's ModifyResponse: it takes a
+// streaming response's body (a watch, logs -f) out of ReverseProxy, which
+// then writes only the head, and leaves it to pumpStream. ReverseProxy
+// holds a copy buffer for as long as a body lasts; a hub serving Argo CD
+// holds thousands of watches, quiet most of the time, and pumpStream
+// borrows a buffer only while one has data. Upgrades (101) and responses
+// with trailers stay with ReverseProxy.
+func (p *kubeProxy) takeStreamBody(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols || len(resp.Trailer) > 0 || resp.ContentLength >= 0 {
+		return nil
+	}
+	target, _ := resp.Request.Context().Value(proxyTargetKey{}).(*proxyTarget)
+	body, ok := resp.Body.(waitReadCloser)
+	if target == nil || !ok {
+		return nil
+	}
+	target.streamBody = body
+	resp.Body = http.NoBody
+	if target.handOff {
+		resp.Header.Set("Connection", "close")
+	}
+	return nil
+}
+
+// pumpStream copies a streaming response body taken by takeStreamBody to
+// w, flushing every piece: it waits for data holding no buffer, then
+// borrows one for a read. It ends when the body does, the client leaves
+// (ctx) or a write fails, and closes the body. It returns false if the
+// body failed while the client was still there, so the response must be
+// aborted.
+func (p *kubeProxy) pumpStream(ctx context.Context, w http.ResponseWriter, body waitReadCloser, cluster, reqID string) bool {
+	defer body.Close()
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return true
+	}
+	for {
+		if err := body.WaitReadable(ctx); err != nil {
+			return true // the client left: the deferred Close ends the stream
+		}
+		buf := p.streamBufs.Get()
+		n, err := body.Read(buf)
+		var werr error
+		if n > 0 {
+			if _, werr = w.Write(buf[:n]); werr == nil {
+				werr = rc.Flush()
+			}
+		}
+		p.streamBufs.Put(buf)
+		switch {
+		case werr != nil:
+			return true // the client is gone
+		case err == io.EOF:
+			return true
+		case err != nil:
+			if ctx.Err() != nil {
+				return true
+			}
+			p.h.logger.Warn("proxy: streaming response cut short", "cluster", cluster, "request_id", reqID, "err", err)
+			return false
+		}
+	}
+}
 
 type proxyTarget struct {
 	cluster   string
@@ -148,6 +228,12 @@ type proxyTarget struct {
 	unknown bool
 	// body is the incoming request's body, which the proxy wraps.
 	body io.Reader
+	// streamBody is a streaming response's body, taken from ReverseProxy
+	// after it wrote the head, for pumpStream or a hijackedPump to copy;
+	// handOff says the client's HTTP/1.1 connection may be handed to a
+	// hijackedPump (its response then says Connection: close).
+	streamBody waitReadCloser
+	handOff    bool
 	// user and groups are the hub user's Kubernetes identity in the
 	// cluster; as, if set, is whom the cluster allowed it to impersonate.
 	user   string
@@ -195,7 +281,12 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tooMany(w, p.caps.limits.RetryAfter, refused, who)
 		return
 	}
-	defer release()
+	handedOff := false // to a hijackedPump, which releases the caps
+	defer func() {
+		if !handedOff {
+			release()
+		}
+	}()
 	target := &proxyTarget{cluster: id, path: rest, requestID: reqID, body: r.Body}
 
 	if !p.authorize(w, r, target, verb) {
@@ -203,10 +294,30 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	ctx := r.Context()
+	// A stream over HTTP/1.1 may outlive this handler (a hijackedPump
+	// takes the client's connection), so the request to the agent gets a
+	// context of its own, cancelled if the client leaves while this
+	// handler still serves it.
+	var (
+		cancel   context.CancelFunc
+		stopLink func() bool
+	)
+	if long && r.ProtoMajor == 1 && r.ProtoMinor == 1 {
+		ctx, cancel = context.WithCancel(tunnel.WithLongLived(context.WithoutCancel(ctx)))
+		stopLink = context.AfterFunc(r.Context(), cancel)
+		target.handOff = true
+		defer func() {
+			if !handedOff {
+				stopLink()
+				cancel()
+			}
+		}()
+	}
 	// One request copy carries both the target, for rewrite, and the
 	// trace that tells rec which tunnel stream the response comes from;
 	// the outgoing request inherits the context.
-	ctx := context.WithValue(r.Context(), proxyTargetKey{}, target)
+	ctx = context.WithValue(ctx, proxyTargetKey{}, target)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if st, ok := info.Conn.(*tunnel.Stream); ok {
@@ -221,18 +332,52 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.h.metrics.proxyInFlight.Inc()
 	rp.ServeHTTP(rec, r)
-	p.h.metrics.proxyInFlight.Dec()
-	label := id
-	if target.unknown {
-		label = clusterLabelOther
+	finish := func() {
+		p.h.metrics.proxyInFlight.Dec()
+		label := id
+		if target.unknown {
+			label = clusterLabelOther
+		}
+		p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
+		if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			p.h.auditKube(r, "proxy", ident, id, rest, rec.code, reqID, clientReqID)
+		}
+		if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
+			p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
+		}
 	}
-	p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
-	if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-		p.h.auditKube(r, "proxy", ident, id, rest, rec.code, reqID, clientReqID)
+	if body := target.streamBody; body != nil {
+		if cancel != nil {
+			// What the pump's end reports holds none of this exchange's
+			// objects (the request, rec and through it the connection's
+			// buffers), only values: they are the point of handing off.
+			code, user := rec.code, ident.Name
+			done := func() {
+				p.h.metrics.proxyInFlight.Dec()
+				p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+				if p.h.logger.Enabled(context.Background(), slog.LevelDebug) {
+					p.h.logger.Debug("proxied", "cluster", id, "user", user, "verb", verb, "path", rest, "code", code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
+				}
+				release()
+			}
+			if p.handOff(ctx, rec, body, stopLink, cancel, done, id, reqID) {
+				handedOff = true
+				// A stream's audit event is written when it starts.
+				if p.h.cfg.AuditReads {
+					p.h.auditKube(r, "proxy", ident, id, rest, code, reqID, clientReqID)
+				}
+				rec.detach()
+				return
+			}
+		}
+		if !p.pumpStream(ctx, rec, body, id, reqID) {
+			finish()
+			// As ReverseProxy does: the client must see the response
+			// fail, not end.
+			panic(http.ErrAbortHandler)
+		}
 	}
-	if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
-		p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
-	}
+	finish()
 }
 
 // sanitizeRequestID returns what may be logged of a client's request ID:
@@ -418,6 +563,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// detach drops the recorder's hold on the client's connection once it was
+// handed off (the request's trace still refers to the recorder).
+func (s *statusRecorder) detach() { s.ResponseWriter = nil }
 
 // FlushError flushes the response to the client unless more of it has
 // already arrived on the tunnel stream: the proxy flushes after every

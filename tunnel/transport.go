@@ -65,8 +65,10 @@ type Transport struct {
 	cfg TransportConfig
 
 	reused, retried atomic.Uint64
-	// readers and writers pool the 4 KiB buffers of exchanges under way.
-	readers, writers sync.Pool
+	// readers and writers pool the 4 KiB buffers of exchanges under way;
+	// streamReaders the small read buffers of long-lived streams
+	// (WithLongLived).
+	readers, writers, streamReaders sync.Pool
 
 	mu    sync.Mutex
 	idle  map[string][]*tconn // most recently used last
@@ -158,16 +160,39 @@ func (c *tconn) Read(p []byte) (int, error) {
 // head read through; larger bodies pass them by.
 const ioBuf = 4 << 10
 
-func (t *Transport) getReader(r io.Reader) *bufio.Reader {
-	if br, ok := t.readers.Get().(*bufio.Reader); ok {
+// streamBuf is the read buffer of a long-lived stream's response: it holds
+// the head's lines and the chunk size lines of the body; the body's data
+// larger than it is read past it, straight into the caller's buffer.
+const streamBuf = 512
+
+// longLivedKey marks a request context for WithLongLived.
+type longLivedKey struct{}
+
+// WithLongLived returns ctx marked so that a request sent with it is read
+// through a small buffer: a watch or a followed log, which a hub holds by
+// the thousand, mostly quiet, for minutes. Any request works either way.
+func WithLongLived(ctx context.Context) context.Context {
+	return context.WithValue(ctx, longLivedKey{}, true)
+}
+
+func (t *Transport) getReader(ctx context.Context, r io.Reader) *bufio.Reader {
+	pool, size := &t.readers, ioBuf
+	if ctx.Value(longLivedKey{}) != nil {
+		pool, size = &t.streamReaders, streamBuf
+	}
+	if br, ok := pool.Get().(*bufio.Reader); ok {
 		br.Reset(r)
 		return br
 	}
-	return bufio.NewReaderSize(r, ioBuf)
+	return bufio.NewReaderSize(r, size)
 }
 
 func (t *Transport) putReader(br *bufio.Reader) {
 	br.Reset(nil)
+	if br.Size() == streamBuf {
+		t.streamReaders.Put(br)
+		return
+	}
 	t.readers.Put(br)
 }
 
@@ -302,7 +327,7 @@ func (c *tconn) roundTrip(ctx context.Context, req *http.Request, hasBody bool, 
 		}()
 	}
 
-	c.br = c.t.getReader(c)
+	c.br = c.t.getReader(ctx, c)
 	var resp *http.Response
 	c.inHead, c.headLeft = true, c.t.cfg.MaxResponseHeaderBytes
 	for {
@@ -428,6 +453,30 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	b.c.done(b.stop, reuse)
 	return n, err
+}
+
+// WaitReadable blocks until a Read has something to return without
+// waiting for the agent (bytes buffered, the end, or an error), or ctx
+// ends. It holds no buffer while it waits, so a proxy copying thousands
+// of quiet watches needs a copy buffer only while one has data.
+func (b *body) WaitReadable(ctx context.Context) error {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return nil
+	}
+	if br := b.c.br; br != nil && br.Buffered() > 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	w, ok := b.c.conn.(interface {
+		WaitReadable(context.Context) error
+	})
+	b.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return w.WaitReadable(ctx)
 }
 
 // Close closes the body; one not read to its end closes its stream (the

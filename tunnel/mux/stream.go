@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -184,6 +185,26 @@ func (st *Stream) Read(p []byte) (int, error) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		st.mu.Lock()
+	}
+}
+
+// WaitReadable blocks until a Read would return without waiting for the
+// peer: data is buffered, the peer sent FIN, or the stream failed or was
+// closed; or until ctx ends (its error). A caller that copies many
+// long-lived, mostly quiet streams waits here holding no buffer and
+// borrows one only to Read what arrived.
+func (st *Stream) WaitReadable(ctx context.Context) error {
+	for {
+		st.mu.Lock()
+		ready := st.buffered > 0 || st.err != nil || st.finRecv || st.closed
+		st.mu.Unlock()
+		if ready {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st.wait(st.rnotify, ctx.Done(), time.Time{})
 	}
 }
 
