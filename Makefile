@@ -66,10 +66,11 @@ REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null)
 REGISTRY          ?= ghcr.io/eco-project
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGES_DIR        ?= $(BIN)/images
+SBOM_TOOL         ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
 export SOURCE_DATE_EPOCH
 
-images: ## build the eco-agent and eco-hub images (linux/amd64+arm64) as OCI layouts in ./bin/images
-	$(GO) run ./cmd/eco-image build --out=$(IMAGES_DIR) --version=$(VERSION) --revision=$(REVISION) --registry=$(REGISTRY)
+images: ## build the eco-agent and eco-hub images (linux/amd64+arm64) as OCI layouts in ./bin/images, and CycloneDX SBOMs in ./bin/images/sbom
+	$(GO) run ./cmd/eco-image build --out=$(IMAGES_DIR) --version=$(VERSION) --revision=$(REVISION) --registry=$(REGISTRY) --sbom-tool="$(SBOM_TOOL)"
 
 push: images ## push the images: make push REGISTRY=registry.example.com/eco (credentials from ~/.docker/config.json)
 	$(GO) run ./cmd/eco-image push --out=$(IMAGES_DIR) --registry=$(REGISTRY) $(PUSH_FLAGS)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -61,6 +62,10 @@ type EcoConfig struct {
 	Registry string
 	// Go is the go command. Empty means "go" from PATH.
 	Go string
+	// SBOMCommand runs cyclonedx-gomod (see SBOMConfig.Command): Eco then
+	// writes a CycloneDX SBOM of every binary to OutDir/sbom. Empty means
+	// none.
+	SBOMCommand []string
 	// Logger receives progress. Nil discards it.
 	Logger *slog.Logger
 }
@@ -77,6 +82,8 @@ type EcoResult struct {
 	// Binaries maps "eco-agent", "eco-hub" and "ecoctl" to their files
 	// by platform.
 	Binaries map[string]map[string]string
+	// SBOMs are the SBOM files written, when EcoConfig.SBOMCommand is set.
+	SBOMs []string
 }
 
 // Eco builds eco's two images: eco-agent, then eco-hub with eco-hub linked
@@ -144,7 +151,10 @@ func Eco(ctx context.Context, cfg EcoConfig) (*EcoResult, error) {
 			return nil, err
 		}
 	}
-	cfg.Logger.Info("images built", "agent", res.AgentDigest.String(), "hub", res.HubDigest.String())
+	if err := sboms(ctx, cfg, res); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("images built", "agent", res.AgentDigest.String(), "hub", res.HubDigest.String(), "sboms", len(res.SBOMs))
 	return res, nil
 }
 
@@ -202,5 +212,60 @@ func GoBuild(ctx context.Context, c GoBuildConfig) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("image: go build %s for %s/%s: %w\n%s", c.Package, c.GOOS, c.GOARCH, err, stderr.String())
 	}
+	return nil
+}
+
+// SBOMConfig is one SBOM of one binary, made by cyclonedx-gomod from the
+// module list Go links into every binary.
+type SBOMConfig struct {
+	// Command runs cyclonedx-gomod, such as ["go", "run",
+	// "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0"].
+	// Required.
+	Command []string
+	// Binary is the Go binary. Required.
+	Binary string
+	// Version is the main module's version. Required.
+	Version string
+	// Output is the CycloneDX JSON file written. Required.
+	Output string
+	// Dir is where Command runs. Empty means the current directory.
+	Dir string
+}
+
+// SBOM writes a CycloneDX SBOM (JSON) of c.Binary: its main module and
+// every module linked into it, with versions and checksums.
+func SBOM(ctx context.Context, c SBOMConfig) error {
+	if len(c.Command) == 0 || c.Binary == "" || c.Version == "" || c.Output == "" {
+		return errors.New("image: SBOMConfig.Command, Binary, Version and Output are required")
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Output), 0o755); err != nil {
+		return fmt.Errorf("image: SBOM: %w", err)
+	}
+	args := append(append([]string{}, c.Command[1:]...), "bin", "-json", "-output", c.Output, "-version", c.Version, c.Binary)
+	cmd := exec.CommandContext(ctx, c.Command[0], args...)
+	cmd.Dir = c.Dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("image: SBOM of %s: %w\n%s", c.Binary, err, out.String())
+	}
+	return nil
+}
+
+// sboms writes one SBOM per binary and platform in OutDir/sbom.
+func sboms(ctx context.Context, cfg EcoConfig, res *EcoResult) error {
+	if len(cfg.SBOMCommand) == 0 {
+		return nil
+	}
+	for name, files := range res.Binaries {
+		for plat, file := range files {
+			out := filepath.Join(cfg.OutDir, "sbom", name+"_"+strings.ReplaceAll(plat, "/", "_")+".cdx.json")
+			if err := SBOM(ctx, SBOMConfig{Command: cfg.SBOMCommand, Binary: file, Version: cfg.Version, Output: out, Dir: cfg.ModuleDir}); err != nil {
+				return err
+			}
+			res.SBOMs = append(res.SBOMs, out)
+		}
+	}
+	slices.Sort(res.SBOMs)
 	return nil
 }

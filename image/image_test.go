@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -364,5 +366,54 @@ func TestBuild(t *testing.T) {
 
 	if _, _, err := image.ReadLayout(filepath.Join(dir, "none")); err == nil {
 		t.Error("reading a missing layout succeeded")
+	}
+}
+
+// TestSBOM writes a CycloneDX SBOM of the agent binary with cyclonedx-gomod
+// and checks it lists client-go at the version linked into the binary.
+func TestSBOM(t *testing.T) {
+	res, _ := ecoImages(t)
+	bin := res.Binaries["eco-agent"]["linux/amd64"]
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	for _, d := range info.Deps {
+		if d.Path == "k8s.io/client-go" {
+			want = "pkg:golang/k8s.io/client-go@" + d.Version
+		}
+	}
+	if want == "" {
+		t.Fatal("eco-agent links no client-go")
+	}
+	out := filepath.Join(t.TempDir(), "agent.cdx.json")
+	mod, _ := filepath.Abs("..")
+	cmd := []string{"go", "run", "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0"}
+	if err := image.SBOM(t.Context(), image.SBOMConfig{Command: cmd, Binary: bin, Version: testVersion, Output: out, Dir: mod}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bom struct {
+		BOMFormat  string `json:"bomFormat"`
+		Components []struct {
+			Purl string `json:"purl"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(data, &bom); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range bom.Components {
+		found = found || strings.HasPrefix(c.Purl, want)
+	}
+	if bom.BOMFormat != "CycloneDX" || !found {
+		t.Errorf("SBOM (%s, %d components) does not list %s", bom.BOMFormat, len(bom.Components), want)
+	}
+	if err := image.SBOM(t.Context(), image.SBOMConfig{Command: cmd, Binary: filepath.Join(t.TempDir(), "none"), Version: "v1", Output: out, Dir: mod}); err == nil {
+		t.Error("an SBOM of a missing binary succeeded")
 	}
 }

@@ -72,6 +72,7 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, logger 
 		platforms string
 		caFile    string
 		epoch     string
+		sbomTool  string
 	)
 	fs.StringVar(&cfg.OutDir, "out", "bin/images", "`directory` for binaries and OCI image layouts")
 	fs.StringVar(&cfg.ModuleDir, "module-dir", ".", "the eco module's root")
@@ -82,9 +83,11 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, logger 
 	fs.StringVar(&platforms, "platforms", strings.Join(image.DefaultPlatforms(), ","), "comma-separated os/arch list")
 	fs.StringVar(&caFile, "ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle to put in the images (Debian's ca-certificates)")
 	fs.StringVar(&epoch, "source-date-epoch", os.Getenv("SOURCE_DATE_EPOCH"), "creation time in Unix seconds, e.g. the commit time, for reproducible images ($SOURCE_DATE_EPOCH; default 0)")
+	fs.StringVar(&sbomTool, "sbom-tool", "", "cyclonedx-gomod command, e.g. \"go run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0\": write a CycloneDX SBOM of every binary to OUT/sbom (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg.SBOMCommand = strings.Fields(sbomTool)
 	if cfg.Version == "" {
 		return errors.New("build: --version is required")
 	}
@@ -104,6 +107,9 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, logger 
 	fmt.Fprintf(stdout, "%s\t%s\t%s\n", image.AgentImage, res.AgentDigest, filepath.Join(cfg.OutDir, image.AgentImage))
 	fmt.Fprintf(stdout, "%s\t%s\t%s\n", image.HubImage, res.HubDigest, filepath.Join(cfg.OutDir, image.HubImage))
 	fmt.Fprintf(stdout, "the hub's install YAMLs name %s\n", res.AgentRef)
+	for _, f := range res.SBOMs {
+		fmt.Fprintf(stdout, "SBOM %s\n", f)
+	}
 	return nil
 }
 
