@@ -259,7 +259,7 @@ func sboms(ctx context.Context, cfg EcoConfig, res *EcoResult) error {
 	}
 	for name, files := range res.Binaries {
 		for plat, file := range files {
-			out := filepath.Join(cfg.OutDir, "sbom", name+"_"+strings.ReplaceAll(plat, "/", "_")+".cdx.json")
+			out := SBOMPath(cfg.OutDir, name, plat)
 			if err := SBOM(ctx, SBOMConfig{Command: cfg.SBOMCommand, Binary: file, Version: cfg.Version, Output: out, Dir: cfg.ModuleDir}); err != nil {
 				return err
 			}

@@ -113,7 +113,7 @@ func TestMain(m *testing.M) {
 // platform's image holds and says.
 func TestPushPull(t *testing.T) {
 	res, cfg := ecoImages(t)
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
 	defer srv.Close()
 	reg := strings.TrimPrefix(srv.URL, "http://")
 	ctx := t.Context()
@@ -127,8 +127,26 @@ func TestPushPull(t *testing.T) {
 		if tag != testVersion {
 			t.Errorf("%s layout ref name = %q, want %q", n, tag, testVersion)
 		}
-		if _, err := image.Push(ctx, idx, image.PushConfig{Repository: reg + "/eco/" + n, Tag: tag, Insecure: true}); err != nil {
+		pc := image.PushConfig{Repository: reg + "/eco/" + n, Tag: tag, Insecure: true}
+		if _, err := image.Push(ctx, idx, pc); err != nil {
 			t.Fatal(err)
+		}
+		// SBOM files as Eco writes them (their content is cyclonedx-gomod's,
+		// tested in TestSBOM; here, any bytes) go along as referrers.
+		sbomDir := t.TempDir()
+		for _, p := range image.DefaultPlatforms() {
+			for _, b := range []string{"eco-agent", "eco-hub", "ecoctl"} {
+				f := image.SBOMPath(sbomDir, b, p)
+				os.MkdirAll(filepath.Dir(f), 0o755)
+				os.WriteFile(f, []byte(`{"bomFormat":"CycloneDX","name":"`+b+` `+p+`"}`), 0o644)
+			}
+		}
+		count, err := image.PushSBOMs(ctx, idx, n, sbomDir, pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 2 * len(map[string][]string{image.AgentImage: {"eco-agent"}, image.HubImage: {"eco-hub", "ecoctl"}}[n]); count != want {
+			t.Errorf("%s: %d SBOMs attached, want %d", n, count, want)
 		}
 	}
 
@@ -200,6 +218,31 @@ func TestPushPull(t *testing.T) {
 						size += l.Size
 					}
 					t.Logf("%s %s: %s, layers %d bytes compressed", tc.name, m.Platform, m.Digest, size)
+				}
+				// The SBOMs attached to this platform's image.
+				refs, err := remote.Referrers(ref.Context().Digest(m.Digest.String()), remote.WithContext(ctx), remote.WithFilter("artifactType", image.SBOMArtifactType))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rm, _ := refs.IndexManifest()
+				if len(rm.Manifests) != len(tc.bins) {
+					t.Errorf("%s %s: %d SBOM referrers, want %d", tc.name, m.Platform, len(rm.Manifests), len(tc.bins))
+				}
+				for _, r := range rm.Manifests {
+					art, err := remote.Image(ref.Context().Digest(r.Digest.String()), remote.WithContext(ctx))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ls, _ := art.Layers()
+					rc, err := ls[0].Compressed()
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(rc)
+					rc.Close()
+					if !strings.Contains(string(body), m.Platform.String()) {
+						t.Errorf("SBOM for %s is %s", m.Platform, body)
+					}
 				}
 				files := rootfs(t, img)
 				checkFile(t, files, "etc/passwd", 0, 0o644, "nonroot:x:65532:65532:")

@@ -40,7 +40,8 @@ const usage = `usage: eco-image build|push [flags]
 build  cross-compiles eco-agent, eco-hub and ecoctl and writes the
        eco-agent and eco-hub images as OCI image layouts in OUT
 push   pushes the layouts in OUT to REGISTRY/eco-agent and REGISTRY/eco-hub,
-       tagged with the version they were built with
+       tagged with the version they were built with, and attaches the SBOMs
+       in OUT/sbom to each platform's image (OCI referrers)
 
 Run "eco-image build -h" or "eco-image push -h" for flags.
 `
@@ -135,11 +136,16 @@ func push(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("push: %w (run eco-image build first)", err)
 		}
-		ref, err := image.Push(ctx, idx, image.PushConfig{Repository: registry + "/" + name, Tag: tag, Insecure: insecure})
+		pc := image.PushConfig{Repository: registry + "/" + name, Tag: tag, Insecure: insecure}
+		ref, err := image.Push(ctx, idx, pc)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, ref)
+		n, err := image.PushSBOMs(ctx, idx, name, out, pc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s (%d SBOMs attached)\n", ref, n)
 	}
 	return nil
 }
