@@ -343,7 +343,7 @@ func (a *app) getCredentialsCmd() *cobra.Command {
 		Short: "merge a context reaching CLUSTER through the hub into your kubeconfig",
 		Long: `get-credentials asks the hub for a kubeconfig for CLUSTER (a token for that
 cluster alone, which expires), merges its cluster, user and context into the
-kubeconfig (--kubeconfig, else the first file of $KUBECONFIG, else
+kubeconfig (--kubeconfig, else the first existing file of $KUBECONFIG, else
 ~/.kube/config) and makes it the current context, like gcloud container
 clusters get-credentials.`,
 		Args:              cobra.ExactArgs(1),
