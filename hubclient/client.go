@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/eco-project/eco/hub"
@@ -191,6 +192,9 @@ func (c *Client) transportError(err error) error {
 		return fmt.Errorf("%w: %s does not speak TLS (is it an http:// address?)", ErrTLS, c.base.Host)
 	case errors.As(err, &dnsErr), errors.As(err, &opErr):
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, c.base.Host, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		// The hub closed a kept-alive connection: it is stopping.
+		return fmt.Errorf("%w: %s closed the connection: %v", ErrUnreachable, c.base.Host, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %s did not answer in time: %v", ErrUnreachable, c.base.Host, err)
 	}

@@ -433,12 +433,31 @@ func (a *app) statusCmd() *cobra.Command {
 				})
 			}
 			var last *hub.StatusJSON
+			outage := false
 			for {
 				ctx, cancel := a.ctx(cmd)
 				st, err := c.Status(ctx, cl.ID)
 				cancel()
-				if err != nil {
+				switch {
+				case err != nil && watch && last != nil && errors.Is(err, hubclient.ErrUnreachable) && cmd.Context().Err() == nil:
+					// A hub restarting (an upgrade) does not end the watch.
+					if !outage {
+						fmt.Fprintf(a.stderr, "%v; still watching\n", err)
+						outage = true
+					}
+					select {
+					case <-cmd.Context().Done():
+						return nil
+					case <-time.After(interval):
+					}
+					continue
+				case err != nil && cmd.Context().Err() != nil:
+					return nil
+				case err != nil:
 					return err
+				case outage:
+					fmt.Fprintln(a.stderr, "the hub answers again")
+					outage = false
 				}
 				if last == nil || st.State != last.State || st.Reason != last.Reason || !st.Since.Equal(last.Since) {
 					if err := show(st); err != nil {
@@ -460,7 +479,7 @@ func (a *app) statusCmd() *cobra.Command {
 			}
 		},
 	}
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching; print each change of state")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching, through hub restarts; print each change of state")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often --watch asks")
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -316,4 +317,43 @@ func TestDocsNameEveryCommand(t *testing.T) {
 	root := newRoot(strings.NewReader(""), io.Discard, io.Discard, func(string) string { return "" })
 	root.InitDefaultCompletionCmd()
 	walk(root)
+}
+
+// TestStatusWatchThroughHubRestart: status --watch outlives a hub restart
+// (an upgrade), saying so, and fails at once on a hub that refuses it.
+func TestStatusWatchThroughHubRestart(t *testing.T) {
+	r := newRig(t)
+	r.ok("admin.yaml", "login", r.hub.URL, "--ca-file="+r.caFile, "--token-file="+filepath.Join(r.dir, "admin.token"))
+	r.ok("admin.yaml", "clusters", "import", "prod")
+	out := &lockedBuffer{}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot(strings.NewReader(""), out, out, func(string) string { return "" })
+		root.SetArgs([]string{"--config=" + filepath.Join(r.dir, "admin.yaml"), "status", "prod", "--watch", "--interval=50ms", "--timeout=2s"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	waitFor(t, out, "NotInstalled")
+	addr := strings.TrimPrefix(r.hub.URL, "https://")
+	r.hub.Close()
+	waitFor(t, out, "hub unreachable")
+	h, err := localeco.StartHub(t.Context(), localeco.HubConfig{Dir: filepath.Join(r.dir, "hub"), Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	waitFor(t, out, "the hub answers again")
+	select {
+	case err := <-done:
+		t.Fatalf("status --watch ended: %v\n%s", err, out.String())
+	default:
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("status --watch: %v", err)
+	}
+
+	// A refused token ends it with the reason.
+	r.env[envToken] = "ecot_" + strings.Repeat("x", 43)
+	r.fails("admin.yaml", "refused the token (401)", "status", "prod", "--watch")
 }
