@@ -295,10 +295,26 @@ func (c *Client) DeleteCluster(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/clusters/"+url.PathEscape(id), nil, nil, nil)
 }
 
+// InstallOptions adjust an install YAML.
+type InstallOptions struct {
+	// HTTPSProxy is the agent's HTTPS_PROXY for dialling the hub. Empty
+	// means none.
+	HTTPSProxy string
+	// NoProxy is the agent's NO_PROXY. Empty means none.
+	NoProxy string
+}
+
 // InstallYAML returns cluster id's install YAML.
-func (c *Client) InstallYAML(ctx context.Context, id string) ([]byte, error) {
+func (c *Client) InstallYAML(ctx context.Context, id string, opts InstallOptions) ([]byte, error) {
+	q := url.Values{}
+	if opts.HTTPSProxy != "" {
+		q.Set("httpsProxy", opts.HTTPSProxy)
+	}
+	if opts.NoProxy != "" {
+		q.Set("noProxy", opts.NoProxy)
+	}
 	var b []byte
-	err := c.do(ctx, http.MethodGet, "/api/v1/clusters/"+url.PathEscape(id)+"/install.yaml", nil, nil, &b)
+	err := c.do(ctx, http.MethodGet, "/api/v1/clusters/"+url.PathEscape(id)+"/install.yaml", q, nil, &b)
 	return b, err
 }
 

@@ -231,6 +231,7 @@ func (a *app) withCluster(cmd *cobra.Command, ref string, f func(context.Context
 func (a *app) installCmd() *cobra.Command {
 	var apply bool
 	var kubeconfig, kubeContext, kubectl string
+	var proxy hubclient.InstallOptions
 	cmd := &cobra.Command{
 		Use:   "install CLUSTER",
 		Short: "print the cluster's agent install YAML, or apply it with kubectl",
@@ -247,7 +248,7 @@ given explicitly.`,
 		ValidArgsFunction: a.completeClusters,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withCluster(cmd, args[0], func(ctx context.Context, c *hubclient.Client, cl hub.ClusterJSON) error {
-				y, err := c.InstallYAML(ctx, cl.ID)
+				y, err := c.InstallYAML(ctx, cl.ID, proxy)
 				if err != nil {
 					return err
 				}
@@ -278,6 +279,8 @@ given explicitly.`,
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig `file` for --apply (default: kubectl's: $KUBECONFIG or ~/.kube/config)")
 	cmd.Flags().StringVar(&kubeContext, "context", "", "kubeconfig context for --apply (default: the current one)")
 	cmd.Flags().StringVar(&kubectl, "kubectl", "kubectl", "kubectl `command` for --apply")
+	cmd.Flags().StringVar(&proxy.HTTPSProxy, "https-proxy", "", "`URL` of the proxy (http, https or socks5) the agent dials the hub through: its HTTPS_PROXY")
+	cmd.Flags().StringVar(&proxy.NoProxy, "no-proxy", "", "the agent's NO_PROXY, with --https-proxy")
 	return cmd
 }
 

@@ -202,6 +202,13 @@ func TestClustersAndTokens(t *testing.T) {
 		t.Errorf("install printed no install YAML for the cluster:\n%.400s", y)
 	}
 
+	// Behind a proxy.
+	y = r.ok("admin.yaml", "install", "prod-eu", "--https-proxy=http://proxy.corp:3128", "--no-proxy=10.0.0.0/8")
+	if !strings.Contains(y, "name: HTTPS_PROXY\n          value: http://proxy.corp:3128") || !strings.Contains(y, "value: 10.0.0.0/8") {
+		t.Errorf("install --https-proxy: no HTTPS_PROXY/NO_PROXY in\n%s", grepLines(y, "PROXY", 1))
+	}
+	r.fails("admin.yaml", "400", "install", "prod-eu", "--https-proxy=ftp://proxy.corp")
+
 	// Hub user ci may administer every cluster; its token below is
 	// scoped to prod-eu and read-only.
 	if err := r.hub.Do(t.Context(), "POST", "/api/v1/grants", "", map[string]string{"kind": "user", "subject": "ci", "role": "admin"}, nil); err != nil {
@@ -356,4 +363,16 @@ func TestStatusWatchThroughHubRestart(t *testing.T) {
 	// A refused token ends it with the reason.
 	r.env[envToken] = "ecot_" + strings.Repeat("x", 43)
 	r.fails("admin.yaml", "refused the token (401)", "status", "prod", "--watch")
+}
+
+// grepLines returns the lines of s holding sub, with after lines after each.
+func grepLines(s, sub string, after int) string {
+	lines := strings.Split(s, "\n")
+	var out []string
+	for i, l := range lines {
+		if strings.Contains(l, sub) {
+			out = append(out, lines[i:min(len(lines), i+after+1)]...)
+		}
+	}
+	return strings.Join(out, "\n")
 }
