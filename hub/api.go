@@ -66,6 +66,7 @@ func (h *Hub) routes() {
 	api("GET /api/v1/grants", "list-grants", hubAdmin, h.listGrants)
 	api("POST /api/v1/grants", "create-grant", hubAdmin, h.createGrant)
 	api("DELETE /api/v1/grants/{id}", "delete-grant", hubAdmin, h.deleteGrant)
+	h.cloudRoutes(api)
 	// The proxy checks the user's access to the cluster and, for a
 	// read-only token, the verb itself: it answers Kubernetes Status
 	// bodies.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/eco-project/eco/cloud"
 	"github.com/eco-project/eco/hub/audit"
 	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/hub/saproof"
@@ -127,6 +128,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+
+	// CloudProviders are the clouds whose accounts the hub takes, to
+	// import their clusters and poll their health (package cloud and its
+	// subpackages aws, azure, gcp). Nil means none: the cloud API refuses
+	// accounts.
+	CloudProviders map[store.Provider]cloud.Provider
+	// CloudPollInterval and CloudFastPollInterval are how often the cloud
+	// health of steady clusters, and of clusters in a transition, is
+	// polled. Zero means cloud.DefaultInterval and
+	// cloud.DefaultFastInterval.
+	CloudPollInterval     time.Duration
+	CloudFastPollInterval time.Duration
 }
 
 // Hub is the management plane. Create it with New, serve it as an
@@ -156,6 +169,11 @@ type Hub struct {
 	ids         identityState
 	refreshStop context.CancelFunc
 	refreshDone sync.WaitGroup
+
+	// Cloud import and health (cloudapi.go).
+	cloud     *cloud.Service
+	cloudStop context.CancelFunc
+	cloudDone sync.WaitGroup
 
 	closeOnce sync.Once
 	ready     chan struct{}
@@ -263,6 +281,13 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h.metrics.registerTunnelStats(cfg.Registry, h.tunnels, h.proxy.transport)
+	if err := h.startCloud(); err != nil {
+		h.proxy.close()
+		h.status.close()
+		h.tunnels.Close()
+		h.audit.Close()
+		return nil, fmt.Errorf("hub: cloud: %w", err)
+	}
 	h.routes()
 	refreshCtx, refreshStop := context.WithCancel(context.Background())
 	h.refreshStop = refreshStop
@@ -296,6 +321,8 @@ func (h *Hub) Close() error {
 	h.closeOnce.Do(func() {
 		h.refreshStop()
 		h.refreshDone.Wait()
+		h.cloudStop()
+		h.cloudDone.Wait()
 		h.graceEnds.stop()
 		err = h.tunnels.Close()
 		h.proxy.close()

@@ -304,7 +304,7 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stopLink func() bool
 	)
 	if long && r.ProtoMajor == 1 && r.ProtoMinor == 1 {
-		ctx, cancel = context.WithCancel(tunnel.WithLongLived(context.WithoutCancel(ctx)))
+		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
 		stopLink = context.AfterFunc(r.Context(), cancel)
 		target.handOff = true
 		defer func() {
@@ -313,6 +313,9 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				cancel()
 			}
 		}()
+	}
+	if long {
+		ctx = tunnel.WithLongLived(ctx)
 	}
 	// One request copy carries both the target, for rewrite, and the
 	// trace that tells rec which tunnel stream the response comes from;
@@ -331,7 +334,26 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rp = p.rpStream
 	}
 	p.h.metrics.proxyInFlight.Inc()
-	rp.ServeHTTP(rec, r)
+	if long && r.ProtoMajor == 2 {
+		// The handler of an HTTP/2 stream stays for as long as the
+		// stream does, and a goroutine's stack stays as large as it
+		// once grew: ReverseProxy and the transport run on a goroutine
+		// of their own that ends once the head is written, so the
+		// handler waits out the body with the small stack it has.
+		done := make(chan struct{})
+		var panicked any
+		go func() {
+			defer close(done)
+			defer func() { panicked = recover() }()
+			rp.ServeHTTP(rec, r)
+		}()
+		<-done
+		if panicked != nil {
+			panic(panicked) // http.ErrAbortHandler, on the handler's goroutine
+		}
+	} else {
+		rp.ServeHTTP(rec, r)
+	}
 	finish := func() {
 		p.h.metrics.proxyInFlight.Dec()
 		label := id
@@ -370,7 +392,11 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if !p.pumpStream(ctx, rec, body, id, reqID) {
+		// The client's writer itself, not rec: rec skips a flush while
+		// more of the response waits on the stream, and a chunked body
+		// may then block reading the next chunk's head with the last
+		// event unsent.
+		if !p.pumpStream(ctx, w, body, id, reqID) {
 			finish()
 			// As ReverseProxy does: the client must see the response
 			// fail, not end.

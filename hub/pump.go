@@ -74,7 +74,8 @@ type hijackedPump struct {
 	done    func()
 	cluster string
 	reqID   string
-	once    sync.Once
+	// once guards finish, accounted the call of done.
+	once, accounted sync.Once
 }
 
 // run is the pump's copy loop; it owns conn and body and ends both.
@@ -100,7 +101,10 @@ func (pp *hijackedPump) run() {
 			return
 		case err == io.EOF:
 			// The last chunk: the response is complete, and the
-			// connection closes as its head said.
+			// connection closes as its head said. The accounting ends
+			// first, so a client that opens its next watch as soon as it
+			// reads the end finds its cap given back.
+			pp.account()
 			_, _ = io.WriteString(pp.conn, "0\r\n\r\n")
 			return
 		case err != nil:
@@ -149,9 +153,12 @@ func (pp *hijackedPump) finish() {
 		pp.body.Close()
 		pp.conn.Close()
 		pp.p.pumps.remove(pp)
-		pp.done()
+		pp.account()
 	})
 }
+
+// account reports the exchange's end to the proxy (metrics, caps), once.
+func (pp *hijackedPump) account() { pp.accounted.Do(pp.done) }
 
 // stop is the hub closing: the pump ends as if the client left.
 func (pp *hijackedPump) stop() {

@@ -208,11 +208,14 @@ func TestRotateCredentialDelivery(t *testing.T) {
 	if got := e.cluster(offline.ID).Credential; got.Generation != 1 || !got.RotationPending || got.PreviousValidUntil == nil {
 		t.Fatalf("offline cluster's credential after rotation: %+v", got)
 	}
+	// The history is written by the cluster's status queue, a moment later.
 	var hist struct{ Items []hub.TransitionJSON }
-	e.do("GET", "/api/v1/clusters/"+offline.ID+"/history", e.admin, "", &hist)
 	noted := false
-	for _, tr := range hist.Items {
-		noted = noted || strings.Contains(tr.Reason, "rotated to generation 1") && strings.Contains(tr.Reason, "re-apply the install YAML")
+	for deadline := time.Now().Add(5 * time.Second); !noted && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		e.do("GET", "/api/v1/clusters/"+offline.ID+"/history", e.admin, "", &hist)
+		for _, tr := range hist.Items {
+			noted = noted || strings.Contains(tr.Reason, "rotated to generation 1") && strings.Contains(tr.Reason, "re-apply the install YAML")
+		}
 	}
 	if !noted {
 		t.Fatalf("history does not note the rotation: %+v", hist.Items)

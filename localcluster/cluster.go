@@ -55,6 +55,9 @@ type Config struct {
 	AuditLog bool
 	// StartTimeout bounds Start. Zero means 2 minutes.
 	StartTimeout time.Duration
+	// APIServerArgs are more kube-apiserver flags, e.g. an authentication
+	// webhook for a test of a cloud's tokens.
+	APIServerArgs []string
 	// Logger receives component start/stop events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -386,6 +389,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, etcdPort, apiPort int) err
 		c.apiserver.args = append(c.apiserver.args, "--audit-policy-file="+policy,
 			"--audit-log-path="+c.AuditLogFile, "--audit-log-format=json", "--audit-log-maxbackup=1")
 	}
+	c.apiserver.args = append(c.apiserver.args, c.cfg.APIServerArgs...)
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}

@@ -64,6 +64,12 @@ func Install(ctx context.Context, h *Hub, c *localcluster.Cluster, id, dir strin
 	} else if !strings.Contains(out, "created") && !strings.Contains(out, "unchanged") && !strings.Contains(out, "configured") {
 		return nil, fmt.Errorf("kubectl apply printed nothing expected:\n%s", out)
 	}
+	return Installed(ctx, c, id, dir)
+}
+
+// Installed prepares the agent's files under dir from an install YAML
+// already applied to c (by kubectl, or by the hub itself).
+func Installed(ctx context.Context, c *localcluster.Cluster, id, dir string) (*AgentSetup, error) {
 	s := &AgentSetup{
 		ClusterID:         id,
 		ConfigDir:         filepath.Join(dir, "config"),

@@ -48,6 +48,9 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// Mount, if set, is called before serving, e.g. to mount the web UI.
 	Mount func(*hub.Hub) error
+	// Configure, if set, changes the hub's Config before it starts (e.g.
+	// its cloud providers).
+	Configure func(*hub.Config)
 }
 
 // Hub is a running local hub.
@@ -111,7 +114,7 @@ func StartHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 	if cfg.UserPrefix != nil {
 		prefix = *cfg.UserPrefix
 	}
-	if h.Hub, err = hub.New(hub.Config{
+	hcfg := hub.Config{
 		UserPrefix:        prefix,
 		Store:             h.store,
 		ExternalURL:       h.URL,
@@ -120,7 +123,11 @@ func StartHub(ctx context.Context, cfg HubConfig) (*Hub, error) {
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		CredentialGrace:   cfg.CredentialGrace,
 		Logger:            cfg.Logger,
-	}); err != nil {
+	}
+	if cfg.Configure != nil {
+		cfg.Configure(&hcfg)
+	}
+	if h.Hub, err = hub.New(hcfg); err != nil {
 		return nil, err
 	}
 	if cfg.Mount != nil {

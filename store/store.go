@@ -155,6 +155,30 @@ type Store interface {
 	// DeleteGrant removes a grant. Deleting a cluster removes its grants.
 	DeleteGrant(ctx context.Context, id string) error
 
+	// CreateCloudAccount records a cloud account with a generated ID (see
+	// [NewCloudAccountID]). A duplicate name is ErrConflict.
+	CreateCloudAccount(ctx context.Context, a NewCloudAccount) (CloudAccount, error)
+	// GetCloudAccount returns cloud account id.
+	GetCloudAccount(ctx context.Context, id string) (CloudAccount, error)
+	// ListCloudAccounts returns every cloud account, oldest first.
+	ListCloudAccounts(ctx context.Context) ([]CloudAccount, error)
+	// ResealCloudAccount replaces the account's sealed credentials (after
+	// a rotation of the key that seals them).
+	ResealCloudAccount(ctx context.Context, id string, sealed []byte) error
+	// DeleteCloudAccount removes the account; ErrConflict while clusters
+	// imported from it are linked to it.
+	DeleteCloudAccount(ctx context.Context, id string) error
+	// LinkCloudCluster records that cluster l.ClusterID was imported from
+	// account l.AccountID. A cloud reference already linked is
+	// ErrConflict; a missing cluster or account is ErrNotFound. Deleting
+	// the cluster removes its link.
+	LinkCloudCluster(ctx context.Context, l CloudLink) error
+	// CloudLinks returns the links of account id, or every link if id is
+	// empty, ordered by account, scope and cloud reference.
+	CloudLinks(ctx context.Context, accountID string) ([]CloudLink, error)
+	// CloudLinkByRef returns the link with cloud reference ref.
+	CloudLinkByRef(ctx context.Context, ref string) (CloudLink, error)
+
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.
 	Close() error

@@ -26,6 +26,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eco-project/eco/cloud"
+	"github.com/eco-project/eco/cloud/aws"
+	"github.com/eco-project/eco/cloud/aws/awsfake"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/localcluster"
@@ -107,8 +110,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// A fake AWS (STS and EKS, the real SDK talks to it) with a few
+	// clusters, so "Import from a cloud" can be tried (docs/cloud.md).
+	demoAWS := demoCloud()
+	defer demoAWS.Close()
+
 	fmt.Fprintln(stdout, "starting the eco hub")
-	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger)}
+	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger),
+		Configure: func(c *hub.Config) {
+			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: demoAWS.URL, STSEndpoint: demoAWS.URL})}
+			c.CloudPollInterval, c.CloudFastPollInterval = 20*time.Second, 5*time.Second
+		}}
 	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
 		hubCfg.Addr = ""
@@ -179,6 +191,7 @@ eco demo is up (%s)
   hub.kubeconfig:  %s   (kubectl through the hub as admin: a token for this cluster only, 8 h)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
+  demo AWS:        Import from a cloud → EKS, access key %s, secret %s, regions eu-west-1, us-east-1
 
 try:
   source %s
@@ -189,7 +202,7 @@ try:
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(),
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), demoKeyID, demoSecret,
 		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl)
 	select {
 	case <-ctx.Done():
@@ -197,6 +210,27 @@ Ctrl-C stops everything.
 		return fmt.Errorf("eco-agent exited; see %s", agentLog.Name())
 	}
 	return nil
+}
+
+// The demo AWS account's keys (of a fake AWS on loopback).
+const (
+	demoKeyID  = "AKIDEMO"
+	demoSecret = "demo-secret"
+)
+
+// demoCloud starts a fake AWS with EKS clusters in two regions: two of
+// the same name, one being created, one private, one degraded.
+func demoCloud() *awsfake.Server {
+	f := awsfake.New()
+	f.AddKey(demoKeyID, demoSecret)
+	f.SetClusters("eu-west-1",
+		awsfake.Cluster{Name: "shop", Status: "ACTIVE", Version: "1.33", Endpoint: "https://shop.eu-west-1.eks.example"},
+		awsfake.Cluster{Name: "batch", Status: "CREATING", Version: "1.34"},
+		awsfake.Cluster{Name: "data", Status: "ACTIVE", Version: "1.32", Groups: []awsfake.Nodegroup{{Name: "workers", Status: "DEGRADED",
+			Issues: []awsfake.Issue{{Code: "AsgInstanceLaunchFailures", Message: "Could not launch On-Demand Instances. InsufficientInstanceCapacity"}}}}})
+	f.SetClusters("us-east-1",
+		awsfake.Cluster{Name: "shop", Status: "ACTIVE", Version: "1.33", Private: true})
+	return f
 }
 
 // mountUI mounts the web UI on the hub, as eco-hub does.

@@ -74,6 +74,7 @@ type options struct {
 	limits          hub.Limits
 	previousKeyFile string
 	credentialGrace time.Duration
+	cloud           cloudOptions
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -108,6 +109,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
 	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
+	o.cloud.flags(fs)
 }
 
 func main() {
@@ -266,6 +268,10 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		defer f.Close()
 		auditLog = f
 	}
+	cloudProviders, err := o.cloud.providers()
+	if err != nil {
+		return err
+	}
 	h, err := hub.New(hub.Config{
 		AuditLog:             auditLog,
 		AuditReads:           o.auditReads,
@@ -284,6 +290,11 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		UserPrefix:           o.userPrefix,
 		KubeconfigTTL:        o.kubeconfigTTL,
 		Logger:               logger,
+
+		// Cloud import and health (cloud.go).
+		CloudProviders:        cloudProviders,
+		CloudPollInterval:     o.cloud.interval,
+		CloudFastPollInterval: o.cloud.fastInterval,
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,9 @@ func TestFlagDefaults(t *testing.T) {
 		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s", "audit-log": "", "audit-reads": "false",
 		"credential-grace": "10m0s", "previous-secret-key-file": "",
+		// Cloud import and health (cloud.go).
+		"cloud-providers": "eks,aks,gke", "cloud-poll-interval": "2m0s", "cloud-fast-poll-interval": "15s",
+		"eks-endpoint": "", "sts-endpoint": "", "gke-endpoint": "",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]

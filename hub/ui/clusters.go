@@ -92,6 +92,9 @@ type clusterRow struct {
 	store.Cluster
 	Bad      bool
 	LastSeen string
+	// CloudVersion is the Kubernetes version the cloud reported when the
+	// cluster was imported from a cloud account (General tab only).
+	CloudVersion string
 }
 
 func (u *UI) row(c store.Cluster) clusterRow {
@@ -188,6 +191,8 @@ type statusJSON struct {
 	Kubernetes  string `json:"kubernetes"`
 	Agent       string `json:"agent"`
 	CloudHealth string `json:"cloudHealth"`
+	// CloudHealthClass colours it: ok, neutral, progress or bad.
+	CloudHealthClass string `json:"cloudHealthClass"`
 }
 
 // clustersStatus answers the Imported Clusters page's polling with the
@@ -208,6 +213,7 @@ func (u *UI) clustersStatus(w http.ResponseWriter, r *http.Request, rq *request)
 		out.Rows = append(out.Rows, statusJSON{
 			ID: c.ID, State: string(c.Status.State), Reason: c.Status.Reason, Bad: row.Bad, LastSeen: row.LastSeen,
 			Kubernetes: c.Status.KubernetesVersion, Agent: c.Status.AgentVersion, CloudHealth: c.CloudHealth,
+			CloudHealthClass: healthClass(c.CloudHealth),
 		})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -324,7 +330,13 @@ func (u *UI) generalTab(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	v := u.clusterView(rq, &c, "Edit Cluster", "general")
-	v.Data = u.row(c)
+	row := u.row(c)
+	if c.CloudRef != "" {
+		if l, err := u.hub.Store().CloudLinkByRef(r.Context(), c.CloudRef); err == nil && l.ClusterID == c.ID {
+			row.CloudVersion = l.Version
+		}
+	}
+	v.Data = row
 	u.render(w, r, http.StatusOK, "general", v)
 }
 
@@ -389,6 +401,9 @@ func (u *UI) ecoTab(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	if msg, ok := rotatedFlash[r.URL.Query().Get("rotated")]; ok {
 		v.Flash = msg
+	}
+	if r.URL.Query().Get("installed") != "" {
+		v.Flash = "The hub applied the install YAML with credentials from the cloud; the agent connects once its pod runs."
 	}
 	u.render(w, r, http.StatusOK, "eco", v)
 }

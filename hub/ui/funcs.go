@@ -49,6 +49,9 @@ var funcs = template.FuncMap{
 	"suspended":  func(b *bool) bool { return b != nil && *b },
 	"labelsText": labelsText,
 	"st":         func(s store.State) store.Status { return store.Status{State: s} },
+
+	// Cloud health (cloud.go).
+	"healthClass": healthClass,
 }
 
 func providerLabel(p store.Provider) string {

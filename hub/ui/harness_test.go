@@ -38,6 +38,8 @@ type hubOptions struct {
 	poll      time.Duration
 	heartbeat time.Duration
 	logLevel  slog.Level
+	// cloud configures the hub's cloud providers and poll intervals.
+	cloud func(*hub.Config)
 }
 
 func newTestHub(t testing.TB, o hubOptions) *testHub {
@@ -59,7 +61,7 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 		o.logLevel = slog.LevelWarn
 	}
 	logger := testLogger(t, o.logLevel)
-	h, err := hub.New(hub.Config{
+	cfg := hub.Config{
 		Store:             st,
 		ExternalURL:       srv.URL,
 		CAPEM:             ident.CAPEM,
@@ -67,7 +69,11 @@ func newTestHub(t testing.TB, o hubOptions) *testHub {
 		Version:           "v0.0.0-uitest",
 		HeartbeatInterval: o.heartbeat,
 		Logger:            logger,
-	})
+	}
+	if o.cloud != nil {
+		o.cloud(&cfg)
+	}
+	h, err := hub.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,6 +174,7 @@ func (u *UI) routes() {
 	// Any hub user may try to bind: the cluster's RBAC decides.
 	m.HandleFunc("POST /ui/clusters/{id}/rbac/bind", u.user(store.RoleMember, u.bind))
 	m.HandleFunc("GET /ui/clusters/{id}/monitoring", u.user(store.RoleMember, u.dashboard("monitoring", u.monitoring)))
+	u.cloudRoutes(m)
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})

@@ -78,6 +78,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Grants/Lifecycle", testGrantLifecycle},
 		{"Grants/Validation", testGrantValidation},
 		{"List/IDs", testListIDs},
+		{"Cloud/AccountsAndLinks", testCloudAccounts},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}

@@ -80,6 +80,8 @@ document.addEventListener("DOMContentLoaded", () => {
           set("kubernetes", row.kubernetes);
           set("agent", row.agent);
           set("cloudHealth", row.cloudHealth);
+          const health = tr.querySelector('[data-field="cloudHealth"]');
+          if (health) health.className = "health " + row.cloudHealthClass;
           const state = tr.querySelector('[data-field="state"]');
           state.classList.toggle("bad", row.bad);
           state.classList.toggle("ok", !row.bad);
