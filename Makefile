@@ -11,6 +11,7 @@ PKGS          ?= ./...
 
 export ECO_DEMO_DIR
 
+.PHONY: images push
 .PHONY: all build setup-test setup-demo kube test test-short demo bench bench-quick lint fmt clean help
 
 all: build
@@ -18,7 +19,7 @@ all: build
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build eco-hub, eco-agent and the dev commands into ./bin
+build: ## build eco-hub, eco-agent, ecoctl and the dev commands into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 setup-test: ## install what the tests need and the machine lacks (tools/setup.sh: apt as root, else says the command)
@@ -73,6 +74,24 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
+
+# Images and release artefacts (issue 19): no Docker daemon, no base image.
+# VERSION tags the images; REGISTRY is where they go (and which agent image
+# the hub in the hub image names, by digest); SOURCE_DATE_EPOCH (the commit
+# time) fixes every timestamp, so the same commit gives the same digests.
+VERSION           ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION          ?= $(shell git rev-parse HEAD 2>/dev/null)
+REGISTRY          ?= ghcr.io/eco-project
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGES_DIR        ?= $(BIN)/images
+SBOM_TOOL         ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+export SOURCE_DATE_EPOCH
+
+images: ## build the eco-agent and eco-hub images (linux/amd64+arm64) as OCI layouts in ./bin/images, and CycloneDX SBOMs in ./bin/images/sbom
+	$(GO) run ./cmd/eco-image build --out=$(IMAGES_DIR) --version=$(VERSION) --revision=$(REVISION) --registry=$(REGISTRY) --sbom-tool="$(SBOM_TOOL)"
+
+push: images ## push the images: make push REGISTRY=registry.example.com/eco (credentials from ~/.docker/config.json)
+	$(GO) run ./cmd/eco-image push --out=$(IMAGES_DIR) --registry=$(REGISTRY) $(PUSH_FLAGS)
 
 clean: ## remove build output and demo state
 	rm -rf $(BIN) $(ECO_DEMO_DIR)

@@ -322,9 +322,19 @@ func (h *Hub) installYAML(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	yaml, err := h.installYAMLFor(c)
+	// The proxy the agent dials the hub through, if its cluster's egress
+	// needs one (docs/install.md, "Behind an HTTPS proxy").
+	var mods []func(*install.Options)
+	if proxy, noProxy := r.URL.Query().Get("httpsProxy"), r.URL.Query().Get("noProxy"); proxy != "" || noProxy != "" {
+		mods = append(mods, func(o *install.Options) { o.HTTPSProxy, o.NoProxy = proxy, noProxy })
+	}
+	yaml, err := h.installYAMLFor(c, mods...)
 	if errors.Is(err, errCredentialKeyGone) {
 		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	if errors.Is(err, errInstallOptions) && len(mods) > 0 {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err != nil {
@@ -351,7 +361,12 @@ func (h *Hub) InstallYAML(id string) ([]byte, error) {
 	return h.installYAMLFor(c)
 }
 
-func (h *Hub) installYAMLFor(c store.Cluster) ([]byte, error) {
+// errInstallOptions: the install options did not validate.
+var errInstallOptions = errors.New("invalid install options")
+
+// installYAMLFor renders c's install YAML; mods change the options the
+// hub's configuration gives, such as the agent's HTTPS proxy.
+func (h *Hub) installYAMLFor(c store.Cluster, mods ...func(*install.Options)) ([]byte, error) {
 	cred, _, err := h.currentCredential(c)
 	if err != nil {
 		return nil, fmt.Errorf("rendering install YAML: %w", err)
@@ -369,9 +384,12 @@ func (h *Hub) installYAMLFor(c store.Cluster) ([]byte, error) {
 	if h.cfg.AgentImagePullPolicy != "" {
 		opts.ImagePullPolicy = corev1.PullPolicy(h.cfg.AgentImagePullPolicy)
 	}
+	for _, m := range mods {
+		m(&opts)
+	}
 	y, err := install.Render(opts)
 	if err != nil {
-		return nil, fmt.Errorf("rendering install YAML: %w", err)
+		return nil, fmt.Errorf("rendering install YAML: %w: %w", errInstallOptions, err)
 	}
 	return y, nil
 }

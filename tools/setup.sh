@@ -60,6 +60,7 @@ test | ci)
 	need gcc build-essential "cgo for go test -race"
 	need /usr/bin/chromium chromium "the web UI's browser tests (hub/ui)"
 	need redis-server redis-server "the real Argo CD's cache in e2e/argocd"
+	need update-ca-certificates ca-certificates "the CA bundle make images puts in the images (image/)"
 	;;
 esac
 

@@ -30,12 +30,24 @@ import (
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
+	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/store/backend"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
+
+// agentRepository and agentDigest pin the agent image install YAMLs name
+// (docs/install.md, "Which agent image"). `make images` links the hub in
+// the hub image with the agent image it built beside it: agentRepository
+// is REGISTRY/eco-agent and agentDigest its index digest, so the
+// hub's version decides its agents' version. Empty: the repository is
+// ghcr.io/eco-project/eco-agent and the image is named by tag alone.
+var (
+	agentRepository = ""
+	agentDigest     = ""
+)
 
 type options struct {
 	listen          string
@@ -45,6 +57,7 @@ type options struct {
 	tlsCert, tlsKey string
 	tlsHosts        string
 	agentImage      string
+	agentRepo       string
 	agentPullPolicy string
 	agentNamespace  string
 	heartbeat       time.Duration
@@ -54,9 +67,11 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	adminTokenFile  string
+	bootstrapToken  string
 	auditLog        string
 	auditReads      bool
 	showVersion     bool
+	printCA         bool
 	metricsAddr     string
 	limits          hub.Limits
 	previousKeyFile string
@@ -73,7 +88,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serving certificate PEM (default: a self-signed CA in DATA-DIR/tls issues one)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "serving key PEM, with --tls-cert")
 	fs.StringVar(&o.tlsHosts, "tls-hosts", "", "extra comma-separated names/IPs for the self-signed certificate (the external URL's host, localhost and 127.0.0.1 are always included)")
-	fs.StringVar(&o.agentImage, "agent-image", "", "agent image in install YAMLs (default: ghcr.io/eco-project/eco-agent:VERSION)")
+	fs.StringVar(&o.agentImage, "agent-image", "", "agent image in install YAMLs, overriding --agent-image-repository (default: REPOSITORY:VERSION@DIGEST when this hub was built with its agent image's digest, as in the eco-hub image; else REPOSITORY:VERSION)")
+	fs.StringVar(&o.agentRepo, "agent-image-repository", defaultAgentRepository(), "repository of the agent image in install YAMLs, e.g. a mirror; the built-in digest is kept")
 	fs.StringVar(&o.agentPullPolicy, "agent-image-pull-policy", "", "agent imagePullPolicy in install YAMLs (default IfNotPresent)")
 	fs.StringVar(&o.agentNamespace, "agent-namespace", "", "namespace install YAMLs create (default eco-system)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the hub pings each agent")
@@ -85,9 +101,11 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "also write the first admin token to this file (mode 0600)")
+	fs.StringVar(&o.bootstrapToken, "bootstrap-token-file", "", "on first start, make the token in this file (ecot_ and at least 43 characters of [A-Za-z0-9_-], e.g. a mounted Kubernetes Secret) the admin token instead of minting and printing one; the Helm chart uses it so the token is never in a log")
 	fs.StringVar(&o.auditLog, "audit-log", "", "also write the audit log as JSON lines to this file (appended, mode 0600), or - for stdout; the store keeps it regardless")
 	fs.BoolVar(&o.auditReads, "audit-reads", false, "also audit proxied reads (get, list, watch), not only requests that may change a cluster")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.printCA, "print-ca", false, "print the self-signed CA certificate kept in --data-dir and exit (in a pod: kubectl exec deploy/eco-hub -- eco-hub --data-dir=/var/lib/eco-hub --print-ca)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve Prometheus /metrics without authentication over plain HTTP on this address, e.g. 127.0.0.1:9090 (default: none; /metrics on --listen needs an admin token)")
 	fs.IntVar(&o.limits.StreamsPerUser, "max-streams-per-user", hub.DefaultStreamsPerUser, "proxied Kubernetes requests one hub user may have in flight; more get 429 (-1: no limit)")
 	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
@@ -116,12 +134,43 @@ func main() {
 		fmt.Println(version)
 		return
 	}
+	if o.printCA {
+		ca, err := os.ReadFile(filepath.Join(o.dataDir, "tls", "ca.crt"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "eco-hub: --print-ca:", err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(ca)
+		return
+	}
 	// First signal: drain. Second: stop now.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	if err := run(o, os.Stdout, sigs); err != nil {
 		fmt.Fprintln(os.Stderr, "eco-hub:", err)
 		os.Exit(1)
+	}
+}
+
+// defaultAgentRepository is the link-time agentRepository or install's
+// default.
+func defaultAgentRepository() string {
+	if agentRepository != "" {
+		return agentRepository
+	}
+	return install.DefaultImageRepository
+}
+
+// agentImage is the agent image install YAMLs name: flag if set, else
+// repo tagged with version and, when known, pinned to digest.
+func agentImage(flag, repo, version, digest string) string {
+	switch {
+	case flag != "":
+		return flag
+	case digest != "":
+		return repo + ":" + version + "@" + digest
+	default:
+		return repo + ":" + version
 	}
 }
 
@@ -239,7 +288,7 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		PreviousSecretKeys:   previousKeys,
 		CredentialGrace:      o.credentialGrace,
 		Version:              version,
-		AgentImage:           o.agentImage,
+		AgentImage:           agentImage(o.agentImage, o.agentRepo, version, agentDigest),
 		AgentImagePullPolicy: o.agentPullPolicy,
 		AgentNamespace:       o.agentNamespace,
 		HeartbeatInterval:    o.heartbeat,
@@ -270,7 +319,19 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 
-	if secret, err := h.Bootstrap(ctx); err != nil {
+	if o.bootstrapToken != "" {
+		b, err := os.ReadFile(o.bootstrapToken)
+		if err != nil {
+			return fmt.Errorf("--bootstrap-token-file: %w", err)
+		}
+		created, err := h.BootstrapWith(ctx, strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("--bootstrap-token-file %s: %w", o.bootstrapToken, err)
+		}
+		if created {
+			logger.Info("first start: the admin token is the one in --bootstrap-token-file", "file", o.bootstrapToken)
+		}
+	} else if secret, err := h.Bootstrap(ctx); err != nil {
 		return err
 	} else if secret != "" {
 		fmt.Fprintf(stdout, "First start: an admin API token was created. It is shown only this once:\n\n  %s\n\n", secret)

@@ -26,8 +26,8 @@ func TestFlagDefaults(t *testing.T) {
 	want := map[string]string{
 		"listen": ":8443", "data-dir": "eco-hub-data", "store": "", "external-url": "",
 		"tls-cert": "", "tls-key": "", "tls-hosts": "", "agent-image": "", "agent-image-pull-policy": "",
-		"agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
-		"log-format": "json", "log-level": "info", "admin-token-file": "", "version": "false",
+		"agent-image-repository": "ghcr.io/eco-project/eco-agent", "agent-namespace": "", "heartbeat-interval": "10s", "shutdown-timeout": "30s",
+		"log-format": "json", "log-level": "info", "admin-token-file": "", "bootstrap-token-file": "", "version": "false", "print-ca": "false",
 		"metrics-addr": "", "max-streams-per-user": "250", "max-streams-per-cluster": "1000",
 		"max-watches-per-user": "150", "max-watches-per-cluster": "750", "body-timeout": "2m0s",
 		"user-prefix": "eco:", "kubeconfig-ttl": "8h0m0s", "audit-log": "", "audit-reads": "false",
@@ -51,6 +51,94 @@ func TestFlagDefaults(t *testing.T) {
 	})
 	for name := range want {
 		t.Errorf("flag --%s is gone", name)
+	}
+}
+
+// TestAgentImage pins which agent image install YAMLs name.
+func TestAgentImage(t *testing.T) {
+	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ flag, repo, version, digest, want string }{
+		{"", "ghcr.io/eco-project/eco-agent", "v1.0.0", "", "ghcr.io/eco-project/eco-agent:v1.0.0"},
+		{"", "ghcr.io/eco-project/eco-agent", "v1.0.0", d, "ghcr.io/eco-project/eco-agent:v1.0.0@" + d},
+		{"", "mirror.example/eco/eco-agent", "v1.0.0", d, "mirror.example/eco/eco-agent:v1.0.0@" + d},
+		{"my/agent:x", "ghcr.io/eco-project/eco-agent", "v1.0.0", d, "my/agent:x"},
+	} {
+		if got := agentImage(tc.flag, tc.repo, tc.version, tc.digest); got != tc.want {
+			t.Errorf("agentImage(%q, %q, %q, %q) = %q, want %q", tc.flag, tc.repo, tc.version, tc.digest, got, tc.want)
+		}
+	}
+}
+
+// TestBootstrapTokenFile starts the hub with --bootstrap-token-file: that
+// token is the admin's and nothing is printed; a malformed one is refused.
+func TestBootstrapTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	const token = "ecot_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+	for _, tc := range []struct{ name, content, want string }{
+		{"too short", "ecot_short", "bootstrap token must be"},
+		{"no prefix", strings.Repeat("a", 60), "bootstrap token must be"},
+		{"bad characters", "ecot_" + strings.Repeat("a", 42) + "!", "bootstrap token must be"},
+		{"missing file", "", "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "token")
+			if tc.content != "" {
+				os.WriteFile(f, []byte(tc.content), 0o600)
+			}
+			o := options{listen: "127.0.0.1:0", dataDir: t.TempDir(), logFormat: "text", logLevel: "error", bootstrapToken: f, shutdownTimeout: time.Second}
+			err := run(o, io.Discard, make(chan os.Signal))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run = %v, want %q", err, tc.want)
+			}
+		})
+	}
+
+	f := filepath.Join(dir, "token")
+	os.WriteFile(f, []byte(token+"\n"), 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o := options{listen: addr, dataDir: filepath.Join(dir, "data"), logFormat: "text", logLevel: "error", bootstrapToken: f, shutdownTimeout: time.Second, heartbeat: time.Second}
+	out := &syncBuffer{}
+	sigs := make(chan os.Signal, 2)
+	done := make(chan error, 1)
+	go func() { done <- run(o, out, sigs) }()
+	defer func() {
+		sigs <- syscall.SIGTERM
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ca, err := os.ReadFile(filepath.Join(o.dataDir, "tls", "ca.crt"))
+		if err == nil {
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(ca)
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+			req, _ := http.NewRequest("GET", "https://"+addr+"/api/v1/whoami", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			if resp, err := c.Do(req); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				c.CloseIdleConnections()
+				if resp.StatusCode != 200 || !strings.Contains(string(body), `"admin"`) {
+					t.Fatalf("whoami with the bootstrap token = %d %s", resp.StatusCode, body)
+				}
+				break
+			}
+			c.CloseIdleConnections()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("hub not serving within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(out.String(), "ecot_") {
+		t.Errorf("the hub printed a token:\n%s", out.String())
 	}
 }
 
