@@ -155,6 +155,19 @@ type Store interface {
 	// DeleteGrant removes a grant. Deleting a cluster removes its grants.
 	DeleteGrant(ctx context.Context, id string) error
 
+	// Helm operations (hub jobs of package apps). CreateOperation records
+	// op (ID generated, see [NewOperationID]; State running unless set)
+	// and returns ErrConflict if an unfinished operation holds the same
+	// release: one operation per release at a time, across hub replicas.
+	CreateOperation(ctx context.Context, op Operation) (Operation, error)
+	// UpdateOperation applies u to operation id and returns it; a final
+	// state sets FinishedAt. A finished operation is ErrConflict.
+	UpdateOperation(ctx context.Context, id string, u OperationUpdate) (Operation, error)
+	// GetOperation returns operation id.
+	GetOperation(ctx context.Context, id string) (Operation, error)
+	// ListOperations returns the operations q selects, newest first.
+	ListOperations(ctx context.Context, q OperationQuery) ([]Operation, error)
+
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.
 	Close() error

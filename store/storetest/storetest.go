@@ -78,6 +78,8 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Grants/Lifecycle", testGrantLifecycle},
 		{"Grants/Validation", testGrantValidation},
 		{"List/IDs", testListIDs},
+		{"Operations/Lifecycle", testOperations},
+		{"Operations/Race", testOperationRace},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}

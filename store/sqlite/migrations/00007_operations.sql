@@ -1,0 +1,28 @@
+-- Helm operations: hub jobs on a release (package apps). An operation is
+-- unfinished while running or recovering; the partial unique index lets
+-- only one unfinished operation hold a release, across hub replicas. No
+-- foreign key to clusters: the record of what was done stays.
+
+-- +goose Up
+CREATE TABLE operations (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    cluster_id  TEXT    NOT NULL,
+    namespace   TEXT    NOT NULL,
+    release     TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    user_name   TEXT    NOT NULL DEFAULT '',
+    state       TEXT    NOT NULL,
+    message     TEXT    NOT NULL DEFAULT '',
+    log         TEXT    NOT NULL DEFAULT '',
+    revision    INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL,
+    finished_at TEXT
+) STRICT;
+
+CREATE UNIQUE INDEX operations_one_per_release ON operations (cluster_id, namespace, release)
+    WHERE state IN ('running', 'recovering');
+CREATE INDEX operations_by_cluster ON operations (cluster_id, created_at);
+
+-- +goose Down
+DROP TABLE operations;
