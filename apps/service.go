@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"log/slog"
 	"strings"
 	"sync"
@@ -182,7 +184,7 @@ func (s *Service) recoverOne(ctx context.Context, op store.Operation) {
 	if op.State == store.OperationRecovering && op.Message != "" {
 		why = op.Message
 	}
-	hc, err := s.client(op.ClusterID, s.serviceIdentity(op.ClusterID), slog.New(slog.DiscardHandler))
+	hc, err := s.client(ctx, op.ClusterID, s.serviceIdentity(op.ClusterID), slog.New(slog.DiscardHandler))
 	if err != nil {
 		s.log.Warn("recovering operation", "operation", op.ID, "err", err)
 		return
@@ -211,13 +213,52 @@ func (s *Service) serviceIdentity(cluster string) hub.Identity {
 	return s.hub.ServiceIdentity("helm", store.ClusterAdmin, cluster)
 }
 
-func (s *Service) client(cluster string, ident hub.Identity, logger *slog.Logger) (helmClient, error) {
+// client returns a Helm client for cluster acting as ident. Every request
+// it makes ends when ctx does: Helm's actions go on in goroutines of their
+// own after their context ends, and this makes them fail fast instead of
+// acting on the cluster after the operation is over.
+func (s *Service) client(ctx context.Context, cluster string, ident hub.Identity, logger *slog.Logger) (helmClient, error) {
 	cfg, err := s.hub.ClusterConfig(cluster, ident)
 	if err != nil {
 		return helmClient{}, err
 	}
 	cfg.Timeout = 0
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &boundTransport{rt: rt, ctx: ctx} }
 	return helmClient{rest: cfg, logger: logger}, nil
+}
+
+// boundTransport ends every request when ctx ends.
+type boundTransport struct {
+	rt  http.RoundTripper
+	ctx context.Context
+}
+
+func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("operation over: %w", err)
+	}
+	rctx, cancel := context.WithCancel(req.Context())
+	stop := context.AfterFunc(t.ctx, cancel)
+	resp, err := t.rt.RoundTrip(req.WithContext(rctx))
+	if err != nil {
+		stop()
+		cancel()
+		return nil, err
+	}
+	resp.Body = &endingBody{ReadCloser: resp.Body, end: func() { stop(); cancel() }}
+	return resp, nil
+}
+
+type endingBody struct {
+	io.ReadCloser
+	once sync.Once
+	end  func()
+}
+
+func (b *endingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.end)
+	return err
 }
 
 // Errors of the Service, for the API's status codes.
@@ -413,7 +454,7 @@ func (s *Service) run(op store.Operation, ident hub.Identity, r Request) {
 		// failed state (tunnel gone) or was cut off (hub closing).
 		if s.ctx.Err() != nil {
 			u.State, u.Message = store.OperationRecovering, "the hub stopped during "+r.Kind+": "+err.Error()
-		} else if hc, cerr := s.client(r.Cluster, s.serviceIdentity(r.Cluster), logger); cerr == nil {
+		} else if hc, cerr := s.client(s.ctx, r.Cluster, s.serviceIdentity(r.Cluster), logger); cerr == nil {
 			if did, rerr := hc.recoverPending(r.Namespace, r.Release, r.Kind+" failed: "+err.Error()); rerr != nil {
 				u.State, u.Message = store.OperationRecovering, r.Kind+" failed and the release could not be checked yet: "+err.Error()
 				jl.line("checking the release: %s", rerr)
@@ -454,7 +495,7 @@ func auditCode(s store.OperationState) int {
 }
 
 func (s *Service) do(ctx context.Context, ident hub.Identity, r Request, logger *slog.Logger, jl *jobLog) (int, string, error) {
-	hc, err := s.client(r.Cluster, ident, logger)
+	hc, err := s.client(ctx, r.Cluster, ident, logger)
 	if err != nil {
 		return 0, "", err
 	}
@@ -517,7 +558,7 @@ func (s *Service) DryRun(ctx context.Context, ident hub.Identity, r Request) (Pr
 	if r.Kind != KindInstall && r.Kind != KindUpgrade {
 		return Preview{}, fmt.Errorf("%w: only install and upgrade have a preview", ErrInvalid)
 	}
-	hc, err := s.client(r.Cluster, ident, s.log)
+	hc, err := s.client(ctx, r.Cluster, ident, s.log)
 	if err != nil {
 		return Preview{}, err
 	}
@@ -547,7 +588,7 @@ func (s *Service) DryRun(ctx context.Context, ident hub.Identity, r Request) (Pr
 
 // List returns the releases in namespace ns ("" for all namespaces).
 func (s *Service) List(ctx context.Context, ident hub.Identity, cluster, ns string) ([]Release, error) {
-	hc, err := s.reader(cluster, ident)
+	hc, err := s.reader(ctx, cluster, ident)
 	if err != nil {
 		return nil, err
 	}
@@ -556,7 +597,7 @@ func (s *Service) List(ctx context.Context, ident hub.Identity, cluster, ns stri
 
 // History returns a release's revisions, oldest first.
 func (s *Service) History(ctx context.Context, ident hub.Identity, cluster, ns, name string) ([]Release, error) {
-	hc, err := s.reader(cluster, ident)
+	hc, err := s.reader(ctx, cluster, ident)
 	if err != nil {
 		return nil, err
 	}
@@ -583,7 +624,7 @@ type Details struct {
 
 // Get returns revision rev (0: the latest) of a release.
 func (s *Service) Get(ctx context.Context, ident hub.Identity, cluster, ns, name string, rev int) (Details, error) {
-	hc, err := s.reader(cluster, ident)
+	hc, err := s.reader(ctx, cluster, ident)
 	if err != nil {
 		return Details{}, err
 	}
@@ -598,11 +639,11 @@ func (s *Service) Get(ctx context.Context, ident hub.Identity, cluster, ns, name
 	return Details{Release: releaseJSON(r), Values: vals, Manifest: manifestWithHooks(r)}, nil
 }
 
-func (s *Service) reader(cluster string, ident hub.Identity) (helmClient, error) {
+func (s *Service) reader(ctx context.Context, cluster string, ident hub.Identity) (helmClient, error) {
 	if !s.hub.Connected(cluster) && ident.ClusterRole(cluster) != "" {
 		return helmClient{}, fmt.Errorf("cluster %s: %w", cluster, ErrNotConnected)
 	}
-	return s.client(cluster, ident, s.log)
+	return s.client(ctx, cluster, ident, s.log)
 }
 
 // Operation returns operation id if ident may see its cluster.
