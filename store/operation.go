@@ -104,3 +104,52 @@ const OperationIDPrefix = "op-"
 // NewOperationID returns a fresh random operation ID such as
 // "op-p4n2b7xqre".
 func NewOperationID() string { return newID(OperationIDPrefix) }
+
+// Repository is a chart repository of the App Catalog: an HTTP chart
+// repository (index.yaml) or an OCI registry.
+type Repository struct {
+	Name string
+	// Kind is "http" or "oci".
+	Kind string
+	URL  string
+	// Username goes with a password; the secret (password or token) is
+	// SealedSecret, sealed by the hub (hub.Seal) — the store never sees it
+	// in clear.
+	Username     string
+	SealedSecret []byte
+	// CAPEM is a custom CA for the repository's TLS; empty means the
+	// system's roots.
+	CAPEM string
+	// Charts lists the charts of an OCI repository (a registry has no
+	// index).
+	Charts    []string
+	CreatedAt time.Time
+
+	// What the last refresh left: the index (index.yaml for HTTP, a
+	// generated one for OCI), its ETag, when and any error.
+	ETag         string
+	Index        []byte
+	RefreshedAt  time.Time
+	RefreshError string
+}
+
+// Validate checks a new repository.
+func (r Repository) Validate() error {
+	switch {
+	case r.Name == "" || len(r.Name) > 63:
+		return fmt.Errorf("repository name must be 1 to 63 characters: %w", ErrInvalid)
+	case r.Kind != "http" && r.Kind != "oci":
+		return fmt.Errorf("repository kind %q: http or oci: %w", r.Kind, ErrInvalid)
+	case r.URL == "":
+		return fmt.Errorf("repository URL is required: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// RepositoryIndex is what a refresh of a repository records.
+type RepositoryIndex struct {
+	ETag        string
+	Index       []byte // nil keeps the index (not modified, or failed)
+	RefreshedAt time.Time
+	Error       string
+}

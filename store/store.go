@@ -168,6 +168,19 @@ type Store interface {
 	// ListOperations returns the operations q selects, newest first.
 	ListOperations(ctx context.Context, q OperationQuery) ([]Operation, error)
 
+	// Chart repositories of the App Catalog (package catalog).
+	// CreateRepository records r; a duplicate name is ErrConflict.
+	CreateRepository(ctx context.Context, r Repository) (Repository, error)
+	// ListRepositories returns every repository by name, without their
+	// indexes when withIndex is false.
+	ListRepositories(ctx context.Context, withIndex bool) ([]Repository, error)
+	// GetRepository returns repository name with its index.
+	GetRepository(ctx context.Context, name string) (Repository, error)
+	// SetRepositoryIndex records a refresh of repository name.
+	SetRepositoryIndex(ctx context.Context, name string, ix RepositoryIndex) error
+	// DeleteRepository removes repository name.
+	DeleteRepository(ctx context.Context, name string) error
+
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.
 	Close() error

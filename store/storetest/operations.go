@@ -110,3 +110,51 @@ func testOperationRace(t *testing.T, open OpenFunc) {
 		t.Fatalf("%d created, %d conflicts; want 1 and 7", won, conflicts)
 	}
 }
+
+// testRepositories: a repository round-trips (its sealed secret as
+// given), names are unique, an index refresh is kept or replaced, and
+// delete removes it.
+func testRepositories(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	in := store.Repository{Name: "stable", Kind: "http", URL: "https://charts.example/", Username: "u", SealedSecret: []byte{1, 2, 3}, CAPEM: "pem"}
+	r, err := e.s.CreateRepository(e.ctx, in)
+	if err != nil || r.CreatedAt.IsZero() {
+		t.Fatalf("CreateRepository = %+v, %v", r, err)
+	}
+	if _, err := e.s.CreateRepository(e.ctx, in); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate: %v, want ErrConflict", err)
+	}
+	for _, bad := range []store.Repository{{Kind: "http", URL: "x"}, {Name: "a", Kind: "ftp", URL: "x"}, {Name: "a", Kind: "oci"}} {
+		if _, err := e.s.CreateRepository(e.ctx, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("CreateRepository(%+v) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := e.s.CreateRepository(e.ctx, store.Repository{Name: "oci", Kind: "oci", URL: "oci://r.example/charts", Charts: []string{"a", "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Minute)
+	if err := e.s.SetRepositoryIndex(e.ctx, "stable", store.RepositoryIndex{ETag: `"v1"`, Index: []byte("entries: {}")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.SetRepositoryIndex(e.ctx, "stable", store.RepositoryIndex{Error: "unreachable"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.s.GetRepository(e.ctx, "stable")
+	if err != nil || got.ETag != `"v1"` || string(got.Index) != "entries: {}" || got.RefreshError != "unreachable" || got.RefreshedAt.IsZero() ||
+		string(got.SealedSecret) != "\x01\x02\x03" || got.Username != "u" || got.CAPEM != "pem" {
+		t.Fatalf("GetRepository = %+v, %v", got, err)
+	}
+	list, err := e.s.ListRepositories(e.ctx, false)
+	if err != nil || len(list) != 2 || list[0].Name != "oci" || list[0].Charts[1] != "b" || list[1].Index != nil {
+		t.Fatalf("ListRepositories = %+v, %v", list, err)
+	}
+	if err := e.s.DeleteRepository(e.ctx, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.GetRepository(e.ctx, "stable"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if err := e.s.SetRepositoryIndex(e.ctx, "stable", store.RepositoryIndex{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("index of a deleted repository: %v", err)
+	}
+}

@@ -80,6 +80,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"List/IDs", testListIDs},
 		{"Operations/Lifecycle", testOperations},
 		{"Operations/Race", testOperationRace},
+		{"Repositories/Lifecycle", testRepositories},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}

@@ -24,5 +24,24 @@ CREATE UNIQUE INDEX operations_one_per_release ON operations (cluster_id, namesp
     WHERE state IN ('running', 'recovering');
 CREATE INDEX operations_by_cluster ON operations (cluster_id, created_at);
 
+-- Chart repositories of the App Catalog. secret is sealed by the hub
+-- (hub.Seal): the store never holds it in clear. index is the last
+-- index.yaml fetched (or, for OCI, the one the hub built from tags).
+CREATE TABLE chart_repositories (
+    name          TEXT NOT NULL PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    username      TEXT NOT NULL DEFAULT '',
+    secret        BLOB,
+    ca_pem        TEXT NOT NULL DEFAULT '',
+    charts        TEXT NOT NULL DEFAULT '[]',
+    created_at    TEXT NOT NULL,
+    etag          TEXT NOT NULL DEFAULT '',
+    idx           BLOB,
+    refreshed_at  TEXT,
+    refresh_error TEXT NOT NULL DEFAULT ''
+) STRICT;
+
 -- +goose Down
+DROP TABLE chart_repositories;
 DROP TABLE operations;
