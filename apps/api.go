@@ -56,24 +56,13 @@ func (s *Service) Mount(h *hub.Hub) {
 
 type handler func(w http.ResponseWriter, r *http.Request, ident hub.Identity)
 
-// auth authenticates a request by its bearer token, or takes the identity
-// a mounting handler (the web UI's session) put in its context.
+// auth authenticates a request (Authenticate) and refuses a cluster the
+// identity has no role in as not found.
 func (s *Service) auth(next handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ident, ok := hub.IdentityFrom(r.Context())
+		ident, ok := Authenticate(s.hub, w, r)
 		if !ok {
-			var err error
-			tok, _ := cutBearer(r.Header.Get("Authorization"))
-			ident, err = s.hub.AuthenticateToken(r.Context(), tok)
-			if err != nil {
-				if errors.Is(err, hub.ErrUnauthenticated) {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
-					writeError(w, http.StatusUnauthorized, err.Error())
-					return
-				}
-				writeError(w, http.StatusInternalServerError, "authentication is unavailable")
-				return
-			}
+			return
 		}
 		if c := r.PathValue("id"); c != "" && ident.ClusterRole(c) == "" {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("cluster %q: %v", c, hub.ErrNoAccess))
@@ -81,6 +70,27 @@ func (s *Service) auth(next handler) http.HandlerFunc {
 		}
 		next(w, r, ident)
 	}
+}
+
+// Authenticate returns the identity a mounting handler (the web UI's
+// session) put in r's context, or the one of its bearer token. If there is
+// none it answers 401 (or 500) and returns false.
+func Authenticate(h *hub.Hub, w http.ResponseWriter, r *http.Request) (hub.Identity, bool) {
+	if ident, ok := hub.IdentityFrom(r.Context()); ok {
+		return ident, true
+	}
+	tok, _ := cutBearer(r.Header.Get("Authorization"))
+	ident, err := h.AuthenticateToken(r.Context(), tok)
+	if err != nil {
+		if errors.Is(err, hub.ErrUnauthenticated) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return hub.Identity{}, false
+		}
+		writeError(w, http.StatusInternalServerError, "authentication is unavailable")
+		return hub.Identity{}, false
+	}
+	return ident, true
 }
 
 func cutBearer(h string) (string, bool) {
