@@ -12,18 +12,16 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/apps"
+	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
 	"github.com/eco-project/eco/localeco"
 	"github.com/eco-project/eco/store"
-	"sigs.k8s.io/yaml"
 )
 
 // cluster is the real local cluster (kwok runs the pods) every test of
@@ -184,27 +182,20 @@ func kubectlErr(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// packageChart packages the test chart dir (testdata/charts/<name>) as
-// helm package does, with version and values changed by mutate, and
-// returns the archive base64.
+// packageChart packages demo chart name (package chartrepo) as helm
+// package does, with version and values changed by mutate, and returns
+// the archive base64.
 func packageChart(t *testing.T, name string, mutate func(version *string, values map[string]any)) string {
 	t.Helper()
-	ch, err := loader.LoadDir(filepath.Join("testdata", "charts", name))
+	ch, err := chartrepo.Demo(name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	version, values := ch.Metadata.Version, ch.Values
 	if mutate != nil {
-		mutate(&ch.Metadata.Version, ch.Values)
-		// The packaged values.yaml is what a chart's defaults are read
-		// from.
-		for _, f := range ch.Raw {
-			if f.Name == "values.yaml" {
-				data, _ := yaml.Marshal(ch.Values)
-				f.Data = data
-			}
-		}
+		mutate(&version, values)
 	}
-	out, err := chartutil.Save(ch, t.TempDir())
+	out, err := chartrepo.Package(ch, version, values, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
