@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/apps"
 	"github.com/eco-project/eco/catalog/chartrepo"
