@@ -153,3 +153,14 @@ type RepositoryIndex struct {
 	RefreshedAt time.Time
 	Error       string
 }
+
+// AddonSetting is the desired state of a managed add-on (package addons)
+// in one cluster, or in every cluster when ClusterID is empty; a
+// cluster's own setting overrides the one for all.
+type AddonSetting struct {
+	Addon     string
+	ClusterID string
+	Enabled   bool
+	UpdatedAt time.Time
+	UpdatedBy string
+}

@@ -181,6 +181,15 @@ type Store interface {
 	// DeleteRepository removes repository name.
 	DeleteRepository(ctx context.Context, name string) error
 
+	// Managed add-ons' desired state (package addons). SetAddon records
+	// s, replacing the setting for the same add-on and cluster.
+	SetAddon(ctx context.Context, s AddonSetting) (AddonSetting, error)
+	// ListAddons returns every add-on setting, by add-on then cluster.
+	ListAddons(ctx context.Context) ([]AddonSetting, error)
+	// DeleteAddon removes the setting of addon for clusterID (the
+	// cluster then follows the setting for all clusters).
+	DeleteAddon(ctx context.Context, addon, clusterID string) error
+
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.
 	Close() error

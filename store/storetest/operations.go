@@ -158,3 +158,35 @@ func testRepositories(t *testing.T, open OpenFunc) {
 		t.Fatalf("index of a deleted repository: %v", err)
 	}
 }
+
+// testAddons: settings per add-on and cluster ("" for all) replace each
+// other, list in order and delete.
+func testAddons(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	for _, a := range []store.AddonSetting{
+		{Addon: "monitoring", ClusterID: "", Enabled: true, UpdatedBy: "alice"},
+		{Addon: "metrics-server", ClusterID: "c-b", Enabled: true},
+		{Addon: "metrics-server", ClusterID: "c-a", Enabled: true},
+		{Addon: "metrics-server", ClusterID: "c-a", Enabled: false, UpdatedBy: "bob"},
+	} {
+		if _, err := e.s.SetAddon(e.ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.s.ListAddons(e.ctx)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("ListAddons = %+v, %v", got, err)
+	}
+	if got[0].Addon != "metrics-server" || got[0].ClusterID != "c-a" || got[0].Enabled || got[0].UpdatedBy != "bob" || got[2].Addon != "monitoring" || !got[2].Enabled || got[2].UpdatedAt.IsZero() {
+		t.Fatalf("ListAddons = %+v", got)
+	}
+	if err := e.s.DeleteAddon(e.ctx, "metrics-server", "c-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.DeleteAddon(e.ctx, "metrics-server", "c-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleting twice: %v", err)
+	}
+	if _, err := e.s.SetAddon(e.ctx, store.AddonSetting{}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("no name: %v", err)
+	}
+}

@@ -81,6 +81,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Operations/Lifecycle", testOperations},
 		{"Operations/Race", testOperationRace},
 		{"Repositories/Lifecycle", testRepositories},
+		{"Addons/Settings", testAddons},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}

@@ -42,6 +42,17 @@ CREATE TABLE chart_repositories (
     refresh_error TEXT NOT NULL DEFAULT ''
 ) STRICT;
 
+-- Managed add-ons: enabled or not, per cluster or ('') for all.
+CREATE TABLE addon_settings (
+    addon      TEXT    NOT NULL,
+    cluster_id TEXT    NOT NULL DEFAULT '',
+    enabled    INTEGER NOT NULL,
+    updated_at TEXT    NOT NULL,
+    updated_by TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (addon, cluster_id)
+) STRICT;
+
 -- +goose Down
+DROP TABLE addon_settings;
 DROP TABLE chart_repositories;
 DROP TABLE operations;
