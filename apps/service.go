@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	release "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage/driver"
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/store"
@@ -686,4 +687,30 @@ func diff(aName, bName, a, b string) string {
 		return err.Error()
 	}
 	return out
+}
+
+// Wait waits until operation id is finished and returns it.
+func (s *Service) Wait(ctx context.Context, id string) (store.Operation, error) {
+	for {
+		op, err := s.store.GetOperation(ctx, id)
+		if err != nil || op.State.Finished() {
+			return op, err
+		}
+		select {
+		case <-ctx.Done():
+			return op, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ErrReleaseNotFound is Helm's error for a release that does not exist.
+var ErrReleaseNotFound = driver.ErrReleaseNotFound
+
+// Chart loads a chart of the App Catalog (Config.Charts).
+func (s *Service) Chart(ctx context.Context, ref ChartRef) (*chart.Chart, error) {
+	if s.cfg.Charts == nil {
+		return nil, errors.New("apps: this hub has no App Catalog")
+	}
+	return s.cfg.Charts.Chart(ctx, ref)
 }
