@@ -7,15 +7,18 @@
 package chartrepo
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -173,4 +176,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	http.ServeFile(w, r, f)
+}
+
+// MetricsServerModule is the Go module whose zip carries the real
+// metrics-server chart (under charts/metrics-server).
+const MetricsServerModule = "sigs.k8s.io/metrics-server@v0.8.0"
+
+// MetricsServer loads the real metrics-server chart from the module zip of
+// MetricsServerModule, downloaded by `go mod download` (the Go module
+// proxy or the module cache): for the demo and tests, which have a Go
+// toolchain.
+func MetricsServer(ctx context.Context) (*chart.Chart, error) {
+	out, err := exec.CommandContext(ctx, "go", "mod", "download", "-json", MetricsServerModule).Output()
+	if err != nil {
+		return nil, fmt.Errorf("go mod download %s: %w", MetricsServerModule, err)
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return nil, fmt.Errorf("go mod download %s: %s %v", MetricsServerModule, mod.Error, err)
+	}
+	return loader.LoadDir(filepath.Join(mod.Dir, "charts", "metrics-server"))
+}
+
+// WriteDemoRepository packages into dir the demo chart "shop" (versions
+// 1.0.0 and 1.1.0), the add-on charts eco-monitoring and eco-logging and,
+// if withMetricsServer, the real metrics-server chart: what `make demo`
+// and the tests serve.
+func WriteDemoRepository(ctx context.Context, dir string, withMetricsServer bool) error {
+	for _, c := range []struct{ name, version string }{{"shop", "1.0.0"}, {"shop", "1.1.0"}, {"eco-monitoring", ""}, {"eco-logging", ""}} {
+		ch, err := Demo(c.name)
+		if err != nil {
+			return err
+		}
+		if _, err := Package(ch, c.version, nil, dir); err != nil {
+			return err
+		}
+	}
+	if withMetricsServer {
+		ch, err := MetricsServer(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := Package(ch, "", nil, dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
