@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Secrets at rest. Hub features that must keep a secret they will use
@@ -64,3 +66,7 @@ func (h *Hub) Unseal(purpose string, sealed []byte) ([]byte, error) {
 	}
 	return nil, ErrUnseal
 }
+
+// Registerer is the hub's Prometheus registry, for hub features' metrics:
+// they are served with the hub's at /metrics.
+func (h *Hub) Registerer() prometheus.Registerer { return h.registry }

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/eco-project/eco/apps/hubapps"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/store"
@@ -59,6 +60,8 @@ type options struct {
 	limits          hub.Limits
 	previousKeyFile string
 	credentialGrace time.Duration
+	// App Catalog, Helm service, managed add-ons (package hubapps).
+	apps hubapps.Config
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -89,6 +92,10 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
+	fs.StringVar(&o.apps.AddonRepository, "addon-repository", "eco-addons", "App Catalog repository the managed add-ons' charts come from (add it in the catalog: docs/helm.md)")
+	fs.DurationVar(&o.apps.CatalogRefresh, "catalog-refresh", 10*time.Minute, "how often the App Catalog refreshes every repository's index")
+	fs.DurationVar(&o.apps.OperationTimeout, "helm-timeout", 5*time.Minute, "how long one Helm operation (install, upgrade, rollback, uninstall) may take, hooks included")
+	fs.DurationVar(&o.apps.AddonResync, "addon-resync", 5*time.Minute, "how often every connected cluster's managed add-ons are reconciled (drift repaired)")
 	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
 }
 
@@ -243,6 +250,12 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
 		return err
 	}
+	o.apps.Hub, o.apps.Logger = h, logger
+	features, err := hubapps.Start(ctx, o.apps)
+	if err != nil {
+		return err
+	}
+	defer features.Close()
 
 	if secret, err := h.Bootstrap(ctx); err != nil {
 		return err
