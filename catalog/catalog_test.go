@@ -41,13 +41,15 @@ func (w tWriter) Write(p []byte) (int, error) {
 // hubWith starts a hub with the App Catalog mounted; restart starts it
 // again on the same directory.
 type hubWith struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	h   *localeco.Hub
 	cat *catalog.Catalog
 }
 
-func startHub(t *testing.T) *hubWith {
+func startHub(t *testing.T) *hubWith { return startHubB(t) }
+
+func startHubB(t testing.TB) *hubWith {
 	w := &hubWith{t: t, dir: t.TempDir()}
 	h, err := localeco.StartHub(t.Context(), w.config())
 	if err != nil {
@@ -81,6 +83,10 @@ func (w *hubWith) restart() {
 		w.t.Fatal(err)
 	}
 	w.h = h
+}
+
+func (w *hubWith) callB(tb testing.TB, method, path string, in any) (int, string) {
+	return w.call(method, path, "", in, nil)
 }
 
 func (w *hubWith) call(method, path, token string, in, out any) (int, string) {
