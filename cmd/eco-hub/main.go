@@ -247,15 +247,15 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer h.Close()
-	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
-		return err
-	}
 	o.apps.Hub, o.apps.Logger = h, logger
 	features, err := hubapps.Start(ctx, o.apps)
 	if err != nil {
 		return err
 	}
 	defer features.Close()
+	if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), Apps: features.UI()}); err != nil {
+		return err
+	}
 
 	if secret, err := h.Bootstrap(ctx); err != nil {
 		return err

@@ -54,6 +54,9 @@ type Config struct {
 	// PollInterval is how often the Imported Clusters page refreshes the
 	// statuses it shows. Zero means DefaultPollInterval.
 	PollInterval time.Duration
+	// Apps, if set, adds the App Catalog page and the Apps and Add-ons
+	// tabs (package hubapps implements it).
+	Apps Apps
 }
 
 // UI is the web UI, an http.Handler for the paths in Patterns.
@@ -174,6 +177,12 @@ func (u *UI) routes() {
 	// Any hub user may try to bind: the cluster's RBAC decides.
 	m.HandleFunc("POST /ui/clusters/{id}/rbac/bind", u.user(store.RoleMember, u.bind))
 	m.HandleFunc("GET /ui/clusters/{id}/monitoring", u.user(store.RoleMember, u.dashboard("monitoring", u.monitoring)))
+	// App Catalog, Helm releases, add-ons (apps.go)
+	m.HandleFunc("GET /ui/catalog", u.user(store.RoleMember, u.withApps(u.catalogPage)))
+	m.HandleFunc("POST /ui/catalog/install", u.user(store.RoleMember, u.withApps(u.audited("helm", u.catalogInstall))))
+	m.HandleFunc("GET /ui/clusters/{id}/apps", u.user(store.RoleMember, u.withApps(u.appsTab)))
+	m.HandleFunc("POST /ui/clusters/{id}/apps/{action}", u.user(store.RoleMember, u.withApps(u.audited("helm", u.appsAction))))
+	m.HandleFunc("GET /ui/clusters/{id}/addons", u.user(store.RoleMember, u.withApps(u.addonsTab)))
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})
