@@ -20,12 +20,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/eco-project/eco/addons"
+	"github.com/eco-project/eco/apps/hubapps"
+	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/localcluster"
@@ -108,7 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintln(stdout, "starting the eco hub")
-	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger)}
+	var features *hubapps.Features
+	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: mountUI(logger, &features)}
 	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
 		hubCfg.Addr = ""
@@ -119,6 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() {
 		fmt.Fprintln(stdout, "stopping the hub")
+		features.Close()
 		h.Close()
 	}()
 
@@ -161,6 +168,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (agent log: %s)", err, agentLog.Name())
 	}
 
+	fmt.Fprintln(stdout, "serving the demo chart repository and enabling the metrics-server add-on")
+	repoURL, stopRepo, err := demoCatalog(ctx, h, features, imported.ID, filepath.Join(absDir, "charts"))
+	if err != nil {
+		return fmt.Errorf("demo catalog: %w", err)
+	}
+	defer stopRepo()
+
 	hubEnv := filepath.Join(absDir, "hub.env")
 	if err := os.WriteFile(hubEnv, []byte(fmt.Sprintf("ECO_HUB_URL=%s\nECO_TOKEN=%s\n", h.URL, h.AdminToken)), 0o600); err != nil {
 		return err
@@ -179,18 +193,20 @@ eco demo is up (%s)
   hub.kubeconfig:  %s   (kubectl through the hub as admin: a token for this cluster only, 8 h)
   cluster.kubeconfig: %s   (straight to the local cluster)
   agent log:       %s
+  App Catalog:     repository eco-addons at %s (the shop demo chart, the add-on charts, metrics-server)
 
 try:
   source %s
   curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters
   KUBECONFIG=%s %s auth whoami
   KUBECONFIG=%s %s get pods -A
+  KUBECONFIG=%s helm list -A        # the metrics-server add-on's release, as Helm's release Secret
 
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(),
-		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl)
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), repoURL,
+		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl, hubKubeconfig)
 	select {
 	case <-ctx.Done():
 	case <-agentDone:
@@ -199,10 +215,16 @@ Ctrl-C stops everything.
 	return nil
 }
 
-// mountUI mounts the web UI on the hub, as eco-hub does.
-func mountUI(logger *slog.Logger) func(*hub.Hub) error {
+// mountUI starts the App Catalog, Helm service and add-ons and mounts the
+// web UI on the hub, as eco-hub does.
+func mountUI(logger *slog.Logger, features **hubapps.Features) func(*hub.Hub) error {
 	return func(h *hub.Hub) error {
-		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui")}); err != nil {
+		f, err := hubapps.Start(context.Background(), hubapps.Config{Hub: h, Logger: logger.With("side", "hub"), Addons: demoAddons()})
+		if err != nil {
+			return fmt.Errorf("apps: %w", err)
+		}
+		*features = f
+		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), Apps: f.UI()}); err != nil {
 			return fmt.Errorf("web UI: %w", err)
 		}
 		return nil
@@ -218,4 +240,52 @@ func copyFile(from, to string) error {
 		return fmt.Errorf("writing %s: %w", to, err)
 	}
 	return nil
+}
+
+// demoAddons is the curated list with metrics-server's APIService off: the
+// demo cluster's pods are kwok's, which serve nothing, and an APIService
+// without a backend would break API discovery for every client.
+func demoAddons() []addons.Addon {
+	list := addons.Defaults("eco-addons")
+	list[0].Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
+	return list
+}
+
+// demoCatalog serves the demo charts (and the real metrics-server chart)
+// as the App Catalog repository eco-addons on loopback, adds it to the
+// hub and enables the metrics-server add-on for the cluster.
+func demoCatalog(ctx context.Context, h *localeco.Hub, f *hubapps.Features, cluster, dir string) (string, func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := chartrepo.WriteDemoRepository(ctx, dir, true); err != nil {
+		return "", nil, err
+	}
+	repo, err := chartrepo.New(chartrepo.Config{Dir: dir})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: repo, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String()
+	stop := func() { srv.Close() }
+	err = h.Do(ctx, http.MethodPost, "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": url}, nil)
+	var apiErr *localeco.APIError
+	if err != nil && !(errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict) { // kept from an earlier run
+		stop()
+		return "", nil, err
+	}
+	if _, err := f.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	if err := h.Do(ctx, http.MethodPut, "/api/v1/addons/metrics-server/clusters/"+cluster, "", map[string]any{"enabled": true}, nil); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return url, stop, nil
 }
