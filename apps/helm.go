@@ -100,7 +100,9 @@ type installOptions struct {
 	Chart              *chart.Chart
 	Values             map[string]any
 	DryRun             bool
-	Timeout            time.Duration
+	// ClientDryRun renders without asking the API server to check.
+	ClientDryRun bool
+	Timeout      time.Duration
 	// Wait makes Helm wait for the release's workloads to be ready.
 	Wait bool
 }
@@ -125,6 +127,9 @@ func (c helmClient) install(ctx context.Context, o installOptions) (*release.Rel
 	in.ServerSideApply = true
 	if o.DryRun {
 		in.DryRunStrategy = action.DryRunServer
+		if o.ClientDryRun {
+			in.DryRunStrategy = action.DryRunClient
+		}
 	}
 	r, err := in.RunWithContext(ctx, o.Chart, o.Values)
 	if err != nil {

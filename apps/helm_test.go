@@ -214,8 +214,13 @@ func TestHelmThroughTheHub(t *testing.T) {
 			t.Fatalf("listed %+v", r)
 		}
 		var d apps.Details
-		if code, body := w.call("GET", base+"/shop-ns/shop", viewer, nil, &d); code != 200 || fmt.Sprint(d.Values["replicaCount"]) != "3" || !strings.Contains(d.Manifest, "shop-web") {
+		if code, body := w.call("GET", base+"/shop-ns/shop", "", nil, &d); code != 200 || fmt.Sprint(d.Values["replicaCount"]) != "3" || !strings.Contains(d.Manifest, "shop-web") || d.Revision != 1 {
 			t.Fatalf("get: %d %s %+v", code, body, d.Values)
+		}
+		// Values and manifests may hold secrets: a viewer (whom the
+		// cluster's view role denies Secrets) sees the list, not them.
+		if code, body := w.call("GET", base+"/shop-ns/shop", viewer, nil, nil); code != http.StatusForbidden || !strings.Contains(body, "eco:vera") {
+			t.Fatalf("viewer get values: %d %s, want the cluster's 403", code, body)
 		}
 		if code, _ := w.call("GET", base+"/shop-ns/nothere", "", nil, nil); code != 404 {
 			t.Fatalf("an unknown release: %d, want 404", code)

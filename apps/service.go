@@ -30,6 +30,7 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/store"
@@ -565,6 +566,9 @@ func (s *Service) DryRun(ctx context.Context, ident hub.Identity, r Request) (Pr
 	}
 	o := installOptions{Namespace: r.Namespace, Release: r.Release, Chart: r.Chart, Values: r.Values, DryRun: true}
 	if r.Kind == KindInstall {
+		// Client-side: a chart's custom resources cannot be checked by
+		// the server before its CRDs exist.
+		o.ClientDryRun = true
 		rel, err := hc.install(ctx, o)
 		if err != nil {
 			return Preview{}, err
@@ -588,12 +592,28 @@ func (s *Service) DryRun(ctx context.Context, ident hub.Identity, r Request) (Pr
 // cluster's RBAC decides the rest.
 
 // List returns the releases in namespace ns ("" for all namespaces).
+//
+// Helm keeps releases in Secrets, which Kubernetes' view role may not
+// read. A user whose own list is forbidden but who has a role in the
+// cluster (a viewer) gets the summary — name, namespace, revision, status,
+// chart, dates — read by the hub's helm service identity; values and
+// manifests (which may hold secrets) stay behind the cluster's RBAC.
 func (s *Service) List(ctx context.Context, ident hub.Identity, cluster, ns string) ([]Release, error) {
 	hc, err := s.reader(ctx, cluster, ident)
 	if err != nil {
 		return nil, err
 	}
-	return hc.list(ns)
+	out, err := hc.list(ns)
+	if apierrors.IsForbidden(err) && ident.ClusterRole(cluster) != "" {
+		if hc, err = s.client(ctx, cluster, s.serviceIdentity(cluster), s.log); err != nil {
+			return nil, err
+		}
+		out, err = hc.list(ns)
+		for i := range out {
+			out[i].Notes = ""
+		}
+	}
+	return out, err
 }
 
 // History returns a release's revisions, oldest first.
@@ -603,12 +623,20 @@ func (s *Service) History(ctx context.Context, ident hub.Identity, cluster, ns, 
 		return nil, err
 	}
 	rels, err := hc.history(ns, name)
+	if apierrors.IsForbidden(err) && ident.ClusterRole(cluster) != "" { // a viewer: the summary (see List)
+		if hc, err = s.client(ctx, cluster, s.serviceIdentity(cluster), s.log); err != nil {
+			return nil, err
+		}
+		rels, err = hc.history(ns, name)
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Release, 0, len(rels))
 	for _, r := range rels {
-		out = append(out, releaseJSON(r))
+		rj := releaseJSON(r)
+		rj.Notes = ""
+		out = append(out, rj)
 	}
 	return out, nil
 }
