@@ -1,0 +1,144 @@
+package ui_test
+
+import (
+	"context"
+	"encoding/pem"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/eco-project/eco/agent"
+	"github.com/eco-project/eco/apps/hubapps"
+	"github.com/eco-project/eco/catalog/chartrepo"
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/ui"
+	"github.com/eco-project/eco/localcluster"
+	"github.com/eco-project/eco/localcluster/clustertest"
+	"github.com/eco-project/eco/localeco"
+	"github.com/eco-project/eco/store"
+)
+
+// TestBrowserApps walks through the App Catalog and the Apps and Add-ons
+// tabs in Chromium against a real hub, cluster and agent: search the
+// catalog, open a chart's page, preview an install, install it, see the
+// release deployed on the Apps tab (and in the cluster), and see the
+// add-ons.
+func TestBrowserApps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a local cluster and Chromium")
+	}
+	findChromium(t)
+	ctx := t.Context()
+	ch := newChrome(t)
+	cluster := clustertest.Start(t, localcluster.Config{Full: true, Name: "uiapps"})
+
+	repoDir := t.TempDir()
+	if err := chartrepo.WriteDemoRepository(ctx, repoDir, false); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := chartrepo.New(chartrepo.Config{Dir: repoDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoSrv := httptest.NewTLSServer(repo)
+	defer repoSrv.Close()
+
+	var features *hubapps.Features
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: t.TempDir(), HeartbeatInterval: time.Second, Logger: testLogger(t, 0),
+		Mount: func(hh *hub.Hub) error {
+			var err error
+			if features, err = hubapps.Start(ctx, hubapps.Config{Hub: hh, Logger: testLogger(t, 0), AddonResync: time.Hour}); err != nil {
+				return err
+			}
+			_, err = ui.Mount(ui.Config{Hub: hh, Logger: testLogger(t, 0), Apps: features.UI()})
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	defer func() { features.Close() }()
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: repoSrv.Certificate().Raw}))
+	if err := h.Do(ctx, "POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": repoSrv.URL, "caPEM": caPEM}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := features.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.Import(ctx, "shop-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := localeco.Install(ctx, h, cluster, c.ID, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg := setup.AgentConfig()
+	acfg.Logger = testLogger(t, 0)
+	actx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(actx, acfg) }()
+	defer func() { stopAgent(); <-agentDone }()
+	if _, err := h.WaitState(ctx, c.ID, store.StateConnected, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	ch.run("signing in", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), h.AdminToken), chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS("table.clusters")))
+
+	ch.run("opening the App Catalog", chromedp.Click(chromedp.CSS(`a[href="/ui/catalog"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))
+	ch.wantText("the App Catalog", "shop", "eco-monitoring", "eco-logging")
+	ch.run("searching", chromedp.SendKeys(chromedp.CSS("#q"), "web shop"), chromedp.Submit(chromedp.CSS("#q")), chromedp.WaitVisible(chromedp.CSS("#charts")))
+	if got := ch.text("#charts tbody"); !strings.Contains(got, "shop") || strings.Contains(got, "eco-monitoring") {
+		t.Errorf("search for web shop shows %q", got)
+	}
+	ch.shot("20-app-catalog")
+
+	ch.run("opening the chart's page", chromedp.Click(chromedp.CSS(`#charts a[href*="chart=shop"]`)), chromedp.WaitVisible(chromedp.CSS("#chart-page")))
+	ch.wantText("the chart's page", "shop", "1.1.0", "1.0.0", "A small web shop", "replicaCount", "Values schema")
+	ch.run("filling the install form",
+		chromedp.SetValue(chromedp.CSS("#namespace"), "ui-shop"),
+		chromedp.SetValue(chromedp.CSS("#name"), "shop"),
+		chromedp.SendKeys(chromedp.CSS("#values"), "replicaCount: 1\ngreeting: hello from the browser\n"))
+	ch.shot("21-chart-page")
+	ch.run("previewing", chromedp.Click(chromedp.CSS(`#install-form button[name=dryrun]`)), chromedp.WaitVisible(chromedp.CSS("#preview")))
+	ch.wantText("the preview", "nothing was changed", "kind: Deployment", "hello from the browser")
+	if out, _ := cluster.Kubectl(ctx, "get", "namespace", "ui-shop").CombinedOutput(); !strings.Contains(string(out), "NotFound") {
+		t.Errorf("the preview changed the cluster: %s", out)
+	}
+	ch.shot("22-install-preview")
+	ch.run("installing", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations")))
+
+	// The operation runs in the background; the Apps tab shows it.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ch.run("reloading the Apps tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps"), chromedp.WaitVisible(chromedp.CSS("#releases")))
+		if got := ch.text("#releases tbody"); strings.Contains(got, "deployed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release never showed deployed: %s / %s", ch.text("#releases tbody"), ch.text("#operations tbody"))
+		}
+		time.Sleep(time.Second)
+	}
+	ch.wantText("the Apps tab", "shop-1.1.0", "ui-shop", "install", "succeeded", "installed shop-1.1.0 revision 1")
+	ch.shot("23-apps-tab")
+	if out, err := cluster.Kubectl(ctx, "get", "-n", "ui-shop", "configmap", "shop-config", "-o", "jsonpath={.data.greeting}").CombinedOutput(); err != nil || string(out) != "hello from the browser" {
+		t.Errorf("in the cluster: %s %v", out, err)
+	}
+	ch.run("opening the history", chromedp.Click(chromedp.CSS(`a[href*="history=ui-shop/shop"]`)), chromedp.WaitVisible(chromedp.CSS("#history")))
+	ch.wantText("the history", "History of ui-shop/shop", "Install complete")
+
+	ch.run("opening the Add-ons tab", chromedp.Click(chromedp.CSS(`a[href$="/addons"]`)), chromedp.WaitVisible(chromedp.CSS("#addons")))
+	ch.wantText("the Add-ons tab", "Metrics Server", "Monitoring", "Log shipping", "disabled")
+	ch.shot("24-addons-tab")
+
+	if os.Getenv("ECO_UPDATE_SCREENSHOTS") != "" {
+		copyScreenshots(t, ch.artifacts, "../../docs/screenshots", "20-app-catalog", "21-chart-page", "22-install-preview", "23-apps-tab", "24-addons-tab")
+	}
+}
