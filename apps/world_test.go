@@ -31,21 +31,21 @@ func TestMain(m *testing.M) {
 	clustertest.Main(m, localcluster.Config{Full: true, Name: "apps"}, &cluster)
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func logger(t *testing.T) *slog.Logger {
+func logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // world is a hub with the Helm service, the shared cluster imported and
 // its agent running in-process.
 type world struct {
-	t   *testing.T
+	t   testing.TB
 	hub *localeco.Hub
 	svc *apps.Service
 	id  string
@@ -60,7 +60,9 @@ type world struct {
 	svcDone chan struct{}
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldB(t) }
+
+func newWorldB(t testing.TB) *world {
 	t.Helper()
 	ctx := t.Context()
 	w := &world{t: t, dir: t.TempDir()}
@@ -184,7 +186,9 @@ func kubectlErr(t *testing.T, args ...string) (string, error) {
 // packageChart packages demo chart name (package chartrepo) as helm
 // package does, with version and values changed by mutate, and returns
 // the archive base64.
-func packageChart(t *testing.T, name string, mutate func(version *string, values map[string]any)) string {
+func packageChartB(b testing.TB, name string) string { return packageChart(b, name, nil) }
+
+func packageChart(t testing.TB, name string, mutate func(version *string, values map[string]any)) string {
 	t.Helper()
 	ch, err := chartrepo.Demo(name)
 	if err != nil {
