@@ -91,6 +91,10 @@ type Config struct {
 	// ResyncInterval is how often every connected cluster is reconciled.
 	// Zero means 5 minutes.
 	ResyncInterval time.Duration
+	// RecheckInterval is how often clusters where an enabled add-on is
+	// not healthy are reconciled again (a fresh install turning ready, a
+	// workload lost). Zero means 15 s.
+	RecheckInterval time.Duration
 	// HealthTimeout is how long a rollout waits for an upgraded add-on to
 	// turn healthy before it stops. Zero means 3 minutes.
 	HealthTimeout time.Duration
@@ -172,6 +176,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 5 * time.Minute
 	}
+	if cfg.RecheckInterval <= 0 {
+		cfg.RecheckInterval = 15 * time.Second
+	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = 3 * time.Minute
 	}
@@ -222,6 +229,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer stop()
 	t := time.NewTicker(m.cfg.ResyncInterval)
 	defer t.Stop()
+	recheck := time.NewTicker(m.cfg.RecheckInterval)
+	defer recheck.Stop()
 	m.enqueue(task{all: true})
 	for {
 		select {
@@ -240,6 +249,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case <-t.C:
 			m.enqueue(task{all: true})
+		case <-recheck.C:
+			for _, c := range m.unhealthyClusters() {
+				if m.hub.Connected(c) {
+					m.reconcile(ctx, c)
+				}
+			}
 		case tk := <-m.queue:
 			m.do(ctx, tk)
 			if tk.done != nil {
@@ -247,6 +262,24 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// unhealthyClusters lists the clusters where an enabled add-on was last
+// seen other than healthy.
+func (m *Manager) unhealthyClusters() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for c, byAddon := range m.status {
+		for _, st := range byAddon {
+			if st.Enabled && st.Health != Healthy {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (m *Manager) enqueue(t task) {

@@ -104,7 +104,7 @@ func TestManagedAddons(t *testing.T) {
 			var err error
 			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "eco-addons",
 				Addons:      []addons.Addon{addons.Defaults("eco-addons")[2]}, // logging: a DaemonSet on every node
-				AddonResync: time.Hour, AddonHealthTimeout: 45 * time.Second, RecoverInterval: time.Second})
+				AddonResync: time.Hour, AddonHealthTimeout: 45 * time.Second, AddonRecheck: time.Second, RecoverInterval: time.Second})
 			return err
 		}})
 	if err != nil {

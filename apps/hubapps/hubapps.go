@@ -37,6 +37,7 @@ type Config struct {
 	RecoverInterval    time.Duration
 	AddonResync        time.Duration
 	AddonHealthTimeout time.Duration
+	AddonRecheck       time.Duration
 }
 
 // Features are the running features.
@@ -75,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Features, error) {
 		return nil, err
 	}
 	mgr, err := addons.New(addons.Config{Hub: cfg.Hub, Apps: svc, Addons: cfg.Addons, Logger: cfg.Logger.With("component", "addons"),
-		ResyncInterval: cfg.AddonResync, HealthTimeout: cfg.AddonHealthTimeout, Registerer: reg})
+		ResyncInterval: cfg.AddonResync, HealthTimeout: cfg.AddonHealthTimeout, RecheckInterval: cfg.AddonRecheck, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
