@@ -200,13 +200,13 @@ try:
   curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters
   KUBECONFIG=%s %s auth whoami
   KUBECONFIG=%s %s get pods -A
-  KUBECONFIG=%s helm list -A        # the metrics-server add-on's release, as Helm's release Secret
+  KUBECONFIG=%s %s list -A   # the metrics-server add-on's release (Helm's release Secret)
 
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
 		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), repoURL,
-		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl, hubKubeconfig)
+		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl, hubKubeconfig, filepath.Join(filepath.Dir(*agentBin), "helm"))
 	select {
 	case <-ctx.Done():
 	case <-agentDone:
