@@ -39,7 +39,7 @@ func (m *Manager) auth(next func(http.ResponseWriter, *http.Request, hub.Identit
 		if !ok {
 			return
 		}
-		if c := r.PathValue("id"); c != "" && ident.ClusterRole(c) == "" {
+		if c := r.PathValue("id"); c != "" && !apps.KnownCluster(r, m.store, ident, c) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("cluster %q: %v", c, hub.ErrNoAccess)})
 			return
 		}

@@ -64,7 +64,7 @@ func (s *Service) auth(next handler) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		if c := r.PathValue("id"); c != "" && ident.ClusterRole(c) == "" {
+		if c := r.PathValue("id"); c != "" && !knownCluster(r, s.store, ident, c) {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("cluster %q: %v", c, hub.ErrNoAccess))
 			return
 		}
@@ -350,4 +350,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// knownCluster reports whether cluster c exists and ident has a role in
+// it (an admin has one in any ID, so the store decides).
+func knownCluster(r *http.Request, st store.Store, ident hub.Identity, c string) bool {
+	if ident.ClusterRole(c) == "" {
+		return false
+	}
+	_, err := st.GetCluster(r.Context(), c)
+	return err == nil
+}
+
+// KnownCluster is knownCluster for the other hub features' APIs.
+func KnownCluster(r *http.Request, st store.Store, ident hub.Identity, c string) bool {
+	return knownCluster(r, st, ident, c)
 }
