@@ -93,7 +93,8 @@ func TestBrowserApps(t *testing.T) {
 
 	ch.run("opening the App Catalog", chromedp.Click(chromedp.CSS(`a[href="/ui/catalog"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))
 	ch.wantText("the App Catalog", "shop", "eco-monitoring", "eco-logging")
-	ch.run("searching", chromedp.SendKeys(chromedp.CSS("#q"), "web shop"), chromedp.Submit(chromedp.CSS("#q")), chromedp.WaitVisible(chromedp.CSS("#charts")))
+	ch.run("searching", chromedp.SendKeys(chromedp.CSS("#q"), "web shop"), chromedp.Submit(chromedp.CSS("#q")),
+		chromedp.WaitVisible(chromedp.CSS(`#q[value="web shop"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))
 	if got := ch.text("#charts tbody"); !strings.Contains(got, "shop") || strings.Contains(got, "eco-monitoring") {
 		t.Errorf("search for web shop shows %q", got)
 	}
@@ -112,7 +113,7 @@ func TestBrowserApps(t *testing.T) {
 		t.Errorf("the preview changed the cluster: %s", out)
 	}
 	ch.shot("22-install-preview")
-	ch.run("installing", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations")))
+	ch.run("installing", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
 
 	// The operation runs in the background; the Apps tab shows it.
 	deadline := time.Now().Add(90 * time.Second)
