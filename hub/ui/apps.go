@@ -2,11 +2,15 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/store"
@@ -262,4 +266,54 @@ func (u *UI) addonsTab(w http.ResponseWriter, r *http.Request, rq *request) {
 		d.Err = err.Error()
 	}
 	u.render(w, r, http.StatusOK, "addons", v)
+}
+
+// promData is the monitoring add-on's Prometheus as the Monitoring
+// dashboard shows it: where it is, and its scrape targets' health from
+// the query `up`, read through the API server's service proxy (and so
+// through the tunnel, as the user).
+type promData struct {
+	Namespace, Service string
+	Targets            []promTarget
+	Err                string
+}
+
+type promTarget struct {
+	Job, Instance string
+	Up            bool
+}
+
+// prometheusFromAddon finds the Service the monitoring add-on labels
+// eco.dev/monitoring=prometheus and asks it for `up`; nil if there is none.
+func prometheusFromAddon(ctx context.Context, cs kubernetes.Interface) *promData {
+	svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: "eco.dev/monitoring=prometheus", Limit: 1})
+	if err != nil || len(svcs.Items) == 0 {
+		return nil
+	}
+	svc := svcs.Items[0]
+	p := &promData{Namespace: svc.Namespace, Service: svc.Name}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	raw, err := cs.CoreV1().Services(svc.Namespace).ProxyGet("http", svc.Name, "http", "/api/v1/query", map[string]string{"query": "up"}).DoRaw(qctx)
+	if err != nil {
+		p.Err = err.Error()
+		return p
+	}
+	var res struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  []any             `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		p.Err = "Prometheus answered something else: " + err.Error()
+		return p
+	}
+	for _, r := range res.Data.Result {
+		up := len(r.Value) == 2 && r.Value[1] == "1"
+		p.Targets = append(p.Targets, promTarget{Job: r.Metric["job"], Instance: r.Metric["instance"], Up: up})
+	}
+	return p
 }

@@ -135,9 +135,25 @@ func TestBrowserApps(t *testing.T) {
 	ch.run("opening the history", chromedp.Click(chromedp.CSS(`a[href*="history=ui-shop/shop"]`)), chromedp.WaitVisible(chromedp.CSS("#history")))
 	ch.wantText("the history", "History of ui-shop/shop", "Install complete")
 
-	ch.run("opening the Add-ons tab", chromedp.Click(chromedp.CSS(`a[href$="/addons"]`)), chromedp.WaitVisible(chromedp.CSS("#addons")))
-	ch.wantText("the Add-ons tab", "Metrics Server", "Monitoring", "Log shipping", "disabled")
+	// The Monitoring add-on: enabled for this cluster, it shows healthy on
+	// the Add-ons tab and the Monitoring dashboard finds its Prometheus.
+	if err := h.Do(ctx, "PUT", "/api/v1/addons/monitoring/clusters/"+c.ID, "", map[string]any{"enabled": true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		ch.run("opening the Add-ons tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")))
+		if strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "healthy") && !strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "unhealthy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("monitoring never turned healthy: %s", ch.text("#addons"))
+		}
+	}
+	ch.wantText("the Add-ons tab", "Metrics Server", "Monitoring", "Log shipping", "disabled", "0.1.0 / 0.1.0", "healthy")
 	ch.shot("24-addons-tab")
+
+	ch.run("opening the Monitoring dashboard", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/monitoring"), chromedp.WaitVisible(chromedp.CSS("#prometheus")))
+	ch.wantText("the Monitoring dashboard", "Prometheus (monitoring add-on)", "eco-monitoring/eco-monitoring-prometheus")
 
 	if os.Getenv("ECO_UPDATE_SCREENSHOTS") != "" {
 		copyScreenshots(t, ch.artifacts, "../../docs/screenshots", "20-app-catalog", "21-chart-page", "22-install-preview", "23-apps-tab", "24-addons-tab")
