@@ -119,3 +119,7 @@ func (a uiApps) Addons(ctx context.Context, ident hub.Identity, cluster string) 
 	}
 	return out, err
 }
+
+func (a uiApps) SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error {
+	return a.f.Addons.Enable(ctx, ident, addon, cluster, enabled)
+}

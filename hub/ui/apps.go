@@ -33,6 +33,8 @@ type Apps interface {
 	Rollback(ctx context.Context, ident hub.Identity, cluster, namespace, name string, revision int) (string, error)
 	Uninstall(ctx context.Context, ident hub.Identity, cluster, namespace, name string) (string, error)
 	Addons(ctx context.Context, ident hub.Identity, cluster string) ([]AddonStatus, error)
+	// SetAddon enables or disables an add-on in cluster (a hub admin only).
+	SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error
 }
 
 // ChartHit is a chart found in the App Catalog.
@@ -246,6 +248,7 @@ func (u *UI) appsAction(w http.ResponseWriter, r *http.Request, rq *request) {
 }
 
 type addonsData struct {
+	CanManage    bool
 	NotConnected bool
 	Addons       []AddonStatus
 	Err          string
@@ -259,7 +262,7 @@ func (u *UI) addonsTab(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	v := u.clusterView(rq, &c, "Add-ons", "addons")
-	d := &addonsData{NotConnected: !v.Connected}
+	d := &addonsData{NotConnected: !v.Connected, CanManage: rq.admin() && !rq.ident.Scope.ReadOnly}
 	v.Data = d
 	var err error
 	if d.Addons, err = u.cfg.Apps.Addons(r.Context(), rq.ident, c.ID); err != nil && !errors.Is(err, context.Canceled) {
@@ -316,4 +319,17 @@ func prometheusFromAddon(ctx context.Context, cs kubernetes.Interface) *promData
 		p.Targets = append(p.Targets, promTarget{Job: r.Metric["job"], Instance: r.Metric["instance"], Up: up})
 	}
 	return p
+}
+
+// addonSet is the Add-ons tab's Enable/Disable button (hub admins).
+func (u *UI) addonSet(w http.ResponseWriter, r *http.Request, rq *request) {
+	c, ok := u.cluster(w, r, rq)
+	if !ok {
+		return
+	}
+	if err := u.cfg.Apps.SetAddon(r.Context(), rq.ident, c.ID, r.PathValue("addon"), r.PostForm.Get("enabled") == "true"); err != nil {
+		u.fail(w, r, rq, http.StatusForbidden, err.Error())
+		return
+	}
+	http.Redirect(w, r, "/ui/clusters/"+c.ID+"/addons", http.StatusSeeOther)
 }

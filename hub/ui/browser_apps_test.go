@@ -137,9 +137,8 @@ func TestBrowserApps(t *testing.T) {
 
 	// The Monitoring add-on: enabled for this cluster, it shows healthy on
 	// the Add-ons tab and the Monitoring dashboard finds its Prometheus.
-	if err := h.Do(ctx, "PUT", "/api/v1/addons/monitoring/clusters/"+c.ID, "", map[string]any{"enabled": true}, nil); err != nil {
-		t.Fatal(err)
-	}
+	ch.run("enabling monitoring", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")),
+		chromedp.Click(chromedp.CSS(`tr[data-addon="monitoring"] button`)), chromedp.WaitVisible(chromedp.CSS("#addons")))
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
 		ch.run("opening the Add-ons tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")))
 		if strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "healthy") && !strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "unhealthy") {
