@@ -8,8 +8,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/eco-project/eco/apps"
+	"github.com/eco-project/eco/catalog"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
+	"github.com/eco-project/eco/store"
 )
 
 // UI returns the features as the web UI sees them (ui.Config.Apps).
@@ -122,4 +124,44 @@ func (a uiApps) Addons(ctx context.Context, ident hub.Identity, cluster string) 
 
 func (a uiApps) SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error {
 	return a.f.Addons.Enable(ctx, ident, addon, cluster, enabled)
+}
+
+func (a uiApps) Repositories(context.Context, hub.Identity) ([]ui.RepoStatus, error) {
+	var out []ui.RepoStatus
+	for _, r := range a.f.Catalog.Repositories() {
+		st := ui.RepoStatus{Name: r.Name, Kind: r.Kind, URL: r.URL, Progress: r.Progress, Error: r.RefreshError, Charts: r.Charts, Versions: r.Versions,
+			Refreshing: r.Refreshing, HasSecret: r.HasSecret, CustomCA: r.CustomCA}
+		if r.RefreshedAt != nil {
+			st.RefreshedAt = *r.RefreshedAt
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func mayAdminCatalog(ident hub.Identity) error {
+	if ident.Role != store.RoleAdmin || ident.Scope.ReadOnly || ident.Scope.Clusters != nil {
+		return fmt.Errorf("hub user %q may not change the App Catalog: the admin role is required", ident.Name)
+	}
+	return nil
+}
+
+func (a uiApps) AddRepository(ctx context.Context, ident hub.Identity, in ui.RepoForm) error {
+	if err := mayAdminCatalog(ident); err != nil {
+		return err
+	}
+	_, err := a.f.Catalog.AddRepository(ctx, catalog.RepositoryInput{Name: in.Name, URL: in.URL, Username: in.Username, Password: in.Password,
+		Token: in.Token, CAPEM: in.CAPEM, Charts: in.Charts})
+	return err
+}
+
+func (a uiApps) RefreshRepository(_ context.Context, ident hub.Identity, name string) error {
+	if err := mayAdminCatalog(ident); err != nil {
+		return err
+	}
+	if _, err := a.f.Catalog.Repository(name); err != nil {
+		return err
+	}
+	a.f.Catalog.Refresh(name)
+	return nil
 }

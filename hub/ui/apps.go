@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +34,11 @@ type Apps interface {
 	Rollback(ctx context.Context, ident hub.Identity, cluster, namespace, name string, revision int) (string, error)
 	Uninstall(ctx context.Context, ident hub.Identity, cluster, namespace, name string) (string, error)
 	Addons(ctx context.Context, ident hub.Identity, cluster string) ([]AddonStatus, error)
+	// Repositories lists the catalog's repositories; AddRepository and
+	// RefreshRepository change them (a hub admin only).
+	Repositories(ctx context.Context, ident hub.Identity) ([]RepoStatus, error)
+	AddRepository(ctx context.Context, ident hub.Identity, in RepoForm) error
+	RefreshRepository(ctx context.Context, ident hub.Identity, name string) error
 	// SetAddon enables or disables an add-on in cluster (a hub admin only).
 	SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error
 }
@@ -69,6 +75,21 @@ type InstallForm struct {
 	Upgrade, DryRun                               bool
 }
 
+// RepoStatus is a chart repository of the catalog.
+type RepoStatus struct {
+	Name, Kind, URL, Progress, Error string
+	Charts, Versions                 int
+	Refreshing, HasSecret, CustomCA  bool
+	RefreshedAt                      time.Time
+}
+
+// RepoForm adds a repository. Password or Token is sealed by the hub and
+// never shown again.
+type RepoForm struct {
+	Name, URL, Username, Password, Token, CAPEM string
+	Charts                                      []string
+}
+
 // AddonStatus is a managed add-on in a cluster.
 type AddonStatus struct {
 	Addon, Title, Desired, Installed, Health, Reason string
@@ -95,13 +116,15 @@ func (u *UI) catalogInstall(w http.ResponseWriter, r *http.Request, rq *request)
 }
 
 type catalogData struct {
-	Query  string
-	Hits   []ChartHit
-	Page   *ChartPage
-	Err    string
-	Form   InstallForm
-	Errs   map[string]string
-	Choice []clusterChoice
+	Repos    []RepoStatus
+	CanAdmin bool
+	Query    string
+	Hits     []ChartHit
+	Page     *ChartPage
+	Err      string
+	Form     InstallForm
+	Errs     map[string]string
+	Choice   []clusterChoice
 }
 
 type clusterChoice struct{ ID, Name string }
@@ -111,8 +134,9 @@ type clusterChoice struct{ ID, Name string }
 func (u *UI) catalogPage(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
 	v := rq.view("App Catalog", "catalog")
-	d := &catalogData{Query: q.Get("q")}
+	d := &catalogData{Query: q.Get("q"), CanAdmin: rq.admin() && !rq.ident.Scope.ReadOnly && rq.ident.Scope.Clusters == nil}
 	v.Data = d
+	d.Repos, _ = u.cfg.Apps.Repositories(r.Context(), rq.ident)
 	var err error
 	if d.Hits, err = u.cfg.Apps.SearchCharts(r.Context(), rq.ident, d.Query); err != nil {
 		d.Err = err.Error()
@@ -332,4 +356,32 @@ func (u *UI) addonSet(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	http.Redirect(w, r, "/ui/clusters/"+c.ID+"/addons", http.StatusSeeOther)
+}
+
+// catalogRepo adds a repository (action "add") or refreshes one
+// ("refresh"); hub admins only.
+func (u *UI) catalogRepo(w http.ResponseWriter, r *http.Request, rq *request) {
+	f := r.PostForm
+	var err error
+	switch r.PathValue("action") {
+	case "add":
+		var charts []string
+		for _, c := range strings.Split(f.Get("charts"), ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				charts = append(charts, c)
+			}
+		}
+		err = u.cfg.Apps.AddRepository(r.Context(), rq.ident, RepoForm{Name: f.Get("name"), URL: f.Get("url"), Username: f.Get("username"),
+			Password: f.Get("password"), Token: f.Get("token"), CAPEM: f.Get("ca"), Charts: charts})
+	case "refresh":
+		err = u.cfg.Apps.RefreshRepository(r.Context(), rq.ident, f.Get("name"))
+	default:
+		u.fail(w, r, rq, http.StatusNotFound, "No such action.")
+		return
+	}
+	if err != nil {
+		u.fail(w, r, rq, http.StatusBadRequest, err.Error())
+		return
+	}
+	http.Redirect(w, r, "/ui/catalog", http.StatusSeeOther)
 }

@@ -63,12 +63,6 @@ func TestBrowserApps(t *testing.T) {
 	defer h.Close()
 	defer func() { features.Close() }()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: repoSrv.Certificate().Raw}))
-	if err := h.Do(ctx, "POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": repoSrv.URL, "caPEM": caPEM}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := features.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
-		t.Fatal(err)
-	}
 	c, err := h.Import(ctx, "shop-prod")
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +86,23 @@ func TestBrowserApps(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("table.clusters")))
 
 	ch.run("opening the App Catalog", chromedp.Click(chromedp.CSS(`a[href="/ui/catalog"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))
+	ch.wantText("the empty App Catalog", "No charts", "No repositories")
+	ch.run("adding the repository",
+		chromedp.Click(chromedp.CSS(`details summary`)),
+		chromedp.SendKeys(chromedp.CSS("#repo-name"), "eco-addons"),
+		chromedp.SendKeys(chromedp.CSS("#repo-url"), repoSrv.URL),
+		chromedp.SetValue(chromedp.CSS("#repo-ca"), caPEM),
+		chromedp.Submit(chromedp.CSS("#repo-name")),
+		chromedp.WaitVisible(chromedp.CSS(`#repositories tr[data-repo="eco-addons"]`)))
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ch.text(`#repositories tr[data-repo="eco-addons"]`), "ok"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the repository never refreshed: %s", ch.text("#repositories"))
+		}
+		ch.run("reloading the App Catalog", chromedp.Navigate(h.URL+"/ui/catalog"), chromedp.WaitVisible(chromedp.CSS("#repositories")))
+	}
+	if r, err := h.Store().GetRepository(ctx, "eco-addons"); err != nil || r.CAPEM == "" {
+		t.Fatalf("the repository added in the UI: %+v %v", r, err)
+	}
 	ch.wantText("the App Catalog", "shop", "eco-monitoring", "eco-logging")
 	ch.run("searching", chromedp.SendKeys(chromedp.CSS("#q"), "web shop"), chromedp.Submit(chromedp.CSS("#q")),
 		chromedp.WaitVisible(chromedp.CSS(`#q[value="web shop"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))

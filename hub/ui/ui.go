@@ -179,6 +179,7 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /ui/clusters/{id}/monitoring", u.user(store.RoleMember, u.dashboard("monitoring", u.monitoring)))
 	// App Catalog, Helm releases, add-ons (apps.go)
 	m.HandleFunc("GET /ui/catalog", u.user(store.RoleMember, u.withApps(u.catalogPage)))
+	m.HandleFunc("POST /ui/catalog/repositories/{action}", u.user(store.RoleAdmin, u.withApps(u.audited("catalog", u.catalogRepo))))
 	m.HandleFunc("POST /ui/catalog/install", u.user(store.RoleMember, u.withApps(u.audited("helm", u.catalogInstall))))
 	m.HandleFunc("GET /ui/clusters/{id}/apps", u.user(store.RoleMember, u.withApps(u.appsTab)))
 	m.HandleFunc("POST /ui/clusters/{id}/apps/{action}", u.user(store.RoleMember, u.withApps(u.audited("helm", u.appsAction))))
