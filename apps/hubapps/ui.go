@@ -40,7 +40,7 @@ func (a uiApps) ChartPage(ctx context.Context, _ hub.Identity, repo, name, versi
 }
 
 func uiRelease(r apps.Release) ui.Release {
-	return ui.Release{Name: r.Name, Namespace: r.Namespace, Status: r.Status, Chart: r.Chart, AppVersion: r.AppVersion, Description: r.Description, Revision: r.Revision, Updated: r.Updated}
+	return ui.Release{Name: r.Name, Namespace: r.Namespace, Status: r.Status, Chart: r.Chart, ChartName: r.ChartName, AppVersion: r.AppVersion, Description: r.Description, Revision: r.Revision, Updated: r.Updated}
 }
 
 func (a uiApps) Releases(ctx context.Context, ident hub.Identity, cluster string) ([]ui.Release, error) {

@@ -58,9 +58,9 @@ type ChartPage struct {
 
 // Release is a Helm release.
 type Release struct {
-	Name, Namespace, Status, Chart, AppVersion, Description string
-	Revision                                                int
-	Updated                                                 time.Time
+	Name, Namespace, Status, Chart, ChartName, AppVersion, Description string
+	Revision                                                           int
+	Updated                                                            time.Time
 }
 
 // Operation is a Helm operation (a hub job).
@@ -112,6 +112,9 @@ func (u *UI) withApps(next func(http.ResponseWriter, *http.Request, *request)) f
 func (u *UI) catalogInstall(w http.ResponseWriter, r *http.Request, rq *request) {
 	r.SetPathValue("id", r.PostForm.Get("cluster"))
 	r.SetPathValue("action", "install")
+	if r.PostForm.Get("upgrade") != "" {
+		r.SetPathValue("action", "upgrade")
+	}
 	u.appsAction(w, r, rq)
 }
 

@@ -146,6 +146,36 @@ func TestBrowserApps(t *testing.T) {
 	ch.run("opening the history", chromedp.Click(chromedp.CSS(`a[href*="history=ui-shop/shop"]`)), chromedp.WaitVisible(chromedp.CSS("#history")))
 	ch.wantText("the history", "History of ui-shop/shop", "Install complete")
 
+	// Upgrade from the catalog with other values: the preview is a diff.
+	ch.run("opening the chart to upgrade", chromedp.Click(chromedp.CSS(`#releases a[href^="/ui/catalog?q=shop"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")),
+		chromedp.Click(chromedp.CSS(`#charts a[href*="chart=shop"]`)), chromedp.WaitVisible(chromedp.CSS("#install-form")))
+	ch.run("filling the upgrade",
+		chromedp.SetValue(chromedp.CSS("#namespace"), "ui-shop"),
+		chromedp.SetValue(chromedp.CSS("#name"), "shop"),
+		chromedp.Click(chromedp.CSS("#upgrade")),
+		chromedp.SendKeys(chromedp.CSS("#values"), "replicaCount: 1\ngreeting: upgraded in the browser\n"),
+		chromedp.Click(chromedp.CSS(`#install-form button[name=dryrun]`)), chromedp.WaitVisible(chromedp.CSS("#preview")))
+	ch.wantText("the upgrade's diff", "-  greeting: \"hello from the browser\"", "+  greeting: \"upgraded in the browser\"")
+	ch.shot("25-upgrade-diff")
+	ch.run("upgrading", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
+	waitRevision := func(rev string) {
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+			ch.run("reloading the history", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps?history=ui-shop/shop"), chromedp.WaitVisible(chromedp.CSS("#history")))
+			if got := ch.text(`#releases tr[data-release="ui-shop/shop"]`); strings.Contains(got, "\t"+rev+"\tdeployed") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("revision %s never deployed: %s / %s", rev, ch.text("#releases"), ch.text("#operations"))
+			}
+		}
+	}
+	waitRevision("2")
+	ch.run("rolling back to revision 1", chromedp.Click(chromedp.CSS(`#history button`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
+	waitRevision("3")
+	if out, err := cluster.Kubectl(ctx, "get", "-n", "ui-shop", "configmap", "shop-config", "-o", "jsonpath={.data.greeting}").CombinedOutput(); err != nil || string(out) != "hello from the browser" {
+		t.Errorf("after the rollback: %s %v", out, err)
+	}
+
 	// The Monitoring add-on: enabled for this cluster, it shows healthy on
 	// the Add-ons tab and the Monitoring dashboard finds its Prometheus.
 	ch.run("enabling monitoring", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")),
@@ -166,6 +196,6 @@ func TestBrowserApps(t *testing.T) {
 	ch.wantText("the Monitoring dashboard", "Prometheus (monitoring add-on)", "eco-monitoring/eco-monitoring-prometheus")
 
 	if os.Getenv("ECO_UPDATE_SCREENSHOTS") != "" {
-		copyScreenshots(t, ch.artifacts, "../../docs/screenshots", "20-app-catalog", "21-chart-page", "22-install-preview", "23-apps-tab", "24-addons-tab")
+		copyScreenshots(t, ch.artifacts, "../../docs/screenshots", "20-app-catalog", "21-chart-page", "22-install-preview", "23-apps-tab", "24-addons-tab", "25-upgrade-diff")
 	}
 }
