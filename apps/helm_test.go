@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"helm.sh/helm/v4/pkg/action"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -117,6 +118,7 @@ func helmReleases(t *testing.T) map[string]*release.Release {
 // and Helm's own release records. A viewer may look, not change;
 // schema-invalid values change nothing.
 func TestHelmThroughTheHub(t *testing.T) {
+	t.Cleanup(checkLeaks(t))
 	w := newWorld(t)
 	v1 := packageChart(t, "shop", nil)
 	v2 := packageChart(t, "shop", func(version *string, values map[string]any) {
@@ -296,4 +298,20 @@ func clone(m map[string]any) map[string]any {
 	var out map[string]any
 	json.Unmarshal(b, &out)
 	return out
+}
+
+// checkLeaks returns a cleanup that fails t if goroutines started during
+// it are still running a few seconds after it (the hub's, the agent's,
+// Helm's operations').
+func checkLeaks(t *testing.T) func() {
+	opts := []goleak.Option{goleak.IgnoreCurrent(), goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+		// client-go caches TLS transports process-wide (the test's own
+		// direct clients to the cluster); their idle HTTP/2 connections
+		// stay.
+		goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop")}
+	return func() {
+		if err := goleak.Find(opts...); err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -29,6 +29,7 @@ func waitPending(t *testing.T, key string) {
 // operation ends interrupted, the release is no longer pending and the
 // next operation on it works.
 func TestOperationsAreJobs(t *testing.T) {
+	t.Cleanup(checkLeaks(t))
 	w := newWorld(t)
 	slow := packageChart(t, "shop", nil)
 	base := "/api/v1/clusters/" + w.id + "/releases"
