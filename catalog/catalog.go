@@ -90,6 +90,7 @@ type repoState struct {
 	cfg        store.Repository // without Index
 	secret     string
 	index      *repo.IndexFile
+	search     []searchEntry // from index, for Search
 	refreshing bool
 	progress   string
 }
@@ -147,7 +148,7 @@ func (c *Catalog) load(st *repoState, r store.Repository) error {
 		if err != nil {
 			return err
 		}
-		st.index = ix
+		st.setIndex(ix)
 	}
 	r.Index = nil
 	st.cfg = r
@@ -415,7 +416,7 @@ func (c *Catalog) refresh(r store.Repository, secret string) {
 		st.cfg.ETag = etag
 	}
 	if ix != nil {
-		st.index = ix
+		st.setIndex(ix)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	repo "helm.sh/helm/v4/pkg/repo/v1"
+
 	"github.com/eco-project/eco/apps"
 )
 
@@ -35,25 +37,18 @@ func (c *Catalog) Search(query string, limit int) []Hit {
 	words := strings.Fields(strings.ToLower(query))
 	q := strings.ToLower(strings.TrimSpace(query))
 	type scored struct {
-		Hit
+		e     *searchEntry
+		repo  string
 		score int
 	}
 	var hits []scored
 	c.mu.RLock()
 	for rname, st := range c.repos {
-		if st.index == nil {
-			continue
-		}
-		for name, vs := range st.index.Entries {
-			if len(vs) == 0 {
-				continue
-			}
-			top := vs[0]
-			lname := strings.ToLower(name)
-			text := lname + "\x00" + strings.ToLower(top.Description) + "\x00" + strings.ToLower(strings.Join(top.Keywords, "\x00"))
+		for i := range st.search {
+			e := &st.search[i]
 			ok := true
 			for _, w := range words {
-				if !strings.Contains(text, w) {
+				if !strings.Contains(e.text, w) {
 					ok = false
 					break
 				}
@@ -63,31 +58,55 @@ func (c *Catalog) Search(query string, limit int) []Hit {
 			}
 			score := 2
 			switch {
-			case q != "" && lname == q:
+			case q != "" && e.lname == q:
 				score = 0
-			case q != "" && strings.Contains(lname, q):
+			case q != "" && strings.Contains(e.lname, q):
 				score = 1
 			}
-			hits = append(hits, scored{Hit{Repo: rname, Name: name, Version: top.Version, AppVersion: top.AppVersion,
-				Description: top.Description, Icon: top.Icon, Keywords: top.Keywords, Versions: len(vs), Deprecated: top.Deprecated}, score})
+			hits = append(hits, scored{e, rname, score})
 		}
 	}
-	c.mu.RUnlock()
 	sort.Slice(hits, func(i, j int) bool {
 		a, b := hits[i], hits[j]
 		if a.score != b.score {
 			return a.score < b.score
 		}
-		if a.Name != b.Name {
-			return a.Name < b.Name
+		if a.e.name != b.e.name {
+			return a.e.name < b.e.name
 		}
-		return a.Repo < b.Repo
+		return a.repo < b.repo
 	})
 	out := make([]Hit, 0, min(limit, len(hits)))
 	for i := 0; i < len(hits) && i < limit; i++ {
-		out = append(out, hits[i].Hit)
+		e, top := hits[i].e, hits[i].e.top
+		out = append(out, Hit{Repo: hits[i].repo, Name: e.name, Version: top.Version, AppVersion: top.AppVersion,
+			Description: top.Description, Icon: top.Icon, Keywords: top.Keywords, Versions: e.versions, Deprecated: top.Deprecated})
 	}
+	c.mu.RUnlock()
 	return out
+}
+
+// searchEntry is a chart of an index as Search matches it: its newest
+// version and its text lower-cased once, when the index is loaded.
+type searchEntry struct {
+	name, lname, text string
+	top               *repo.ChartVersion
+	versions          int
+}
+
+// setIndex sets the repository's index and its search entries.
+func (st *repoState) setIndex(ix *repo.IndexFile) {
+	st.index = ix
+	st.search = st.search[:0:0]
+	for name, vs := range ix.Entries {
+		if len(vs) == 0 {
+			continue
+		}
+		top := vs[0]
+		lname := strings.ToLower(name)
+		st.search = append(st.search, searchEntry{name: name, lname: lname, top: top, versions: len(vs),
+			text: lname + "\x00" + strings.ToLower(top.Description) + "\x00" + strings.ToLower(strings.Join(top.Keywords, "\x00"))})
+	}
 }
 
 // VersionInfo is one version of a chart.
