@@ -88,7 +88,7 @@ func TestManagedAddons(t *testing.T) {
 	ctx := t.Context()
 	// The add-ons' chart repository: the demo charts behind TLS.
 	repoDir := t.TempDir()
-	if err := chartrepo.WriteDemoRepository(ctx, repoDir, false); err != nil {
+	if err := chartrepo.WriteDemoRepository(ctx, repoDir, true); err != nil {
 		t.Fatal(err)
 	}
 	repoSrv, err := chartrepo.New(chartrepo.Config{Dir: repoDir})
@@ -103,7 +103,7 @@ func TestManagedAddons(t *testing.T) {
 		Mount: func(h *hub.Hub) error {
 			var err error
 			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "eco-addons",
-				Addons:      []addons.Addon{addons.Defaults("eco-addons")[2]}, // logging: a DaemonSet on every node
+				Addons:      []addons.Addon{metricsServer(), addons.Defaults("eco-addons")[2]}, // logging: a DaemonSet on every node
 				AddonResync: time.Hour, AddonHealthTimeout: 45 * time.Second, AddonRecheck: time.Second, RecoverInterval: time.Second})
 			return err
 		}})
@@ -144,7 +144,13 @@ func TestManagedAddons(t *testing.T) {
 		if err := h.Do(ctx, "GET", "/api/v1/clusters/"+m.id+"/addons", "", nil, &out); err != nil {
 			t.Fatal(err)
 		}
-		return out.Items[0]
+		for _, st := range out.Items {
+			if st.Addon == "logging" {
+				return st
+			}
+		}
+		t.Fatalf("no logging add-on in %+v", out.Items)
+		return addons.Status{}
 	}
 	healthyAt := func(m *member, version string) func() (bool, string) {
 		return func() (bool, string) {
@@ -188,6 +194,29 @@ func TestManagedAddons(t *testing.T) {
 		events, _ := h.Store().ListAudit(ctx, store.AuditQuery{ClusterID: members[2].id, User: "service:addons"})
 		if len(events) == 0 {
 			t.Fatal("the audit log does not name the add-ons' service identity")
+		}
+	})
+
+	t.Run("the real metrics-server chart in one cluster", func(t *testing.T) {
+		m := members[0]
+		if err := h.Do(ctx, "PUT", "/api/v1/addons/metrics-server/clusters/"+m.id, "", map[string]any{"enabled": true}, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, "metrics-server healthy", func() (bool, string) {
+			var out struct{ Items []addons.Status }
+			h.Do(ctx, "GET", "/api/v1/clusters/"+m.id+"/addons", "", nil, &out)
+			for _, st := range out.Items {
+				if st.Addon == "metrics-server" {
+					return st.Health == addons.Healthy && st.Installed == "3.12.2", st.Health + " " + st.Reason
+				}
+			}
+			return false, "not listed"
+		})
+		if out, err := m.kubectl(t, "get", "deployment", "-n", "kube-system", "eco-metrics-server", "-o", "jsonpath={.status.readyReplicas}"); err != nil || out != "1" {
+			t.Fatalf("metrics-server deployment: %s %v", out, err)
+		}
+		if out, _ := members[1].kubectl(t, "get", "deployment", "-n", "kube-system", "eco-metrics-server"); !strings.Contains(out, "NotFound") {
+			t.Fatalf("metrics-server is in a cluster it was not enabled for: %s", out)
 		}
 	})
 
@@ -272,4 +301,13 @@ func TestManagedAddons(t *testing.T) {
 			}
 		}
 	})
+}
+
+// metricsServer is the curated metrics-server add-on without its
+// APIService: kwok's pods serve nothing, and an unavailable aggregated API
+// would break discovery (and namespace deletion) in the test clusters.
+func metricsServer() addons.Addon {
+	a := addons.Defaults("eco-addons")[0]
+	a.Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
+	return a
 }
