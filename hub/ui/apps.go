@@ -168,6 +168,7 @@ type appsData struct {
 	History      []Release
 	HistoryOf    string
 	Ops          []Operation
+	Running      bool // an operation runs: the page reloads itself
 	Err          string
 	Preview      string
 	Form         InstallForm
@@ -199,6 +200,11 @@ func (u *UI) fillApps(r *http.Request, rq *request, cluster string, d *appsData)
 		d.Err = err.Error()
 	}
 	d.Ops, _ = u.cfg.Apps.Operations(r.Context(), rq.ident, cluster)
+	for _, op := range d.Ops {
+		if op.State == "running" || op.State == "recovering" {
+			d.Running = true
+		}
+	}
 	if h := r.URL.Query().Get("history"); h != "" {
 		ns, name, _ := cut(h)
 		d.HistoryOf = h

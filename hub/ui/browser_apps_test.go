@@ -81,6 +81,20 @@ func TestBrowserApps(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// waitJS waits until expr is true in the page, across its reloads.
+	waitJS := func(what, expr string) {
+		for end := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			sctx, cancel := context.WithTimeout(ch.ctx, 5*time.Second)
+			ok, err := chromedp.Run(sctx, chromedp.Evaluate[bool](expr))
+			cancel()
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(end) {
+				t.Fatalf("%s: %s never held (%v)", what, expr, err)
+			}
+		}
+	}
 	ch.run("signing in", chromedp.Navigate(h.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), h.AdminToken), chromedp.Submit(chromedp.CSS("#token")),
 		chromedp.WaitVisible(chromedp.CSS("table.clusters")))
@@ -124,19 +138,42 @@ func TestBrowserApps(t *testing.T) {
 		t.Errorf("the preview changed the cluster: %s", out)
 	}
 	ch.shot("22-install-preview")
-	ch.run("installing", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
+	ch.run("installing", chromedp.Click(chromedp.CSS(`#preview button.primary`)))
+	waitJS("the install's redirect", `location.search.includes("op=")`)
 
-	// The operation runs in the background; the Apps tab shows it.
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		ch.run("reloading the Apps tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps"), chromedp.WaitVisible(chromedp.CSS("#releases")))
-		if got := ch.text("#releases tbody"); strings.Contains(got, "deployed") {
-			break
+	// The operation runs in the background; the Apps tab reloads itself
+	// while it does, then shows the release.
+	waitOps := func() {
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+			var ops struct{ Items []struct{ State string } }
+			if err := h.Do(ctx, "GET", "/api/v1/clusters/"+c.ID+"/operations", "", nil, &ops); err != nil {
+				t.Fatal(err)
+			}
+			running := false
+			for _, op := range ops.Items {
+				running = running || op.State == "running" || op.State == "recovering"
+			}
+			if !running {
+				// Let the page's own reloads (data-reload-after) settle.
+				for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+					sctx, cancel := context.WithTimeout(ch.ctx, 5*time.Second)
+					settled, err := chromedp.Run(sctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !document.querySelector("[data-reload-after]")`))
+					cancel()
+					if err == nil && settled {
+						return
+					}
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("operations still running: %+v", ops.Items)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the release never showed deployed: %s / %s", ch.text("#releases tbody"), ch.text("#operations tbody"))
-		}
-		time.Sleep(time.Second)
+	}
+	waitOps()
+	ch.run("reloading the Apps tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps"), chromedp.WaitVisible(chromedp.CSS("#releases")))
+	if got := ch.text("#releases tbody"); !strings.Contains(got, "deployed") {
+		t.Fatalf("the release is not deployed: %s / %s", got, ch.text("#operations tbody"))
 	}
 	ch.wantText("the Apps tab", "shop-1.1.0", "ui-shop", "install", "succeeded", "installed shop-1.1.0 revision 1")
 	ch.shot("23-apps-tab")
@@ -157,20 +194,18 @@ func TestBrowserApps(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#install-form button[name=dryrun]`)), chromedp.WaitVisible(chromedp.CSS("#preview")))
 	ch.wantText("the upgrade's diff", "-  greeting: \"hello from the browser\"", "+  greeting: \"upgraded in the browser\"")
 	ch.shot("25-upgrade-diff")
-	ch.run("upgrading", chromedp.Click(chromedp.CSS(`#preview button.primary`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
+	ch.run("upgrading", chromedp.Click(chromedp.CSS(`#preview button.primary`)))
+	waitJS("the upgrade's redirect", `location.search.includes("op=")`)
 	waitRevision := func(rev string) {
-		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
-			ch.run("reloading the history", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps?history=ui-shop/shop"), chromedp.WaitVisible(chromedp.CSS("#history")))
-			if got := ch.text(`#releases tr[data-release="ui-shop/shop"]`); strings.Contains(got, "\t"+rev+"\tdeployed") {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("revision %s never deployed: %s / %s", rev, ch.text("#releases"), ch.text("#operations"))
-			}
+		waitOps()
+		ch.run("reloading the history", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/apps?history=ui-shop/shop"), chromedp.WaitVisible(chromedp.CSS("#history")))
+		if got := ch.text(`#releases tr[data-release="ui-shop/shop"]`); !strings.Contains(got, "\t"+rev+"\tdeployed") {
+			t.Fatalf("revision %s is not deployed: %s / %s", rev, ch.text("#releases"), ch.text("#operations"))
 		}
 	}
 	waitRevision("2")
-	ch.run("rolling back to revision 1", chromedp.Click(chromedp.CSS(`#history button`)), chromedp.WaitVisible(chromedp.CSS("#operations tr[data-op]")))
+	ch.run("rolling back to revision 1", chromedp.Click(chromedp.CSS(`#history button`)))
+	waitJS("the rollback's redirect", `location.search.includes("op=")`)
 	waitRevision("3")
 	if out, err := cluster.Kubectl(ctx, "get", "-n", "ui-shop", "configmap", "shop-config", "-o", "jsonpath={.data.greeting}").CombinedOutput(); err != nil || string(out) != "hello from the browser" {
 		t.Errorf("after the rollback: %s %v", out, err)
@@ -179,7 +214,8 @@ func TestBrowserApps(t *testing.T) {
 	// The Monitoring add-on: enabled for this cluster, it shows healthy on
 	// the Add-ons tab and the Monitoring dashboard finds its Prometheus.
 	ch.run("enabling monitoring", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")),
-		chromedp.Click(chromedp.CSS(`tr[data-addon="monitoring"] button`)), chromedp.WaitVisible(chromedp.CSS("#addons")))
+		chromedp.Click(chromedp.CSS(`tr[data-addon="monitoring"] button`)))
+	waitJS("monitoring enabled", `document.readyState === "complete" && (document.querySelector('tr[data-addon="monitoring"] button') || {}).textContent === "Disable"`)
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
 		ch.run("opening the Add-ons tab", chromedp.Navigate(h.URL+"/ui/clusters/"+c.ID+"/addons"), chromedp.WaitVisible(chromedp.CSS("#addons")))
 		if strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "healthy") && !strings.Contains(ch.text(`tr[data-addon="monitoring"]`), "unhealthy") {
