@@ -39,6 +39,7 @@ test-short: ## unit tests only (no local cluster)
 
 demo: setup-demo kube ## run the local demo in the foreground until Ctrl-C
 	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
+	cd /tmp && GOBIN=$(BIN) GOFLAGS= $(GO) install helm.sh/helm/v4/cmd/helm@v4.3.2  # the helm CLI, to see the add-ons' releases
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
 
 bench: kube ## side-by-side benchmark (eco, remotedialer, direct, revproxy) and the real-path table; < 10 min

@@ -178,6 +178,40 @@ type Store interface {
 	CloudLinks(ctx context.Context, accountID string) ([]CloudLink, error)
 	// CloudLinkByRef returns the link with cloud reference ref.
 	CloudLinkByRef(ctx context.Context, ref string) (CloudLink, error)
+	// Helm operations (hub jobs of package apps). CreateOperation records
+	// op (ID generated, see [NewOperationID]; State running unless set)
+	// and returns ErrConflict if an unfinished operation holds the same
+	// release: one operation per release at a time, across hub replicas.
+	CreateOperation(ctx context.Context, op Operation) (Operation, error)
+	// UpdateOperation applies u to operation id and returns it; a final
+	// state sets FinishedAt. A finished operation is ErrConflict.
+	UpdateOperation(ctx context.Context, id string, u OperationUpdate) (Operation, error)
+	// GetOperation returns operation id.
+	GetOperation(ctx context.Context, id string) (Operation, error)
+	// ListOperations returns the operations q selects, newest first.
+	ListOperations(ctx context.Context, q OperationQuery) ([]Operation, error)
+
+	// Chart repositories of the App Catalog (package catalog).
+	// CreateRepository records r; a duplicate name is ErrConflict.
+	CreateRepository(ctx context.Context, r Repository) (Repository, error)
+	// ListRepositories returns every repository by name, without their
+	// indexes when withIndex is false.
+	ListRepositories(ctx context.Context, withIndex bool) ([]Repository, error)
+	// GetRepository returns repository name with its index.
+	GetRepository(ctx context.Context, name string) (Repository, error)
+	// SetRepositoryIndex records a refresh of repository name.
+	SetRepositoryIndex(ctx context.Context, name string, ix RepositoryIndex) error
+	// DeleteRepository removes repository name.
+	DeleteRepository(ctx context.Context, name string) error
+
+	// Managed add-ons' desired state (package addons). SetAddon records
+	// s, replacing the setting for the same add-on and cluster.
+	SetAddon(ctx context.Context, s AddonSetting) (AddonSetting, error)
+	// ListAddons returns every add-on setting, by add-on then cluster.
+	ListAddons(ctx context.Context) ([]AddonSetting, error)
+	// DeleteAddon removes the setting of addon for clusterID (the
+	// cluster then follows the setting for all clusters).
+	DeleteAddon(ctx context.Context, addon, clusterID string) error
 
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.

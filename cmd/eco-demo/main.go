@@ -20,12 +20,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/eco-project/eco/addons"
+	"github.com/eco-project/eco/apps/hubapps"
+	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/cloud"
 	"github.com/eco-project/eco/cloud/aws"
 	"github.com/eco-project/eco/cloud/aws/awsfake"
@@ -144,11 +149,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintln(stdout, "starting the eco hub")
+	var features *hubapps.Features
 	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: func(h *hub.Hub) error {
 		if err := mountArgoCD(h); err != nil {
 			return err
 		}
-		return mountUI(logger, registrar)(h)
+		return mountUI(logger, registrar, &features)(h)
 	},
 		Configure: func(c *hub.Config) {
 			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: demoAWS.URL, STSEndpoint: demoAWS.URL})}
@@ -164,6 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() {
 		fmt.Fprintln(stdout, "stopping the hub")
+		features.Close()
 		h.Close()
 	}()
 
@@ -233,6 +240,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			filepath.Join(absDir, "argocd"), kubeconfig, bins.Path(localcluster.Kubectl), app,
 			kubeconfig, bins.Path(localcluster.Kubectl), kubeconfig, bins.Path(localcluster.Kubectl))
 	}
+	fmt.Fprintln(stdout, "serving the demo chart repository and enabling the metrics-server add-on")
+	repoURL, stopRepo, err := demoCatalog(ctx, h, features, imported.ID, filepath.Join(absDir, "charts"))
+	if err != nil {
+		return fmt.Errorf("demo catalog: %w", err)
+	}
+	defer stopRepo()
 
 	hubEnv := filepath.Join(absDir, "hub.env")
 	if err := os.WriteFile(hubEnv, []byte(fmt.Sprintf("ECO_HUB_URL=%s\nECO_TOKEN=%s\n", h.URL, h.AdminToken)), 0o600); err != nil {
@@ -254,6 +267,7 @@ eco demo is up (%s)
   agent log:       %s
   demo AWS:        Import from a cloud → EKS, access key %s, secret %s, regions eu-west-1, us-east-1
   Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)%s
+  App Catalog:     repository eco-addons at %s (the shop demo chart, the add-on charts, metrics-server)
 
 try:
   source %s
@@ -262,13 +276,15 @@ try:
   KUBECONFIG=%s %s get pods -A
   KUBECONFIG=%s %s -n argocd get secret %s -o yaml
   curl --cacert %s -H "Authorization: Bearer $ECO_TOKEN" $ECO_HUB_URL/api/v1/clusters/%s/argocd
+  KUBECONFIG=%s %s list -A   # the metrics-server add-on's release (Helm's release Secret)
 
 Ctrl-C stops everything.
 `, time.Since(start).Round(100*time.Millisecond), h.URL, filepath.Join(absDir, "hub", "tls", "ca.crt"), h.AdminToken,
 		imported.Name, imported.ID, localcluster.KubernetesVersion, cluster.URL,
-		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), demoKeyID, demoSecret, argocd.DefaultNamespace, argocd.SecretName(imported.ID), argoNote,
+		hubEnv, hubKubeconfig, kubeconfig, agentLog.Name(), demoKeyID, demoSecret, argocd.DefaultNamespace, argocd.SecretName(imported.ID), argoNote, repoURL,
 		hubEnv, filepath.Join(absDir, "hub", "tls", "ca.crt"), hubKubeconfig, kubectl, hubKubeconfig, kubectl,
-		kubeconfig, kubectl, argocd.SecretName(imported.ID), filepath.Join(absDir, "hub", "tls", "ca.crt"), imported.ID)
+		kubeconfig, kubectl, argocd.SecretName(imported.ID), filepath.Join(absDir, "hub", "tls", "ca.crt"), imported.ID,
+		hubKubeconfig, filepath.Join(filepath.Dir(*agentBin), "helm"))
 	select {
 	case <-ctx.Done():
 	case <-agentDone:
@@ -298,11 +314,16 @@ func demoCloud() *awsfake.Server {
 	return f
 }
 
-// mountUI mounts the web UI on the hub, with the Argo CD tab, as eco-hub
-// does.
-func mountUI(logger *slog.Logger, argo *argocd.Registrar) func(*hub.Hub) error {
+// mountUI starts the App Catalog, Helm service and add-ons and mounts the
+// web UI on the hub, with the Argo CD tab, as eco-hub does.
+func mountUI(logger *slog.Logger, argo *argocd.Registrar, features **hubapps.Features) func(*hub.Hub) error {
 	return func(h *hub.Hub) error {
-		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), ArgoCD: argo}); err != nil {
+		f, err := hubapps.Start(context.Background(), hubapps.Config{Hub: h, Logger: logger.With("side", "hub"), Addons: demoAddons()})
+		if err != nil {
+			return fmt.Errorf("apps: %w", err)
+		}
+		*features = f
+		if _, err := ui.Mount(ui.Config{Hub: h, Logger: logger.With("component", "ui"), ArgoCD: argo, Apps: f.UI()}); err != nil {
 			return fmt.Errorf("web UI: %w", err)
 		}
 		return nil
@@ -318,4 +339,52 @@ func copyFile(from, to string) error {
 		return fmt.Errorf("writing %s: %w", to, err)
 	}
 	return nil
+}
+
+// demoAddons is the curated list with metrics-server's APIService off: the
+// demo cluster's pods are kwok's, which serve nothing, and an APIService
+// without a backend would break API discovery for every client.
+func demoAddons() []addons.Addon {
+	list := addons.Defaults("eco-addons")
+	list[0].Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
+	return list
+}
+
+// demoCatalog serves the demo charts (and the real metrics-server chart)
+// as the App Catalog repository eco-addons on loopback, adds it to the
+// hub and enables the metrics-server add-on for the cluster.
+func demoCatalog(ctx context.Context, h *localeco.Hub, f *hubapps.Features, cluster, dir string) (string, func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := chartrepo.WriteDemoRepository(ctx, dir, true); err != nil {
+		return "", nil, err
+	}
+	repo, err := chartrepo.New(chartrepo.Config{Dir: dir})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: repo, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String()
+	stop := func() { srv.Close() }
+	err = h.Do(ctx, http.MethodPost, "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": url}, nil)
+	var apiErr *localeco.APIError
+	if err != nil && !(errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict) { // kept from an earlier run
+		stop()
+		return "", nil, err
+	}
+	if _, err := f.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	if err := h.Do(ctx, http.MethodPut, "/api/v1/addons/metrics-server/clusters/"+cluster, "", map[string]any{"enabled": true}, nil); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return url, stop, nil
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eco-project/eco/apps/hubapps"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/install"
@@ -78,6 +79,8 @@ type options struct {
 	credentialGrace time.Duration
 	cloud           cloudOptions
 	argocd          argocdOptions
+	// App Catalog, Helm service, managed add-ons (package hubapps).
+	apps hubapps.Config
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -111,6 +114,10 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
+	fs.StringVar(&o.apps.AddonRepository, "addon-repository", "eco-addons", "App Catalog repository the managed add-ons' charts come from (add it in the catalog: docs/helm.md)")
+	fs.DurationVar(&o.apps.CatalogRefresh, "catalog-refresh", 10*time.Minute, "how often the App Catalog refreshes every repository's index")
+	fs.DurationVar(&o.apps.OperationTimeout, "helm-timeout", 5*time.Minute, "how long one Helm operation (install, upgrade, rollback, uninstall) may take, hooks included")
+	fs.DurationVar(&o.apps.AddonResync, "addon-resync", 5*time.Minute, "how often every connected cluster's managed add-ons are reconciled (drift repaired)")
 	fs.DurationVar(&o.limits.BodyTimeout, "body-timeout", hub.DefaultBodyTimeout, "time a request body may take to arrive after its head; slower bodies are cut off (-1s: no limit)")
 	o.cloud.flags(fs)
 	o.argocd.flags(fs)
@@ -311,7 +318,13 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer stopArgoCD()
-	uiCfg := ui.Config{Hub: h, Logger: logger.With("component", "ui")}
+	o.apps.Hub, o.apps.Logger = h, logger
+	features, err := hubapps.Start(ctx, o.apps)
+	if err != nil {
+		return err
+	}
+	defer features.Close()
+	uiCfg := ui.Config{Hub: h, Logger: logger.With("component", "ui"), Apps: features.UI()}
 	if argo != nil {
 		uiCfg.ArgoCD = argo
 	}

@@ -56,7 +56,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.5.12 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.8.12 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/ini v1.8.3 // indirect
-	github.com/aws/aws-sdk-go-v2/internal/v4a v1.5.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/accept-encoding v1.13.25 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/presigned-url v1.14.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.38.1 // indirect
@@ -236,9 +235,8 @@ require (
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.68.0 // indirect
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
-	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.44.0 // indirect
-	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.44.0 // indirect
-	go.opentelemetry.io/otel/log v1.47.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.45.0 // indirect
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.45.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
@@ -295,10 +293,209 @@ require (
 
 replace github.com/eco-project/eco => ../..
 
-// eco's own go.mod (Helm v4, the cloud SDKs) asks for versions of these
-// that Argo CD v3.2.11 does not build with; nothing of eco compiled here
-// uses them.
-replace github.com/cyphar/filepath-securejoin => github.com/cyphar/filepath-securejoin v0.4.1
+// What Argo CD v3.2.11 was built and tested with here. eco's own go.mod
+// (Helm v4, the cloud SDKs) asks for newer versions of these, which Argo CD
+// does not build with; nothing of eco compiled in this module uses them.
+replace (
+	cel.dev/expr => cel.dev/expr v0.24.0
+	cloud.google.com/go/accessapproval => cloud.google.com/go/accessapproval v1.7.5
+	cloud.google.com/go/accesscontextmanager => cloud.google.com/go/accesscontextmanager v1.8.5
+	cloud.google.com/go/aiplatform => cloud.google.com/go/aiplatform v1.60.0
+	cloud.google.com/go/analytics => cloud.google.com/go/analytics v0.23.0
+	cloud.google.com/go/apigateway => cloud.google.com/go/apigateway v1.6.5
+	cloud.google.com/go/apigeeconnect => cloud.google.com/go/apigeeconnect v1.6.5
+	cloud.google.com/go/apigeeregistry => cloud.google.com/go/apigeeregistry v0.8.3
+	cloud.google.com/go/appengine => cloud.google.com/go/appengine v1.8.5
+	cloud.google.com/go/area120 => cloud.google.com/go/area120 v0.8.5
+	cloud.google.com/go/artifactregistry => cloud.google.com/go/artifactregistry v1.14.7
+	cloud.google.com/go/asset => cloud.google.com/go/asset v1.17.2
+	cloud.google.com/go/assuredworkloads => cloud.google.com/go/assuredworkloads v1.11.5
+	cloud.google.com/go/auth => cloud.google.com/go/auth v0.15.0
+	cloud.google.com/go/auth/oauth2adapt => cloud.google.com/go/auth/oauth2adapt v0.2.7
+	cloud.google.com/go/automl => cloud.google.com/go/automl v1.13.5
+	cloud.google.com/go/baremetalsolution => cloud.google.com/go/baremetalsolution v1.2.4
+	cloud.google.com/go/batch => cloud.google.com/go/batch v1.8.0
+	cloud.google.com/go/beyondcorp => cloud.google.com/go/beyondcorp v1.0.4
+	cloud.google.com/go/bigquery => cloud.google.com/go/bigquery v1.59.1
+	cloud.google.com/go/billing => cloud.google.com/go/billing v1.18.2
+	cloud.google.com/go/binaryauthorization => cloud.google.com/go/binaryauthorization v1.8.1
+	cloud.google.com/go/certificatemanager => cloud.google.com/go/certificatemanager v1.7.5
+	cloud.google.com/go/channel => cloud.google.com/go/channel v1.17.5
+	cloud.google.com/go/cloudbuild => cloud.google.com/go/cloudbuild v1.15.1
+	cloud.google.com/go/clouddms => cloud.google.com/go/clouddms v1.7.4
+	cloud.google.com/go/cloudtasks => cloud.google.com/go/cloudtasks v1.12.6
+	cloud.google.com/go/compute => cloud.google.com/go/compute v1.24.0
+	cloud.google.com/go/compute/metadata => cloud.google.com/go/compute/metadata v0.7.0
+	cloud.google.com/go/contactcenterinsights => cloud.google.com/go/contactcenterinsights v1.13.0
+	cloud.google.com/go/container => cloud.google.com/go/container v1.31.0
+	cloud.google.com/go/containeranalysis => cloud.google.com/go/containeranalysis v0.11.4
+	cloud.google.com/go/datacatalog => cloud.google.com/go/datacatalog v1.19.3
+	cloud.google.com/go/dataflow => cloud.google.com/go/dataflow v0.9.5
+	cloud.google.com/go/dataform => cloud.google.com/go/dataform v0.9.2
+	cloud.google.com/go/datafusion => cloud.google.com/go/datafusion v1.7.5
+	cloud.google.com/go/datalabeling => cloud.google.com/go/datalabeling v0.8.5
+	cloud.google.com/go/dataplex => cloud.google.com/go/dataplex v1.14.2
+	cloud.google.com/go/dataproc/v2 => cloud.google.com/go/dataproc/v2 v2.4.0
+	cloud.google.com/go/dataqna => cloud.google.com/go/dataqna v0.8.5
+	cloud.google.com/go/datastore => cloud.google.com/go/datastore v1.15.0
+	cloud.google.com/go/datastream => cloud.google.com/go/datastream v1.10.4
+	cloud.google.com/go/deploy => cloud.google.com/go/deploy v1.17.1
+	cloud.google.com/go/dialogflow => cloud.google.com/go/dialogflow v1.49.0
+	cloud.google.com/go/dlp => cloud.google.com/go/dlp v1.11.2
+	cloud.google.com/go/documentai => cloud.google.com/go/documentai v1.25.0
+	cloud.google.com/go/domains => cloud.google.com/go/domains v0.9.5
+	cloud.google.com/go/edgecontainer => cloud.google.com/go/edgecontainer v1.1.5
+	cloud.google.com/go/errorreporting => cloud.google.com/go/errorreporting v0.3.0
+	cloud.google.com/go/essentialcontacts => cloud.google.com/go/essentialcontacts v1.6.6
+	cloud.google.com/go/eventarc => cloud.google.com/go/eventarc v1.13.4
+	cloud.google.com/go/filestore => cloud.google.com/go/filestore v1.8.1
+	cloud.google.com/go/firestore => cloud.google.com/go/firestore v1.14.0
+	cloud.google.com/go/functions => cloud.google.com/go/functions v1.16.0
+	cloud.google.com/go/gkebackup => cloud.google.com/go/gkebackup v1.3.5
+	cloud.google.com/go/gkeconnect => cloud.google.com/go/gkeconnect v0.8.5
+	cloud.google.com/go/gkehub => cloud.google.com/go/gkehub v0.14.5
+	cloud.google.com/go/gkemulticloud => cloud.google.com/go/gkemulticloud v1.1.1
+	cloud.google.com/go/gsuiteaddons => cloud.google.com/go/gsuiteaddons v1.6.5
+	cloud.google.com/go/iam => cloud.google.com/go/iam v1.1.6
+	cloud.google.com/go/iap => cloud.google.com/go/iap v1.9.4
+	cloud.google.com/go/ids => cloud.google.com/go/ids v1.4.5
+	cloud.google.com/go/iot => cloud.google.com/go/iot v1.7.5
+	cloud.google.com/go/kms => cloud.google.com/go/kms v1.15.7
+	cloud.google.com/go/language => cloud.google.com/go/language v1.12.3
+	cloud.google.com/go/lifesciences => cloud.google.com/go/lifesciences v0.9.5
+	cloud.google.com/go/logging => cloud.google.com/go/logging v1.9.0
+	cloud.google.com/go/longrunning => cloud.google.com/go/longrunning v0.5.6
+	cloud.google.com/go/managedidentities => cloud.google.com/go/managedidentities v1.6.5
+	cloud.google.com/go/maps => cloud.google.com/go/maps v1.6.4
+	cloud.google.com/go/mediatranslation => cloud.google.com/go/mediatranslation v0.8.5
+	cloud.google.com/go/memcache => cloud.google.com/go/memcache v1.10.5
+	cloud.google.com/go/metastore => cloud.google.com/go/metastore v1.13.4
+	cloud.google.com/go/monitoring => cloud.google.com/go/monitoring v1.18.0
+	cloud.google.com/go/networkconnectivity => cloud.google.com/go/networkconnectivity v1.14.4
+	cloud.google.com/go/networkmanagement => cloud.google.com/go/networkmanagement v1.9.4
+	cloud.google.com/go/networksecurity => cloud.google.com/go/networksecurity v0.9.5
+	cloud.google.com/go/notebooks => cloud.google.com/go/notebooks v1.11.3
+	cloud.google.com/go/optimization => cloud.google.com/go/optimization v1.6.3
+	cloud.google.com/go/orchestration => cloud.google.com/go/orchestration v1.8.5
+	cloud.google.com/go/orgpolicy => cloud.google.com/go/orgpolicy v1.12.1
+	cloud.google.com/go/osconfig => cloud.google.com/go/osconfig v1.12.5
+	cloud.google.com/go/oslogin => cloud.google.com/go/oslogin v1.13.1
+	cloud.google.com/go/phishingprotection => cloud.google.com/go/phishingprotection v0.8.5
+	cloud.google.com/go/policytroubleshooter => cloud.google.com/go/policytroubleshooter v1.10.3
+	cloud.google.com/go/privatecatalog => cloud.google.com/go/privatecatalog v0.9.5
+	cloud.google.com/go/pubsub => cloud.google.com/go/pubsub v1.36.1
+	cloud.google.com/go/pubsublite => cloud.google.com/go/pubsublite v1.8.1
+	cloud.google.com/go/recaptchaenterprise/v2 => cloud.google.com/go/recaptchaenterprise/v2 v2.9.2
+	cloud.google.com/go/recommendationengine => cloud.google.com/go/recommendationengine v0.8.5
+	cloud.google.com/go/recommender => cloud.google.com/go/recommender v1.12.1
+	cloud.google.com/go/redis => cloud.google.com/go/redis v1.14.2
+	cloud.google.com/go/resourcemanager => cloud.google.com/go/resourcemanager v1.9.5
+	cloud.google.com/go/resourcesettings => cloud.google.com/go/resourcesettings v1.6.5
+	cloud.google.com/go/retail => cloud.google.com/go/retail v1.16.0
+	cloud.google.com/go/run => cloud.google.com/go/run v1.3.4
+	cloud.google.com/go/scheduler => cloud.google.com/go/scheduler v1.10.6
+	cloud.google.com/go/secretmanager => cloud.google.com/go/secretmanager v1.11.5
+	cloud.google.com/go/security => cloud.google.com/go/security v1.15.5
+	cloud.google.com/go/securitycenter => cloud.google.com/go/securitycenter v1.24.4
+	cloud.google.com/go/servicedirectory => cloud.google.com/go/servicedirectory v1.11.4
+	cloud.google.com/go/shell => cloud.google.com/go/shell v1.7.5
+	cloud.google.com/go/spanner => cloud.google.com/go/spanner v1.56.0
+	cloud.google.com/go/speech => cloud.google.com/go/speech v1.21.1
+	cloud.google.com/go/storagetransfer => cloud.google.com/go/storagetransfer v1.10.4
+	cloud.google.com/go/talent => cloud.google.com/go/talent v1.6.6
+	cloud.google.com/go/texttospeech => cloud.google.com/go/texttospeech v1.7.5
+	cloud.google.com/go/tpu => cloud.google.com/go/tpu v1.6.5
+	cloud.google.com/go/trace => cloud.google.com/go/trace v1.10.5
+	cloud.google.com/go/video => cloud.google.com/go/video v1.20.4
+	cloud.google.com/go/videointelligence => cloud.google.com/go/videointelligence v1.11.5
+	cloud.google.com/go/vision/v2 => cloud.google.com/go/vision/v2 v2.8.0
+	cloud.google.com/go/vmmigration => cloud.google.com/go/vmmigration v1.7.5
+	cloud.google.com/go/vmwareengine => cloud.google.com/go/vmwareengine v1.1.1
+	cloud.google.com/go/vpcaccess => cloud.google.com/go/vpcaccess v1.7.5
+	cloud.google.com/go/webrisk => cloud.google.com/go/webrisk v1.9.5
+	cloud.google.com/go/websecurityscanner => cloud.google.com/go/websecurityscanner v1.6.5
+	cloud.google.com/go/workflows => cloud.google.com/go/workflows v1.12.4
+	github.com/Azure/azure-sdk-for-go/sdk/azcore => github.com/Azure/azure-sdk-for-go/sdk/azcore v1.19.1
+	github.com/Azure/azure-sdk-for-go/sdk/azidentity => github.com/Azure/azure-sdk-for-go/sdk/azidentity v1.11.0
+	github.com/Azure/azure-sdk-for-go/sdk/azidentity/cache => github.com/Azure/azure-sdk-for-go/sdk/azidentity/cache v0.3.2
+	github.com/Azure/azure-sdk-for-go/sdk/internal => github.com/Azure/azure-sdk-for-go/sdk/internal v1.11.2
+	github.com/AzureAD/microsoft-authentication-library-for-go => github.com/AzureAD/microsoft-authentication-library-for-go v1.4.2
+	github.com/BurntSushi/toml => github.com/BurntSushi/toml v0.3.1
+	github.com/GoogleCloudPlatform/opentelemetry-operations-go/detectors/gcp => github.com/GoogleCloudPlatform/opentelemetry-operations-go/detectors/gcp v1.29.0
+	github.com/Masterminds/semver/v3 => github.com/Masterminds/semver/v3 v3.4.0
+	github.com/ProtonMail/go-crypto => github.com/ProtonMail/go-crypto v1.1.6
+	github.com/aws/aws-sdk-go-v2 => github.com/aws/aws-sdk-go-v2 v1.36.3
+	github.com/aws/aws-sdk-go-v2/credentials => github.com/aws/aws-sdk-go-v2/credentials v1.17.62
+	github.com/aws/aws-sdk-go-v2/feature/ec2/imds => github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.16.30
+	github.com/aws/aws-sdk-go-v2/internal/configsources => github.com/aws/aws-sdk-go-v2/internal/configsources v1.3.34
+	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 => github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.6.34
+	github.com/aws/aws-sdk-go-v2/service/internal/accept-encoding => github.com/aws/aws-sdk-go-v2/service/internal/accept-encoding v1.12.3
+	github.com/aws/aws-sdk-go-v2/service/internal/presigned-url => github.com/aws/aws-sdk-go-v2/service/internal/presigned-url v1.12.15
+	github.com/aws/aws-sdk-go-v2/service/sso => github.com/aws/aws-sdk-go-v2/service/sso v1.25.1
+	github.com/aws/aws-sdk-go-v2/service/ssooidc => github.com/aws/aws-sdk-go-v2/service/ssooidc v1.29.1
+	github.com/aws/aws-sdk-go-v2/service/sts => github.com/aws/aws-sdk-go-v2/service/sts v1.33.17
+	github.com/aws/smithy-go => github.com/aws/smithy-go v1.22.2
+	github.com/cloudflare/circl => github.com/cloudflare/circl v1.6.1
+	github.com/cncf/xds/go => github.com/cncf/xds/go v0.0.0-20250501225837-2ac532fd4443
+	github.com/cyphar/filepath-securejoin => github.com/cyphar/filepath-securejoin v0.4.1
+	github.com/envoyproxy/go-control-plane => github.com/envoyproxy/go-control-plane v0.13.4
+	github.com/envoyproxy/go-control-plane/envoy => github.com/envoyproxy/go-control-plane/envoy v1.32.4
+	github.com/envoyproxy/protoc-gen-validate => github.com/envoyproxy/protoc-gen-validate v1.2.1
+	github.com/fatih/color => github.com/fatih/color v1.18.0
+	github.com/felixge/httpsnoop => github.com/felixge/httpsnoop v1.0.4
+	github.com/google/cel-go => github.com/google/cel-go v0.26.1
+	github.com/google/gnostic-models => github.com/google/gnostic-models v0.7.0
+	github.com/google/pprof => github.com/google/pprof v0.0.0-20241029153458-d1b30febd7db
+	github.com/google/s2a-go => github.com/google/s2a-go v0.1.9
+	github.com/googleapis/enterprise-certificate-proxy => github.com/googleapis/enterprise-certificate-proxy v0.3.4
+	github.com/googleapis/gax-go/v2 => github.com/googleapis/gax-go/v2 v2.14.1
+	github.com/gorilla/mux => github.com/gorilla/mux v1.7.4
+	github.com/grpc-ecosystem/grpc-gateway/v2 => github.com/grpc-ecosystem/grpc-gateway/v2 v2.27.2
+	github.com/ianlancetaylor/demangle => github.com/ianlancetaylor/demangle v0.0.0-20240312041847-bd984b5ce465
+	github.com/klauspost/compress => github.com/klauspost/compress v1.20.1
+	github.com/mattn/go-colorable => github.com/mattn/go-colorable v0.1.13
+	github.com/onsi/ginkgo/v2 => github.com/onsi/ginkgo/v2 v2.22.0
+	github.com/onsi/gomega => github.com/onsi/gomega v1.36.1
+	github.com/sergi/go-diff => github.com/sergi/go-diff v1.3.2-0.20230802210424-5b0b94c5c0d3
+	github.com/shopspring/decimal => github.com/shopspring/decimal v1.4.0
+	github.com/sirupsen/logrus => github.com/sirupsen/logrus v1.9.3
+	github.com/spf13/cobra => github.com/spf13/cobra v1.10.1
+	github.com/spiffe/go-spiffe/v2 => github.com/spiffe/go-spiffe/v2 v2.5.0
+	github.com/zeebo/errs => github.com/zeebo/errs v1.4.0
+	go.opentelemetry.io/auto/sdk => go.opentelemetry.io/auto/sdk v1.1.0
+	go.opentelemetry.io/contrib/detectors/gcp => go.opentelemetry.io/contrib/detectors/gcp v1.36.0
+	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc => go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.63.0
+	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp => go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.59.0
+	go.opentelemetry.io/otel => go.opentelemetry.io/otel v1.38.0
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace => go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.38.0
+	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc => go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.38.0
+	go.opentelemetry.io/otel/metric => go.opentelemetry.io/otel/metric v1.38.0
+	go.opentelemetry.io/otel/sdk => go.opentelemetry.io/otel/sdk v1.38.0
+	go.opentelemetry.io/otel/sdk/metric => go.opentelemetry.io/otel/sdk/metric v1.38.0
+	go.opentelemetry.io/otel/trace => go.opentelemetry.io/otel/trace v1.38.0
+	go.opentelemetry.io/proto/otlp => go.opentelemetry.io/proto/otlp v1.7.1
+	go.uber.org/zap => go.uber.org/zap v1.27.0
+	go.yaml.in/yaml/v3 => go.yaml.in/yaml/v3 v3.0.5
+	golang.org/x/exp => golang.org/x/exp v0.0.0-20240719175910-8a7402abbf56
+	golang.org/x/mod => golang.org/x/mod v0.41.0
+	golang.org/x/net => golang.org/x/net v0.61.0
+	golang.org/x/oauth2 => golang.org/x/oauth2 v0.37.0
+	golang.org/x/sync => golang.org/x/sync v0.24.0
+	golang.org/x/time => golang.org/x/time v0.15.0
+	gonum.org/v1/gonum => gonum.org/v1/gonum v0.16.0
+	google.golang.org/api => google.golang.org/api v0.223.0
+	google.golang.org/genproto => google.golang.org/genproto v0.0.0-20240213162025-012b6fc9bca9
+	google.golang.org/genproto/googleapis/api => google.golang.org/genproto/googleapis/api v0.0.0-20250825161204-c5933d9347a5
+	google.golang.org/genproto/googleapis/bytestream => google.golang.org/genproto/googleapis/bytestream v0.0.0-20250219182151-9fdb1cabc7b2
+	google.golang.org/genproto/googleapis/rpc => google.golang.org/genproto/googleapis/rpc v0.0.0-20250825161204-c5933d9347a5
+	google.golang.org/grpc => google.golang.org/grpc v1.75.1
+	oras.land/oras-go/v2 => oras.land/oras-go/v2 v2.6.0
+	sigs.k8s.io/apiserver-network-proxy/konnectivity-client => sigs.k8s.io/apiserver-network-proxy/konnectivity-client v0.31.2
+	sigs.k8s.io/controller-runtime => sigs.k8s.io/controller-runtime v0.21.0
+	sigs.k8s.io/kustomize/api => sigs.k8s.io/kustomize/api v0.20.1
+	sigs.k8s.io/kustomize/kyaml => sigs.k8s.io/kustomize/kyaml v0.20.1
+	sigs.k8s.io/structured-merge-diff/v4 => sigs.k8s.io/structured-merge-diff/v4 v4.6.0
+)
 
 // argo-cd v3.2.11's own replace block (its k8s.io/* pins):
 replace (

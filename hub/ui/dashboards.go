@@ -478,6 +478,9 @@ type monitoringData struct {
 	NodeUsage      []usage
 	PodUsage       []usage
 	Events         []corev1.Event
+	// Prometheus is what the monitoring add-on provides, if installed
+	// (apps.go).
+	Prometheus *promData
 }
 
 // metricsList is the part of a metrics.k8s.io NodeMetricsList or
@@ -552,6 +555,7 @@ func (u *UI) monitoring(ctx context.Context, cs kubernetes.Interface, r *http.Re
 				p.PodUsage = pods
 			}
 		},
+		func() { p.Prometheus = prometheusFromAddon(ctx, cs) },
 	)
 	return nil
 }

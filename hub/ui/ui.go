@@ -57,6 +57,9 @@ type Config struct {
 	// ArgoCD, if set, adds the Argo CD tab to the cluster page
 	// (eco-hub --argocd-*). Nil: no tab.
 	ArgoCD ArgoCD
+	// Apps, if set, adds the App Catalog page and the Apps and Add-ons
+	// tabs (package hubapps implements it).
+	Apps Apps
 }
 
 // UI is the web UI, an http.Handler for the paths in Patterns.
@@ -181,6 +184,14 @@ func (u *UI) routes() {
 	if u.cfg.ArgoCD != nil {
 		m.HandleFunc("GET /ui/clusters/{id}/argocd", u.user(store.RoleMember, u.argocdTab))
 	}
+	// App Catalog, Helm releases, add-ons (apps.go)
+	m.HandleFunc("GET /ui/catalog", u.user(store.RoleMember, u.withApps(u.catalogPage)))
+	m.HandleFunc("POST /ui/catalog/repositories/{action}", u.user(store.RoleAdmin, u.withApps(u.audited("catalog", u.catalogRepo))))
+	m.HandleFunc("POST /ui/catalog/install", u.user(store.RoleMember, u.withApps(u.audited("helm", u.catalogInstall))))
+	m.HandleFunc("GET /ui/clusters/{id}/apps", u.user(store.RoleMember, u.withApps(u.appsTab)))
+	m.HandleFunc("POST /ui/clusters/{id}/apps/{action}", u.user(store.RoleMember, u.withApps(u.audited("helm", u.appsAction))))
+	m.HandleFunc("GET /ui/clusters/{id}/addons", u.user(store.RoleMember, u.withApps(u.addonsTab)))
+	m.HandleFunc("POST /ui/clusters/{id}/addons/{addon}", u.user(store.RoleAdmin, u.withApps(u.audited("addons", u.addonSet))))
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})

@@ -79,6 +79,10 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Grants/Validation", testGrantValidation},
 		{"List/IDs", testListIDs},
 		{"Cloud/AccountsAndLinks", testCloudAccounts},
+		{"Operations/Lifecycle", testOperations},
+		{"Operations/Race", testOperationRace},
+		{"Repositories/Lifecycle", testRepositories},
+		{"Addons/Settings", testAddons},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}

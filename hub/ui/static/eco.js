@@ -94,4 +94,17 @@ document.addEventListener("DOMContentLoaded", () => {
     setInterval(poll, every);
     document.addEventListener("visibilitychange", poll);
   }
+
+  // Apps: a form with data-confirm asks first (uninstall); a page with a
+  // running Helm operation (data-reload-after ms) reloads to show its
+  // progress and Helm's log.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (ev) => {
+      if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
+    });
+  }
+  const reload = document.querySelector("[data-reload-after]");
+  if (reload) {
+    setTimeout(() => window.location.reload(), Number(reload.dataset.reloadAfter) || 2000);
+  }
 });
