@@ -86,6 +86,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 // one cluster at a time and stops at the cluster where it fails, leaving
 // the next one alone. A viewer may look, not change.
 func TestManagedAddons(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs three local clusters")
+	}
 	top := t
 	ctx := t.Context()
 	// The add-ons' chart repository: the demo charts behind TLS.
