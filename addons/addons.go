@@ -12,6 +12,7 @@
 package addons
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -124,6 +125,10 @@ type Status struct {
 	CheckedAt time.Time `json:"checkedAt,omitzero"`
 }
 
+// KeepInstalled as a rollout's From keeps whatever version a cluster runs
+// until the rollout reaches it (the rollout a hub starts with).
+const KeepInstalled = "installed"
+
 // Rollout is where the rollout of an add-on's new version stands.
 type Rollout struct {
 	Addon     string   `json:"addon"`
@@ -231,6 +236,24 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer t.Stop()
 	recheck := time.NewTicker(m.cfg.RecheckInterval)
 	defer recheck.Stop()
+	// The pinned versions may be new (a new hub): each add-on's version
+	// reaches the clusters as a rollout, one at a time, from whatever each
+	// runs now.
+	m.mu.Lock()
+	for name, a := range m.addons {
+		if m.rollouts[name] == nil {
+			m.rollouts[name] = &Rollout{Addon: name, From: KeepInstalled, To: a.Chart.Version, Done: []string{}}
+		}
+	}
+	names := make([]string, 0, len(m.addons))
+	for name := range m.addons {
+		names = append(names, name)
+	}
+	m.mu.Unlock()
+	sort.Strings(names)
+	for _, name := range names {
+		m.enqueue(task{rollout: name})
+	}
 	m.enqueue(task{all: true})
 	for {
 		select {
@@ -239,6 +262,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case ev := <-events:
 			switch ev.Kind {
 			case lifecycle.Connected:
+				for _, a := range m.pendingRollouts(ev.ClusterID) {
+					m.enqueue(task{rollout: a})
+				}
 				m.enqueue(task{cluster: ev.ClusterID})
 			case lifecycle.Lagged:
 				m.enqueue(task{all: true})
@@ -423,12 +449,12 @@ func (m *Manager) SetVersion(ctx context.Context, ident hub.Identity, addon, ver
 	if !ok {
 		return Rollout{}, fmt.Errorf("add-on %q: %w", addon, ErrNotFound)
 	}
-	if r := m.rollouts[addon]; r != nil && !r.Finished && r.StoppedAt == "" {
+	if r := m.rollouts[addon]; r != nil && !r.Finished && r.StoppedAt == "" && len(r.Done) > 0 && r.From != KeepInstalled {
 		return Rollout{}, fmt.Errorf("%w: the rollout of %s %s is running", ErrInvalid, addon, r.To)
 	}
 	from := a.Chart.Version
-	if r := m.rollouts[addon]; r != nil && r.StoppedAt != "" {
-		from = r.From // a stopped rollout is replaced; clusters it reached move on
+	if r := m.rollouts[addon]; r != nil && !r.Finished {
+		from = r.From // an unfinished rollout is replaced; clusters it reached move on
 	}
 	r := &Rollout{Addon: addon, From: from, To: version, Done: []string{}}
 	a.Chart.Version = version
@@ -451,30 +477,44 @@ func (m *Manager) Rollouts() []Rollout {
 	return out
 }
 
+// runRollout takes a rollout as far as it can: each pending cluster in
+// order, if connected, is moved to the new version and must turn healthy;
+// the first failure stops the rollout. A cluster not connected stays
+// pending and the rollout resumes when it connects (Run enqueues it).
 func (m *Manager) runRollout(ctx context.Context, addon string) {
-	var targets []string
-	for _, c := range m.clusters(ctx) {
-		on, err := m.enabled(ctx, c)
-		if err == nil && on[addon] {
-			targets = append(targets, c)
-		}
-	}
 	m.mu.Lock()
 	r := m.rollouts[addon]
-	r.Pending = slices.Clone(targets)
+	if r == nil || r.Finished || r.StoppedAt != "" {
+		m.mu.Unlock()
+		return
+	}
+	first := r.Pending == nil
 	m.mu.Unlock()
-	for _, c := range targets {
+	if first {
+		targets := []string{}
+		for _, c := range m.clusters(ctx) {
+			on, err := m.enabled(ctx, c)
+			if err == nil && on[addon] {
+				targets = append(targets, c)
+			}
+		}
+		m.mu.Lock()
+		r.Pending = targets
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	pending := slices.Clone(r.Pending)
+	m.mu.Unlock()
+	for _, c := range pending {
+		if !m.hub.Connected(c) {
+			continue // resumed when it connects
+		}
 		m.mu.Lock()
 		r.Done = append(r.Done, c) // desiredVersion is now the new one here
 		r.Pending = slices.DeleteFunc(r.Pending, func(p string) bool { return p == c })
 		m.mu.Unlock()
-		var fail string
-		if !m.hub.Connected(c) {
-			fail = "eco is not connected to this cluster"
-		} else if st := m.reconcileAddon(ctx, c, addon, true); st.Health != Healthy {
-			fail = st.Health + ": " + st.Reason
-		}
-		if fail != "" {
+		if st := m.reconcileAddon(ctx, c, addon, true); st.Health != Healthy {
+			fail := st.Health + ": " + st.Reason
 			m.mu.Lock()
 			r.StoppedAt, r.Reason = c, fail
 			m.mu.Unlock()
@@ -484,8 +524,25 @@ func (m *Manager) runRollout(ctx context.Context, addon string) {
 		m.log.Info("add-on rolled out", "addon", addon, "version", r.To, "cluster", c)
 	}
 	m.mu.Lock()
-	r.Finished = true
+	if len(r.Pending) == 0 {
+		r.Finished = true
+	}
 	m.mu.Unlock()
+}
+
+// pendingRollouts lists the add-ons whose running rollout waits for
+// cluster.
+func (m *Manager) pendingRollouts(cluster string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for name, r := range m.rollouts {
+		if !r.Finished && r.StoppedAt == "" && slices.Contains(r.Pending, cluster) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (m *Manager) markUnknown(cluster, reason string) {
@@ -510,6 +567,7 @@ func (m *Manager) reconcile(ctx context.Context, cluster string) {
 func (m *Manager) reconcileAddon(ctx context.Context, cluster, name string, waitHealthy bool) Status {
 	m.mu.Lock()
 	a := *m.addons[name]
+	pin := a.Chart.Version
 	a.Chart.Version = m.desiredVersion(m.addons[name], cluster)
 	m.mu.Unlock()
 	st := Status{Addon: a.Name, Title: a.Title, Cluster: cluster, Desired: a.Chart.Version, CheckedAt: time.Now().UTC()}
@@ -529,6 +587,13 @@ func (m *Manager) reconcileAddon(ctx context.Context, cluster, name string, wait
 	}
 	if exists {
 		st.Installed = cur.Version
+	}
+	if a.Chart.Version == KeepInstalled { // a rollout has not reached this cluster
+		a.Chart.Version = pin
+		if exists {
+			a.Chart.Version = cur.Version
+		}
+		st.Desired = a.Chart.Version
 	}
 	if !st.Enabled {
 		st.Health = Disabled
@@ -658,6 +723,9 @@ func (m *Manager) Status(ctx context.Context, cluster string) ([]Status, error) 
 		}
 		st.Enabled = on[n]
 		st.Desired = m.desiredVersion(m.addons[n], cluster)
+		if st.Desired == KeepInstalled {
+			st.Desired = cmp.Or(st.Installed, m.addons[n].Chart.Version)
+		}
 		if !st.Enabled && st.Installed == "" {
 			st.Health, st.Reason = Disabled, ""
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -85,6 +86,10 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 // one cluster at a time and stops at the cluster where it fails, leaving
 // the next one alone. A viewer may look, not change.
 func TestManagedAddons(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs three local clusters")
+	}
+	top := t
 	ctx := t.Context()
 	// The add-ons' chart repository: the demo charts behind TLS.
 	repoDir := t.TempDir()
@@ -99,18 +104,21 @@ func TestManagedAddons(t *testing.T) {
 	defer srv.Close()
 
 	var features *hubapps.Features
+	loggingPin := "0.1.0" // the curated version; a "new hub" pins another
 	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: t.TempDir(), HeartbeatInterval: time.Second, Logger: logger(t),
 		Mount: func(h *hub.Hub) error {
+			logging := addons.Defaults("eco-addons")[2] // a DaemonSet on every node
+			logging.Chart.Version = loggingPin
 			var err error
 			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "eco-addons",
-				Addons:      []addons.Addon{metricsServer(), addons.Defaults("eco-addons")[2]}, // logging: a DaemonSet on every node
+				Addons:      []addons.Addon{metricsServer(), logging},
 				AddonResync: time.Hour, AddonHealthTimeout: 45 * time.Second, AddonRecheck: time.Second, RecoverInterval: time.Second})
 			return err
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
+	defer func() { h.Close() }()
 	defer func() { features.Close() }()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
 	if err := h.Do(ctx, "POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": srv.URL, "caPEM": caPEM}, nil); err != nil {
@@ -183,7 +191,7 @@ func TestManagedAddons(t *testing.T) {
 		if st := status(members[2]); st.Health != addons.Unknown || !strings.Contains(st.Reason, "not connected") {
 			t.Fatalf("the disconnected cluster: %+v", st)
 		}
-		members[2].startAgent(t)
+		members[2].startAgent(top) // runs past this subtest
 		waitFor(t, 90*time.Second, "logging healthy in the cluster that connected", healthyAt(members[2], "0.1.0"))
 		// Helm's release record is in the cluster, made by the add-ons'
 		// service identity.
@@ -271,8 +279,10 @@ func TestManagedAddons(t *testing.T) {
 		waitFor(t, 120*time.Second, "the rollout stops", func() (bool, string) {
 			var out struct{ Rollouts []addons.Rollout }
 			h.Do(ctx, "GET", "/api/v1/addons", "", nil, &out)
-			if len(out.Rollouts) == 1 {
-				ro = out.Rollouts[0]
+			for _, r := range out.Rollouts {
+				if r.Addon == "logging" && r.To == "0.2.0" {
+					ro = r
+				}
 			}
 			return ro.StoppedAt != "" || ro.Finished, ro.StoppedAt
 		})
@@ -299,6 +309,47 @@ func TestManagedAddons(t *testing.T) {
 			if op.Kind == "upgrade" {
 				t.Fatalf("the third cluster saw an upgrade: %+v", op)
 			}
+		}
+	})
+
+	t.Run("a new hub pinning a new version rolls it out from what runs", func(t *testing.T) {
+		// The foreign ConfigMap is gone; the hub restarts pinning 0.2.0.
+		if out, err := members[1].kubectl(t, "delete", "configmap", "eco-logging-extra", "-n", "eco-logging"); err != nil {
+			t.Fatalf("%s %v", out, err)
+		}
+		loggingPin = "0.2.0"
+		features.Close()
+		next, err := h.Restart(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = next
+		for _, m := range members {
+			if _, err := h.WaitState(ctx, m.id, store.StateConnected, 30*time.Second); err != nil {
+				select {
+				case aerr := <-m.done:
+					t.Fatalf("%v; the agent of %s ended: %v", err, m.name, aerr)
+				default:
+				}
+				t.Fatal(err)
+			}
+		}
+		var ro addons.Rollout
+		waitFor(t, 120*time.Second, "the startup rollout finishes", func() (bool, string) {
+			var out struct{ Rollouts []addons.Rollout }
+			h.Do(ctx, "GET", "/api/v1/addons", "", nil, &out)
+			for _, r := range out.Rollouts {
+				if r.Addon == "logging" {
+					ro = r
+				}
+			}
+			return ro.Finished || ro.StoppedAt != "", fmt.Sprintf("%+v", ro)
+		})
+		if !ro.Finished || ro.From != addons.KeepInstalled || ro.To != "0.2.0" || len(ro.Done) != 3 {
+			t.Fatalf("startup rollout %+v, want finished over the three clusters", ro)
+		}
+		for _, m := range members {
+			waitFor(t, 60*time.Second, "0.2.0 healthy in "+m.name, healthyAt(m, "0.2.0"))
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,6 +29,10 @@ import (
 var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() { // the real-cluster tests skip themselves
+		os.Exit(m.Run())
+	}
 	clustertest.Main(m, localcluster.Config{Full: true, Name: "apps"}, &cluster)
 }
 
@@ -64,6 +69,9 @@ func newWorld(t *testing.T) *world { return newWorldB(t) }
 
 func newWorldB(t testing.TB) *world {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a local cluster")
+	}
 	ctx := t.Context()
 	w := &world{t: t, dir: t.TempDir()}
 	h, err := localeco.StartHub(ctx, w.hubConfig())
