@@ -39,6 +39,8 @@ func TestFlagDefaults(t *testing.T) {
 		"argocd-config": "", "argocd-kubeconfig": "", "argocd-in-cluster": "false", "argocd-cluster": "",
 		"argocd-namespace": "argocd", "argocd-project": "", "argocd-url": "", "argocd-grant": "admin",
 		"argocd-token-ttl": "24h0m0s", "argocd-resync": "5m0s",
+		// App Catalog, Helm service, managed add-ons (package hubapps).
+		"addon-repository": "eco-addons", "catalog-refresh": "10m0s", "helm-timeout": "5m0s", "addon-resync": "5m0s",
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		w, ok := want[f.Name]
