@@ -439,7 +439,9 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#subject"), "mallory"),
 		chromedp.SendKeys(chromedp.CSS("#role"), "cluster-admin"),
 		chromedp.Submit(chromedp.CSS("#subject")),
-		chromedp.WaitVisible(chromedp.CSS(".error")))
+		// Not just any .error: the viewer's RBAC page has one already (a
+		// section it may not read); the refusal's page has an alert.
+		chromedp.WaitVisible(chromedp.CSS("p.error[role=alert]")))
 	ch.wantText("a viewer's binding", "The cluster refused the binding", "forbidden", "victor")
 	ch.shot("15-viewer-refused")
 	rbs, err = cs.RbacV1().RoleBindings("shop").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=eco-hub"})
