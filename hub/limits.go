@@ -185,15 +185,19 @@ type deadlineBody struct {
 	deadline time.Time
 	armed    bool
 	done     bool
-	// expired is set when a Read failed at the deadline.
-	expired atomic.Bool
+	// expired is set when a Read failed at the deadline; complete when
+	// the body was read to its end.
+	expired, complete atomic.Bool
 }
 
 // bodyExpired reports whether body is a request body cut off at its
-// deadline.
+// deadline: a Read failed at it, or it has passed with the body not read
+// to its end. The second covers the moment between the two, when the
+// server has cancelled the request and the Read that will fail has not
+// returned yet.
 func bodyExpired(body io.Reader) bool {
 	b, ok := body.(*deadlineBody)
-	return ok && b.expired.Load()
+	return ok && (b.expired.Load() || !b.complete.Load() && !time.Now().Before(b.deadline))
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -204,6 +208,9 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.complete.Store(true)
+	}
 	if err != nil && !b.done {
 		b.done = true
 		if errors.Is(err, os.ErrDeadlineExceeded) {
