@@ -149,6 +149,7 @@ func private(c *containerpb.Cluster) bool {
 	if ip := c.GetControlPlaneEndpointsConfig().GetIpEndpointsConfig(); ip != nil && ip.GetEnabled() && !ip.GetEnablePublicEndpoint() {
 		return true
 	}
+	//lint:ignore SA1019 clusters created before control-plane endpoints config still say it only here
 	return c.GetPrivateClusterConfig().GetEnablePrivateEndpoint()
 }
 
@@ -194,14 +195,14 @@ func locationOf(selfLink string) string {
 // the health model, with GKE's status message and conditions as the
 // reason.
 func MapCluster(c *containerpb.Cluster) cloud.Health {
-	why := cloud.JoinReasons(c.GetStatusMessage(), conditions(c.GetConditions()))
+	why := cloud.JoinReasons(statusMessage(c), conditions(c.GetConditions()))
 	switch c.GetStatus() {
 	case containerpb.Cluster_PROVISIONING:
-		return cloud.Health{State: cloud.Provisioning, Reason: cloud.JoinReasons("PROVISIONING", c.GetStatusMessage())}
+		return cloud.Health{State: cloud.Provisioning, Reason: cloud.JoinReasons("PROVISIONING", statusMessage(c))}
 	case containerpb.Cluster_RECONCILING:
-		return cloud.Health{State: cloud.Updating, Reason: cloud.JoinReasons("RECONCILING", c.GetStatusMessage())}
+		return cloud.Health{State: cloud.Updating, Reason: cloud.JoinReasons("RECONCILING", statusMessage(c))}
 	case containerpb.Cluster_STOPPING:
-		return cloud.Health{State: cloud.Deleting, Reason: cloud.JoinReasons("STOPPING", c.GetStatusMessage())}
+		return cloud.Health{State: cloud.Deleting, Reason: cloud.JoinReasons("STOPPING", statusMessage(c))}
 	case containerpb.Cluster_ERROR:
 		return cloud.Health{State: cloud.Failed, Reason: cloud.JoinReasons("ERROR", why)}
 	case containerpb.Cluster_DEGRADED:
@@ -224,7 +225,7 @@ func MapCluster(c *containerpb.Cluster) cloud.Health {
 		case containerpb.NodePool_PROVISIONING, containerpb.NodePool_RECONCILING, containerpb.NodePool_STOPPING:
 			changing = true
 		default: // RUNNING_WITH_ERROR, ERROR, unspecified
-			problems = append(problems, cloud.JoinReasons("node pool "+np.GetName()+" "+np.GetStatus().String(), np.GetStatusMessage(), conditions(np.GetConditions())))
+			problems = append(problems, cloud.JoinReasons("node pool "+np.GetName()+" "+np.GetStatus().String(), poolStatusMessage(np), conditions(np.GetConditions())))
 		}
 	}
 	switch {
@@ -236,11 +237,27 @@ func MapCluster(c *containerpb.Cluster) cloud.Health {
 	return cloud.Health{State: cloud.Healthy}
 }
 
+// statusMessage is GKE's status_message for a cluster. The API marks it
+// deprecated in favour of conditions, but GKE still puts its own words
+// there for a cluster being provisioned or in error, often with no
+// condition beside them.
+func statusMessage(c *containerpb.Cluster) string {
+	//lint:ignore SA1019 see above: still GKE's words for PROVISIONING and ERROR
+	return c.GetStatusMessage()
+}
+
+// poolStatusMessage is statusMessage for a node pool.
+func poolStatusMessage(np *containerpb.NodePool) string {
+	//lint:ignore SA1019 see statusMessage
+	return np.GetStatusMessage()
+}
+
 func conditions(cs []*containerpb.StatusCondition) string {
 	var rs []string
 	for _, c := range cs {
 		code := c.GetCanonicalCode().String()
 		if c.GetCanonicalCode() == 0 {
+			//lint:ignore SA1019 older conditions carry only the legacy code
 			code = c.GetCode().String()
 		}
 		rs = append(rs, code+": "+c.GetMessage())

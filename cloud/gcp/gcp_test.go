@@ -25,8 +25,10 @@ func TestMapCluster(t *testing.T) {
 		want cloud.Health
 	}{
 		{"provisioning", &containerpb.Cluster{Status: containerpb.Cluster_PROVISIONING}, cloud.Health{State: cloud.Provisioning, Reason: "PROVISIONING"}},
+		//lint:ignore SA1019 the deprecated fields GKE still fills, which the mapping reads
 		{"reconciling", &containerpb.Cluster{Status: containerpb.Cluster_RECONCILING, StatusMessage: "upgrading master"}, cloud.Health{State: cloud.Updating, Reason: "RECONCILING; upgrading master"}},
 		{"stopping", &containerpb.Cluster{Status: containerpb.Cluster_STOPPING}, cloud.Health{State: cloud.Deleting, Reason: "STOPPING"}},
+		//lint:ignore SA1019 the deprecated fields GKE still fills, which the mapping reads
 		{"error", &containerpb.Cluster{Status: containerpb.Cluster_ERROR, StatusMessage: "quota"}, cloud.Health{State: cloud.Failed, Reason: "ERROR; quota"}},
 		{"degraded", &containerpb.Cluster{Status: containerpb.Cluster_DEGRADED, Conditions: cond}, cloud.Health{State: cloud.Degraded, Reason: "DEGRADED; RESOURCE_EXHAUSTED: Node pool auto-repair failing"}},
 		{"running", &containerpb.Cluster{Status: run, NodePools: []*containerpb.NodePool{{Name: "default", Status: containerpb.NodePool_RUNNING}}}, cloud.Health{State: cloud.Healthy}},
@@ -65,6 +67,7 @@ func TestDiscoverAndHealth(t *testing.T) {
 	f.SetClusters("proj-1",
 		&containerpb.Cluster{Name: "prod", Location: "europe-west1", Status: containerpb.Cluster_RUNNING, CurrentMasterVersion: "1.31.2-gke.1", Endpoint: "34.1.2.3"},
 		&containerpb.Cluster{Name: "prod", Location: "us-central1", Status: containerpb.Cluster_RUNNING, CurrentMasterVersion: "1.30.5-gke.2",
+			//lint:ignore SA1019 the deprecated fields GKE still fills, which the mapping reads
 			PrivateClusterConfig: &containerpb.PrivateClusterConfig{EnablePrivateEndpoint: true}},
 		&containerpb.Cluster{Name: "new", Location: "us-central1-a", Status: containerpb.Cluster_PROVISIONING},
 	)
@@ -135,6 +138,7 @@ func TestAccess(t *testing.T) {
 		&containerpb.Cluster{Name: "shop", Location: "europe-west1", Status: containerpb.Cluster_RUNNING, Endpoint: "34.1.2.3",
 			MasterAuth: &containerpb.MasterAuth{ClusterCaCertificate: "Y2EtZGF0YQ=="}},
 		&containerpb.Cluster{Name: "vault", Location: "europe-west1", Status: containerpb.Cluster_RUNNING,
+			//lint:ignore SA1019 the deprecated fields GKE still fills, which the mapping reads
 			PrivateClusterConfig: &containerpb.PrivateClusterConfig{EnablePrivateEndpoint: true}})
 	acc, err := p.Access(t.Context(), a, "proj-1", gcpfake.SelfLink("proj-1", "europe-west1", "shop"))
 	if err != nil {

@@ -230,7 +230,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer a.stop()
 		app, err := a.start(ctx, h.URL+hub.ProxyPrefix+imported.ID+hub.ProxySuffix)
 		if err != nil {
-			return fmt.Errorf("Argo CD: %w", err)
+			return fmt.Errorf("starting Argo CD: %w", err)
 		}
 		argoNote = fmt.Sprintf(`
   Argo CD runs (logs in %s); sync the example Application from a local git repository:

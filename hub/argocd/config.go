@@ -134,7 +134,7 @@ func ParseFile(data []byte) (File, error) {
 		return File{}, err
 	}
 	if f.Grant != "" && !f.Grant.Valid() {
-		return File{}, fmt.Errorf("Argo CD configuration: grant %q: want admin, edit or view", f.Grant)
+		return File{}, fmt.Errorf("argocd configuration: grant %q: want admin, edit or view", f.Grant)
 	}
 	if _, err := ValidateInstances(f.Instances); err != nil {
 		return File{}, err
@@ -148,12 +148,12 @@ func (f File) Durations() (ttl, resync time.Duration, err error) {
 	ttl, resync = DefaultTokenTTL, DefaultResync
 	if f.TokenTTL != "" {
 		if ttl, err = time.ParseDuration(f.TokenTTL); err != nil || ttl < time.Minute {
-			return 0, 0, fmt.Errorf("Argo CD configuration: tokenTTL %q: want a Go duration of at least 1m", f.TokenTTL)
+			return 0, 0, fmt.Errorf("argocd configuration: tokenTTL %q: want a Go duration of at least 1m", f.TokenTTL)
 		}
 	}
 	if f.Resync != "" {
 		if resync, err = time.ParseDuration(f.Resync); err != nil || resync < time.Second {
-			return 0, 0, fmt.Errorf("Argo CD configuration: resync %q: want a Go duration of at least 1s", f.Resync)
+			return 0, 0, fmt.Errorf("argocd configuration: resync %q: want a Go duration of at least 1s", f.Resync)
 		}
 	}
 	return ttl, resync, nil
@@ -174,7 +174,7 @@ func ValidateInstances(in []Instance) ([]Instance, error) {
 			inst.Namespace = DefaultNamespace
 		}
 		if seen[inst.Name] {
-			return nil, fmt.Errorf("Argo CD instance %q: the name is used twice", inst.Name)
+			return nil, fmt.Errorf("argocd instance %q: the name is used twice", inst.Name)
 		}
 		seen[inst.Name] = true
 		n := 0
@@ -184,14 +184,14 @@ func ValidateInstances(in []Instance) ([]Instance, error) {
 			}
 		}
 		if n != 1 {
-			return nil, fmt.Errorf("Argo CD instance %q: set exactly one of kubeconfig, inCluster and cluster", inst.Name)
+			return nil, fmt.Errorf("argocd instance %q: set exactly one of kubeconfig, inCluster and cluster", inst.Name)
 		}
 		if err := store.ValidateClusterName(inst.Namespace); err != nil {
-			return nil, fmt.Errorf("Argo CD instance %q: namespace: %w", inst.Name, err)
+			return nil, fmt.Errorf("argocd instance %q: namespace: %w", inst.Name, err)
 		}
 		for _, p := range inst.Selector.Providers {
 			if !p.Valid() {
-				return nil, fmt.Errorf("Argo CD instance %q: selector: provider %q: want one of %v", inst.Name, p, store.Providers())
+				return nil, fmt.Errorf("argocd instance %q: selector: provider %q: want one of %v", inst.Name, p, store.Providers())
 			}
 		}
 	}

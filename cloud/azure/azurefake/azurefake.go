@@ -203,7 +203,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	case r.PostForm.Get("client_secret") != "":
 		ok = hasSecret && r.PostForm.Get("client_secret") == secret
 	case r.PostForm.Get("client_assertion") != "" && pub != nil:
-		if sig, err := jose.ParseSigned(r.PostForm.Get("client_assertion"), []jose.SignatureAlgorithm{jose.RS256, jose.PS256}); err == nil {
+		if sig, err := jose.ParseSignedCompact(r.PostForm.Get("client_assertion"), []jose.SignatureAlgorithm{jose.RS256, jose.PS256}); err == nil {
 			_, err := sig.Verify(pub)
 			ok = err == nil
 		}

@@ -163,7 +163,7 @@ func SelfLink(project, location, name string) string {
 // verifyJWT checks a JWT signed by a known service account and returns
 // its email.
 func (s *Server) verifyJWT(raw string) (string, error) {
-	sig, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	sig, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return "", err
 	}
