@@ -89,6 +89,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	running map[string]bool // IDs of the operations this Service runs; guarded by mu
+	// startMu is held while Start creates an operation and marks it
+	// running, and while it recovers a release a previous process left.
+	startMu sync.Mutex
 
 	metrics metrics
 }
@@ -178,6 +181,27 @@ func (s *Service) recoverAll(ctx context.Context) {
 		}
 		s.recoverOne(ctx, op)
 	}
+}
+
+// recoverRelease recovers the unfinished operations on r's release that
+// this process does not run, and reports whether it recovered any.
+func (s *Service) recoverRelease(ctx context.Context, r Request) bool {
+	ops, err := s.store.ListOperations(ctx, store.OperationQuery{ClusterID: r.Cluster, Namespace: r.Namespace, Release: r.Release, Unfinished: true})
+	if err != nil {
+		return false
+	}
+	recovered := false
+	for _, op := range ops {
+		s.mu.Lock()
+		mine := s.running[op.ID]
+		s.mu.Unlock()
+		if mine {
+			return false // a live operation of ours: the release is busy
+		}
+		s.recoverOne(ctx, op)
+		recovered = true
+	}
+	return recovered
 }
 
 // recoverOne puts op's release right and finishes op as interrupted.
@@ -354,19 +378,33 @@ func (s *Service) Start(ctx context.Context, ident hub.Identity, r Request) (sto
 	if s.ctx.Err() != nil {
 		return store.Operation{}, errors.New("apps: the service is closed")
 	}
-	op, err := s.store.CreateOperation(ctx, store.Operation{
+	newOp := store.Operation{
 		ClusterID: r.Cluster, Namespace: r.Namespace, Release: r.Release, Kind: r.Kind, User: ident.Name,
 		Message: "started",
-	})
+	}
+	// Creating and marking the operation ours happen under startMu, so
+	// recoverRelease never takes another Start's new operation for one
+	// a previous process left.
+	s.startMu.Lock()
+	op, err := s.store.CreateOperation(ctx, newOp)
+	if errors.Is(err, store.ErrConflict) && s.recoverRelease(ctx, r) {
+		// The release was held by an operation a previous hub process
+		// left unfinished, which the periodic pass had not reached yet
+		// (its cluster had just connected): recovered, so try again.
+		op, err = s.store.CreateOperation(ctx, newOp)
+	}
+	if err == nil {
+		s.mu.Lock()
+		s.running[op.ID] = true
+		s.mu.Unlock()
+	}
+	s.startMu.Unlock()
 	if errors.Is(err, store.ErrConflict) {
 		return store.Operation{}, fmt.Errorf("%w: %w", ErrBusy, err)
 	}
 	if err != nil {
 		return store.Operation{}, err
 	}
-	s.mu.Lock()
-	s.running[op.ID] = true
-	s.mu.Unlock()
 	s.metrics.inflight.Inc()
 	s.wg.Add(1)
 	go func() {
