@@ -35,8 +35,9 @@ func TestSendCredential(t *testing.T) {
 		}
 	})
 	h.dial("old", nil) // an agent without the capability
-	h.waitEvent(EventConnected, "c1", 5*time.Second)
-	h.waitEvent(EventConnected, "old", 5*time.Second)
+	// Generous: under a full test run's load a connect can take seconds.
+	h.waitEvent(EventConnected, "c1", 30*time.Second)
+	h.waitEvent(EventConnected, "old", 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -609,12 +610,19 @@ func TestRemovedUnregisters(t *testing.T) {
 	if _, err := r.hub.AuthenticateToken(t.Context(), cfg.BearerToken); err == nil {
 		t.Error("the hub still accepts the Removed cluster's Argo CD token")
 	}
-	grants, _ := r.hub.Store().ListGrants(t.Context(), r.id)
-	for _, g := range grants {
-		if g.Subject == "service:argocd" {
-			t.Errorf("grant %s of service:argocd is still there", g.ID)
+	// The grant goes after the Secret and the tokens.
+	r.eventually("the grant of service:argocd gone", 10*time.Second, func() error {
+		grants, err := r.hub.Store().ListGrants(t.Context(), r.id)
+		if err != nil {
+			return err
 		}
-	}
+		for _, g := range grants {
+			if g.Subject == "service:argocd" {
+				return fmt.Errorf("grant %s of service:argocd is still there", g.ID)
+			}
+		}
+		return nil
+	})
 }
 
 // TestInstanceThroughTunnel: Argo CD runs in a cluster eco manages (here
