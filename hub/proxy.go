@@ -334,6 +334,26 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rp = p.rpStream
 	}
 	p.h.metrics.proxyInFlight.Inc()
+	// The exchange's end, reported however the handler ends — also when
+	// it panics to abort a response cut short — unless a pump took the
+	// exchange over and reports it itself.
+	defer func() {
+		if handedOff {
+			return
+		}
+		p.h.metrics.proxyInFlight.Dec()
+		label := id
+		if target.unknown {
+			label = clusterLabelOther
+		}
+		p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
+		if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			p.h.auditKube(r, "proxy", ident, id, rest, rec.code, reqID, clientReqID)
+		}
+		if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
+			p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
+		}
+	}()
 	if long && r.ProtoMajor == 2 {
 		// The handler of an HTTP/2 stream stays for as long as the
 		// stream does, and a goroutine's stack stays as large as it
@@ -353,20 +373,6 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		rp.ServeHTTP(rec, r)
-	}
-	finish := func() {
-		p.h.metrics.proxyInFlight.Dec()
-		label := id
-		if target.unknown {
-			label = clusterLabelOther
-		}
-		p.h.metrics.proxyDuration.WithLabelValues(label, verb, strconv.Itoa(rec.code)).Observe(time.Since(start).Seconds())
-		if p.h.cfg.AuditReads || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-			p.h.auditKube(r, "proxy", ident, id, rest, rec.code, reqID, clientReqID)
-		}
-		if p.h.logger.Enabled(ctx, slog.LevelDebug) { // else the arguments alone cost allocations
-			p.h.logger.Debug("proxied", "cluster", id, "user", ident.Name, "verb", verb, "path", rest, "code", rec.code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
-		}
 	}
 	if body := target.streamBody; body != nil {
 		if cancel != nil {
@@ -397,13 +403,11 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// may then block reading the next chunk's head with the last
 		// event unsent.
 		if !p.pumpStream(ctx, w, body, id, reqID) {
-			finish()
 			// As ReverseProxy does: the client must see the response
 			// fail, not end.
 			panic(http.ErrAbortHandler)
 		}
 	}
-	finish()
 }
 
 // sanitizeRequestID returns what may be logged of a client's request ID:

@@ -112,25 +112,59 @@ func TestStreamingResponses(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the request in the cluster did not end after the client left")
 			}
-			var again *http.Response
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				req, _ := http.NewRequest("GET", e.srv.URL+hub.ProxyPrefix+c.ID+hub.ProxySuffix+"/api/v1/pods?watch=true", nil)
-				req.Header.Set("Authorization", "Bearer "+e.admin)
-				r, err := e.client.Do(req)
-				if err != nil {
-					t.Fatal(err)
+			// openWatch opens a watch on cluster id, waiting (up to 5 s)
+			// while the user's one watch is still taken.
+			openWatch := func(id string) *http.Response {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					req, _ := http.NewRequest("GET", e.srv.URL+hub.ProxyPrefix+id+hub.ProxySuffix+"/api/v1/pods?watch=true", nil)
+					req.Header.Set("Authorization", "Bearer "+e.admin)
+					r, err := e.client.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.StatusCode == 200 {
+						return r
+					}
+					r.Body.Close()
+					if time.Now().After(deadline) {
+						t.Fatalf("a watch on %s: %s, want 200 (the user's one watch given back)", id, r.Status)
+					}
 				}
-				if r.StatusCode == 200 || time.Now().After(deadline) {
-					again = r
-					break
+			}
+			inFlight := func(want string) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					got := e.metric("eco_hub_proxy_requests_in_flight")
+					if got == "eco_hub_proxy_requests_in_flight "+want {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("requests in flight: %q, want %s", got, want)
+					}
 				}
-				r.Body.Close()
 			}
-			if again.StatusCode != 200 {
-				t.Fatalf("a watch after the client left: %s, want 200 (the cap given back)", again.Status)
+			inFlight("0")
+
+			// A tunnel that ends mid-watch (another cluster's): the watch
+			// fails rather than ends, and the proxy's books balance.
+			c2 := e.createCluster("cut")
+			sess, err := e.agent(c2.ID, e.credential(c2.ID), "fp2", &lineWatch{lines: make(chan string), ended: make(chan struct{}, 4)})
+			if err != nil {
+				t.Fatal(err)
 			}
+			e.waitState(c2.ID, store.StateConnected)
+			cut := openWatch(c2.ID)
+			inFlight("1")
+			sess.Close()
+			if _, err := io.ReadAll(cut.Body); err == nil {
+				t.Fatal("a watch cut by its tunnel's end read as complete")
+			}
+			cut.Body.Close()
+			inFlight("0")
 
 			// The hub closes: the open watch fails rather than ends.
+			again := openWatch(c.ID)
 			e.hub.Close()
 			if _, err := io.ReadAll(again.Body); err == nil {
 				t.Fatal("a watch cut by the hub's Close read as complete")
