@@ -381,9 +381,14 @@ spec:
 		return nil
 	})
 	t.Logf("a git change synced %s after its commit, across %d tokens", took.Round(time.Millisecond), len(tokenIDs))
-	if s, h, conds := status(); s != "Synced" || h != "Healthy" {
-		t.Errorf("after rotations: sync %q health %q %s", s, h, conds)
-	}
+	// The controller writes the Application's status after the sync
+	// that changed the ConfigMap: a moment later.
+	eventually(t, "Synced/Healthy after rotations", time.Minute, func() error {
+		if s, h, conds := status(); s != "Synced" || h != "Healthy" {
+			return fmt.Errorf("sync %q health %q %s", s, h, conds)
+		}
+		return nil
+	})
 
 	// A Secret deleted by hand is back in seconds, and Argo CD stays
 	// Synced.
