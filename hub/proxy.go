@@ -44,8 +44,10 @@ type kubeProxy struct {
 	// buffers) and keeps upgrades (exec) to itself.
 	rp, rpStream *httputil.ReverseProxy
 	streamBufs   *copyBuffers
-	// pumps are the streams handed off to hijackedPumps.
-	pumps pumpSet
+	// pumps are the streams handed off to hijackedPumps; hangups tells
+	// them when their clients speak or leave (nil: each reads its own).
+	pumps   pumpSet
+	hangups *hangups
 	// reviewTransport sends the hub's own access reviews (kubectl --as).
 	reviewTransport http.RoundTripper
 	// access counts the outcomes of the access checks (proxyaccess.go).
@@ -104,6 +106,9 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 	stream.ModifyResponse = p.takeStreamBody
 	p.rpStream = &stream
 	p.streamBufs = &copyBuffers{size: streamCopyBuf}
+	if p.hangups, err = newHangups(); err != nil {
+		h.logger.Warn("proxy: no epoll instance; each handed-off watch reads its client itself", "err", err)
+	}
 	return p, nil
 }
 
@@ -144,6 +149,9 @@ func (b *copyBuffers) Put(buf []byte) {
 }
 
 func (p *kubeProxy) close() {
+	if p.hangups != nil {
+		p.hangups.close()
+	}
 	p.pumps.closeAll()
 	p.transport.CloseIdleConnections()
 }

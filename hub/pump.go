@@ -17,10 +17,12 @@ import (
 // (16 KiB), a background reader, the connection's read and write buffers
 // and ReverseProxy's copy buffer. Once the head of a streaming response
 // to an HTTP/1.1 client is written, the proxy hands the client's
-// connection and the tunnel body to a hijackedPump instead: two shallow
-// goroutines, no buffer while quiet (it waits on the tunnel stream with
-// WaitReadable and borrows one to copy what arrived), and the chunked
-// framing written by hand. HTTP/2 clients keep the handler
+// connection and the tunnel body to a hijackedPump instead: one shallow
+// goroutine, no buffer while quiet (it waits on the tunnel stream with
+// WaitReadable and borrows one to copy what arrived), the chunked
+// framing written by hand, and the client's connection watched by the
+// proxy's one epoll instance (hangups), which starts a goroutine to read
+// it only when the client speaks or leaves. HTTP/2 clients keep the handler
 // (pumpStream); they share connections, so only its stack stays per
 // watch. Measured in docs/benchmarks.md (hub memory per open watch).
 
@@ -57,8 +59,17 @@ func (p *kubeProxy) handOff(ctx context.Context, w http.ResponseWriter, body wai
 		pp.finish()
 		return true
 	}
+	// The client says nothing during a stream: the hub's one epoll
+	// instance tells when it speaks or leaves, and only then does a
+	// goroutine read it. Where there is none, one reads it all along.
+	err = errNoDescriptor
+	if p.hangups != nil {
+		pp.unwatch, err = p.hangups.watch(conn, func() { p.pumps.startReader(pp) })
+	}
+	if err != nil {
+		p.pumps.startReader(pp)
+	}
 	go pp.run()
-	go pp.watchClient()
 	return true
 }
 
@@ -74,6 +85,8 @@ type hijackedPump struct {
 	done    func()
 	cluster string
 	reqID   string
+	// unwatch withdraws conn from the hub's hangups, if it is there.
+	unwatch func()
 	// once guards finish, accounted the call of done.
 	once, accounted sync.Once
 }
@@ -133,7 +146,8 @@ func (pp *hijackedPump) writeChunk(buf []byte, n int) error {
 }
 
 // watchClient reads the client connection, which says nothing more
-// during a stream, to notice it close; then it stops the pump.
+// during a stream, to notice it close; then it stops the pump. Bytes it
+// sends (a TLS alert, a pipelined request) are read and dropped.
 func (pp *hijackedPump) watchClient() {
 	defer pp.p.pumps.wg.Done()
 	var b [1]byte
@@ -151,8 +165,11 @@ func (pp *hijackedPump) finish() {
 	pp.once.Do(func() {
 		pp.cancel()
 		pp.body.Close()
-		pp.conn.Close()
 		pp.p.pumps.remove(pp)
+		if pp.unwatch != nil {
+			pp.unwatch() // before the descriptor closes and is reused
+		}
+		pp.conn.Close()
 		pp.account()
 	})
 }
@@ -172,7 +189,8 @@ type pumpSet struct {
 	mu     sync.Mutex
 	closed bool
 	m      map[*hijackedPump]struct{}
-	// wg counts the pumps' goroutines, two each.
+	// wg counts the pumps' goroutines: each one's copy loop, and its
+	// client reader once one is started.
 	wg sync.WaitGroup
 }
 
@@ -186,8 +204,20 @@ func (s *pumpSet) add(pp *hijackedPump) bool {
 		s.m = map[*hijackedPump]struct{}{}
 	}
 	s.m[pp] = struct{}{}
-	s.wg.Add(2)
+	s.wg.Add(1)
 	return true
+}
+
+// startReader starts pp's client reader (watchClient), unless pp or the
+// set has ended.
+func (s *pumpSet) startReader(pp *hijackedPump) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[pp]; !ok || s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go pp.watchClient()
 }
 
 func (s *pumpSet) remove(pp *hijackedPump) {
