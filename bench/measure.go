@@ -377,28 +377,30 @@ func headOfLine(ctx context.Context, t *target, n int64) (alone, stalled float64
 // first warmWatches are opened, which also take up the connections and
 // tunnel streams earlier figures left idle in the pools, then n more;
 // what the n added, divided by n, is the figure.
-func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64, err error) {
+func watchMemory(ctx context.Context, t *target, n int) (kib, goroutines float64, split string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: the watches end first
 	if err := openWatches(ctx, t, &wg, 0, warmWatches); err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	before, err := t.hubStats(ctx, true)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	if err := openWatches(ctx, t, &wg, warmWatches, n); err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	after, err := t.hubStats(ctx, true)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
 	}
 	held := float64(after.HeapInuse+after.StackInuse) - float64(before.HeapInuse+before.StackInuse)
-	return held / 1024 / float64(n), float64(after.Goroutines-before.Goroutines) / float64(n), nil
+	split = fmt.Sprintf("%d watches: heap %.1f KiB, stacks %.1f KiB each", n,
+		(float64(after.HeapInuse)-float64(before.HeapInuse))/1024/float64(n), (float64(after.StackInuse)-float64(before.StackInuse))/1024/float64(n))
+	return held / 1024 / float64(n), float64(after.Goroutines-before.Goroutines) / float64(n), split, nil
 }
 
 // warmWatches is how many watches watchMemory opens before it measures:

@@ -200,7 +200,10 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			if t.hub == nil {
 				return nil // direct: no hub
 			}
-			kib, g, err := watchMemory(ctx, t, openWatches)
+			kib, g, split, err := watchMemory(ctx, t, openWatches)
+			if err == nil {
+				logf("round %d: %s: hub memory per open watch: %s", r+1, t.name, split)
+			}
 			add(t, r, mWatchMem, kib)
 			add(t, r, mWatchG, g)
 			return err

@@ -179,7 +179,7 @@ func (p *kubeProxy) takeStreamBody(resp *http.Response) error {
 	if target == nil || !ok {
 		return nil
 	}
-	target.streamBody = body
+	target.streamBody, target.streamResp = body, resp
 	resp.Body = http.NoBody
 	if target.handOff {
 		resp.Header.Set("Connection", "close")
@@ -242,6 +242,10 @@ type proxyTarget struct {
 	// hijackedPump (its response then says Connection: close).
 	streamBody waitReadCloser
 	handOff    bool
+	// streamResp is the response streamBody came with: net/http's
+	// chunked reader under it keeps it (for trailers) as long as the
+	// stream lasts.
+	streamResp *http.Response
 	// user and groups are the hub user's Kubernetes identity in the
 	// cluster; as, if set, is whom the cluster allowed it to impersonate.
 	user   string
@@ -381,6 +385,14 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		rp.ServeHTTP(rec, r)
+	}
+	if resp := target.streamResp; resp != nil {
+		// ReverseProxy wrote the head from it and is done with it; all
+		// the stream still reads of it is its Trailer. Its headers and
+		// the outgoing request (with its own copies of the client's
+		// headers, URL and context) would otherwise stay for as long
+		// as the watch does.
+		resp.Header, resp.Request, target.streamResp = nil, nil, nil
 	}
 	if body := target.streamBody; body != nil {
 		if cancel != nil {
