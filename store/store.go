@@ -244,7 +244,19 @@ type Config struct {
 	// oldest beyond it. Zero means DefaultAuditLimit; a negative value keeps
 	// everything.
 	AuditLimit int
+
+	// OperationLimit is how many finished Helm operations are kept per
+	// cluster; creating one deletes the oldest finished ones beyond it
+	// (unfinished ones are never deleted). Zero means
+	// DefaultOperationLimit; a negative value keeps everything.
+	OperationLimit int
 }
+
+// DefaultOperationLimit is the number of finished operations kept per
+// cluster when [Config.OperationLimit] is zero: with logs of at most
+// [MaxOperationLog], at most ~32 MiB a cluster, and in practice (Helm's
+// logs are a few KiB) a few hundred KiB.
+const DefaultOperationLimit = 500
 
 // DefaultAuditLimit is the number of audit events kept when
 // [Config.AuditLimit] is zero: about 400 MiB of SQLite at ~400 bytes each.
@@ -267,6 +279,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.AuditLimit == 0 {
 		c.AuditLimit = DefaultAuditLimit
+	}
+	if c.OperationLimit == 0 {
+		c.OperationLimit = DefaultOperationLimit
 	}
 	return c
 }

@@ -19,6 +19,11 @@ const (
 	qOperationByID   = `SELECT ` + operationColumns + ` FROM operations WHERE id = ?`
 	qOperationHolder = `SELECT id FROM operations WHERE cluster_id = ? AND namespace = ? AND release = ?
 		AND state IN ('running', 'recovering')`
+	// qPruneOperations keeps a cluster's newest OperationLimit finished
+	// operations.
+	qPruneOperations = `DELETE FROM operations WHERE id IN (
+		SELECT id FROM operations WHERE cluster_id = ? AND state NOT IN ('running', 'recovering')
+		ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?)`
 	qUpdateOperation = `UPDATE operations SET state = ?, message = ?, log = ?, revision = ?,
 		updated_at = ?, finished_at = ? WHERE id = ?`
 	qListOperations = `SELECT ` + operationColumns + ` FROM operations
@@ -62,6 +67,9 @@ func (s *Store) CreateOperation(ctx context.Context, o store.Operation) (store.O
 			o.ID = store.NewOperationID()
 			_, err := w.exec(qInsertOperation, o.ID, o.ClusterID, o.Namespace, o.Release, o.Kind, o.User,
 				string(o.State), o.Message, o.Log, o.Revision, dbTime(o.CreatedAt), dbTime(o.UpdatedAt), dbTime(o.FinishedAt))
+			if err == nil && s.cfg.OperationLimit > 0 {
+				_, err = w.exec(qPruneOperations, o.ClusterID, s.cfg.OperationLimit)
+			}
 			if !isUniqueViolation(err) {
 				return err
 			}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -188,5 +189,45 @@ func testAddons(t *testing.T, open OpenFunc) {
 	}
 	if _, err := e.s.SetAddon(e.ctx, store.AddonSetting{}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("no name: %v", err)
+	}
+}
+
+// testOperationLimit: creating an operation keeps the cluster's newest
+// OperationLimit finished ones; an unfinished operation, however old, and
+// other clusters' operations stay.
+func testOperationLimit(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{OperationLimit: 3})
+	held, err := e.s.CreateOperation(e.ctx, store.Operation{ClusterID: "c-a", Namespace: "web", Release: "held", Kind: "install"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.s.CreateOperation(e.ctx, store.Operation{ClusterID: "c-b", Namespace: "web", Release: "shop", Kind: "install", State: store.OperationSucceeded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made []string
+	for i := range 6 {
+		e.clock.Advance(time.Second)
+		op, err := e.s.CreateOperation(e.ctx, store.Operation{ClusterID: "c-a", Namespace: "web", Release: "shop", Kind: "upgrade", State: store.OperationSucceeded, Revision: i + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, op.ID)
+	}
+	got, err := e.s.ListOperations(e.ctx, store.OperationQuery{ClusterID: "c-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, op := range got {
+		ids = append(ids, op.ID)
+	}
+	// Newest first: the last three made, then the unfinished one.
+	want := []string{made[5], made[4], made[3], held.ID}
+	if !slices.Equal(ids, want) {
+		t.Errorf("operations of c-a = %v, want %v (the newest 3 finished and the unfinished one)", ids, want)
+	}
+	if _, err := e.s.GetOperation(e.ctx, other.ID); err != nil {
+		t.Errorf("another cluster's operation: %v", err)
 	}
 }

@@ -81,6 +81,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Cloud/AccountsAndLinks", testCloudAccounts},
 		{"Operations/Lifecycle", testOperations},
 		{"Operations/Race", testOperationRace},
+		{"Operations/Limit", testOperationLimit},
 		{"Repositories/Lifecycle", testRepositories},
 		{"Addons/Settings", testAddons},
 		{"Lifecycle/Close", testClose},
