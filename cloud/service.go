@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eco-project/eco/seal"
 	"github.com/eco-project/eco/store"
 )
 
@@ -56,8 +57,8 @@ type Config struct {
 	// Providers are the clouds enabled on this hub, by provider (eks, aks,
 	// gke). A provider missing here refuses accounts.
 	Providers map[store.Provider]Provider
-	// Sealer seals account credentials. Required.
-	Sealer *Sealer
+	// Sealer seals account credentials: the hub's. Required.
+	Sealer *seal.Sealer
 	// Interval is how often the health of a steady cluster is polled.
 	// Zero means DefaultInterval.
 	Interval time.Duration
@@ -202,8 +203,18 @@ func checkCredentials(p store.Provider, c Credentials) error {
 
 // aad binds a sealed blob to its account.
 func aad(p store.Provider, name string) []byte {
-	return []byte("eco cloud account\x00" + string(p) + "\x00" + name)
+	return []byte(string(p) + "\x00" + name)
 }
+
+// sealPurpose is what cloud account credentials are sealed for (the
+// hub's Sealer derives a key of their own from it); the account's
+// provider and name are the associated data, so a sealed blob cannot be
+// moved to another account.
+const sealPurpose = "cloud/account"
+
+// ErrUnseal reports that no key of the hub opens an account's sealed
+// credentials: sealed under a key the hub no longer has, or tampered with.
+var ErrUnseal = seal.ErrUnseal
 
 // CreateAccount validates the account's credentials with a real call to
 // its provider, then stores them sealed. Rejected credentials are
@@ -233,8 +244,12 @@ func (s *Service) CreateAccount(ctx context.Context, na NewAccount) (AccountInfo
 	if err != nil {
 		return AccountInfo{}, fmt.Errorf("creating cloud account: %w", err)
 	}
+	sealed, err := s.cfg.Sealer.Seal(sealPurpose, plain, aad(na.Provider, na.Name))
+	if err != nil {
+		return AccountInfo{}, fmt.Errorf("creating cloud account: %w", err)
+	}
 	a, err := s.cfg.Store.CreateCloudAccount(ctx, store.NewCloudAccount{
-		Name: na.Name, Provider: na.Provider, Scopes: na.Scopes, Sealed: s.cfg.Sealer.Seal(plain, aad(na.Provider, na.Name)),
+		Name: na.Name, Provider: na.Provider, Scopes: na.Scopes, Sealed: sealed,
 	})
 	if err != nil {
 		return AccountInfo{}, err
@@ -294,7 +309,7 @@ func (s *Service) open(ctx context.Context, id string) (Account, error) {
 }
 
 func (s *Service) openStored(ctx context.Context, sa store.CloudAccount) (Account, error) {
-	plain, previous, err := s.cfg.Sealer.Open(sa.Sealed, aad(sa.Provider, sa.Name))
+	plain, previous, err := s.cfg.Sealer.Open(sealPurpose, sa.Sealed, aad(sa.Provider, sa.Name))
 	if err != nil {
 		return Account{}, fmt.Errorf("cloud account %s: %w", sa.ID, err)
 	}
@@ -303,7 +318,11 @@ func (s *Service) openStored(ctx context.Context, sa store.CloudAccount) (Accoun
 		return Account{}, fmt.Errorf("cloud account %s: reading its credentials: %w", sa.ID, err)
 	}
 	if previous {
-		if err := s.cfg.Store.ResealCloudAccount(ctx, sa.ID, s.cfg.Sealer.Seal(plain, aad(sa.Provider, sa.Name))); err != nil {
+		resealed, err := s.cfg.Sealer.Seal(sealPurpose, plain, aad(sa.Provider, sa.Name))
+		if err == nil {
+			err = s.cfg.Store.ResealCloudAccount(ctx, sa.ID, resealed)
+		}
+		if err != nil {
 			s.log.Warn("cannot seal a cloud account under the current key", "account", sa.ID, "err", err)
 		} else {
 			s.log.Info("cloud account sealed under the hub's current secret key", "account", sa.ID)
@@ -323,7 +342,7 @@ func (s *Service) Reseal(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, sa := range as {
-		_, previous, err := s.cfg.Sealer.Open(sa.Sealed, aad(sa.Provider, sa.Name))
+		_, previous, err := s.cfg.Sealer.Open(sealPurpose, sa.Sealed, aad(sa.Provider, sa.Name))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cloud account %s: %w", sa.ID, err))
 			continue

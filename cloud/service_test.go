@@ -18,6 +18,7 @@ import (
 	"github.com/eco-project/eco/cloud"
 	"github.com/eco-project/eco/cloud/aws"
 	"github.com/eco-project/eco/cloud/aws/awsfake"
+	"github.com/eco-project/eco/seal"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/store/sqlite"
 )
@@ -77,7 +78,7 @@ func newRig(t *testing.T, cfg cloud.Config) *rig {
 }
 
 func (r *rig) service(cfg cloud.Config, keys ...[]byte) *cloud.Service {
-	sealer, err := cloud.NewSealer(keys...)
+	sealer, err := seal.New(keys...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

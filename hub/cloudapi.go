@@ -28,12 +28,9 @@ func (c hubClusters) DeleteCluster(ctx context.Context, id string) error {
 
 // startCloud creates the cloud Service and starts its poller.
 func (h *Hub) startCloud() error {
-	sealer, err := cloud.NewSealer(h.secretKeys()...)
-	if err != nil {
-		return err
-	}
+	var err error
 	h.cloud, err = cloud.New(cloud.Config{
-		Store: h.store, Clusters: hubClusters{h}, Providers: h.cfg.CloudProviders, Sealer: sealer,
+		Store: h.store, Clusters: hubClusters{h}, Providers: h.cfg.CloudProviders, Sealer: h.sealer,
 		Interval: h.cfg.CloudPollInterval, FastInterval: h.cfg.CloudFastPollInterval,
 		Registerer: h.registry, Logger: h.logger.With("component", "cloud"), Now: h.cfg.Now,
 	})

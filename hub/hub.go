@@ -24,6 +24,7 @@ import (
 	"github.com/eco-project/eco/hub/lifecycle"
 	"github.com/eco-project/eco/hub/saproof"
 	"github.com/eco-project/eco/install"
+	"github.com/eco-project/eco/seal"
 	"github.com/eco-project/eco/store"
 	"github.com/eco-project/eco/tunnel"
 )
@@ -145,8 +146,10 @@ type Config struct {
 // Hub is the management plane. Create it with New, serve it as an
 // http.Handler, and Close it to stop its goroutines and end every tunnel.
 type Hub struct {
-	cfg      Config
-	store    store.Store
+	cfg   Config
+	store store.Store
+	// sealer seals secrets at rest under the hub's secret keys.
+	sealer   *seal.Sealer
 	tunnels  *tunnel.Server
 	logger   *slog.Logger
 	metrics  *metrics
@@ -228,7 +231,12 @@ func New(cfg Config) (*Hub, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	sealer, err := seal.New(append([][]byte{cfg.SecretKey}, cfg.PreviousSecretKeys...)...)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
 	h := &Hub{
+		sealer:   sealer,
 		cfg:      cfg,
 		store:    cfg.Store,
 		logger:   cfg.Logger,
