@@ -69,6 +69,8 @@ type Cluster struct {
 	// CloudHealth is the health string the cloud provider reports, verbatim;
 	// empty if unknown.
 	CloudHealth string
+	// Labels are the user's (see [ValidateLabels]); nil if none.
+	Labels map[string]string
 	// Identity is how the cluster's identity is established.
 	Identity IdentityConfig
 	// IdentityState is where its identity pin stands (see

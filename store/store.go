@@ -45,6 +45,9 @@ type Store interface {
 	CreateCluster(ctx context.Context, c NewCluster) (Cluster, error)
 	// GetCluster returns the cluster with its current status.
 	GetCluster(ctx context.Context, id string) (Cluster, error)
+	// UpdateCluster renames cluster id and/or replaces its labels, and
+	// returns it. A name taken by another cluster is ErrConflict.
+	UpdateCluster(ctx context.Context, id string, u ClusterUpdate) (Cluster, error)
 	// GetClusterByName is GetCluster by unique name.
 	GetClusterByName(ctx context.Context, name string) (Cluster, error)
 	// ClusterByCredentialHash returns the cluster whose current agent

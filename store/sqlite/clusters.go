@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -19,7 +20,8 @@ const clusterColumns = `id, name, provider, region, cloud_ref, created_at, crede
 	fingerprint, fingerprint_pinned_at, cloud_health,
 	state, reason, state_since, last_heartbeat, rtt_ns, agent_version, kubernetes_version,
 	oidc_issuer, require_approval, identity_state,
-	credential_generation, credential_confirmed, credential_rotated_at, previous_credential_hash, previous_credential_until`
+	credential_generation, credential_confirmed, credential_rotated_at, previous_credential_hash, previous_credential_until,
+	labels`
 
 func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 	var c store.Cluster
@@ -29,8 +31,79 @@ func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 		&c.Status.RTT, &c.Status.AgentVersion, &c.Status.KubernetesVersion,
 		&c.Identity.OIDCIssuer, &c.Identity.RequireApproval, &c.IdentityState,
 		&c.Credential.Generation, &c.Credential.Confirmed, scanTime{&c.Credential.RotatedAt},
-		&c.Credential.PreviousHash, scanTime{&c.Credential.PreviousUntil})
+		&c.Credential.PreviousHash, scanTime{&c.Credential.PreviousUntil},
+		scanLabels{&c.Labels})
 	return c, err
+}
+
+// scanLabels reads the labels column: a JSON object, nil when empty.
+type scanLabels struct{ m *map[string]string }
+
+func (s scanLabels) Scan(src any) error {
+	var text []byte
+	switch v := src.(type) {
+	case string:
+		text = []byte(v)
+	case []byte:
+		text = v
+	default:
+		return fmt.Errorf("labels: unexpected %T", src)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(text, &m); err != nil {
+		return fmt.Errorf("labels: %w", err)
+	}
+	if len(m) == 0 {
+		m = nil
+	}
+	*s.m = m
+	return nil
+}
+
+// UpdateCluster implements [store.Store].
+func (s *Store) UpdateCluster(ctx context.Context, id string, u store.ClusterUpdate) (store.Cluster, error) {
+	if err := u.Validate(); err != nil {
+		return store.Cluster{}, fmt.Errorf("updating cluster %q: %w", id, err)
+	}
+	var c store.Cluster
+	err := s.write(ctx, func(w op) error {
+		var err error
+		if c, err = scanCluster(w.queryRow(qClusterByID, id)); err != nil {
+			return notFound(err)
+		}
+		if u.Name != "" && u.Name != c.Name {
+			if taken, err := w.exists(qClusterNameTaken, u.Name); err != nil {
+				return err
+			} else if taken {
+				return fmt.Errorf("the name %q is taken by another cluster: %w", u.Name, store.ErrConflict)
+			}
+			if _, err := w.exec(qRenameCluster, u.Name, id); err != nil {
+				if isUniqueViolation(err) {
+					return fmt.Errorf("the name %q is taken by another cluster: %w", u.Name, store.ErrConflict)
+				}
+				return err
+			}
+			c.Name = u.Name
+		}
+		if u.Labels != nil {
+			text, err := json.Marshal(u.Labels)
+			if err != nil {
+				return err
+			}
+			if _, err := w.exec(qSetClusterLabels, string(text), id); err != nil {
+				return err
+			}
+			c.Labels = maps.Clone(u.Labels)
+			if len(c.Labels) == 0 {
+				c.Labels = nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("updating cluster %q: %w", id, err)
+	}
+	return c, nil
 }
 
 // notFound maps sql.ErrNoRows to store.ErrNotFound.

@@ -4,6 +4,8 @@ package sqlite
 // on the pool that runs it.
 const (
 	qClusterNameTaken = `SELECT 1 FROM clusters WHERE name = ?`
+	qRenameCluster    = `UPDATE clusters SET name = ? WHERE id = ?`
+	qSetClusterLabels = `UPDATE clusters SET labels = ? WHERE id = ?`
 	qCredentialTaken  = `SELECT 1 FROM clusters WHERE credential_hash = ? AND id != ?`
 	qClusterExists    = `SELECT 1 FROM clusters WHERE id = ?`
 	qInsertCluster    = `INSERT INTO clusters (id, name, provider, region, cloud_ref, created_at,

@@ -49,6 +49,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Clusters/Conflicts", testClusterConflicts},
 		{"Clusters/NotFound", testNotFound},
 		{"Clusters/Delete", testDelete},
+		{"Clusters/Update", testUpdateCluster},
 		{"Clusters/PinFingerprint", testPinFingerprint},
 		{"Clusters/PinFingerprintRace", testPinFingerprintRace},
 		{"Clusters/RotateCredential", testRotateCredential},
@@ -1506,4 +1507,70 @@ func testNoteStatus(t *testing.T, open OpenFunc) {
 		t.Fatalf("history %+v", h)
 	}
 	wantErr(t, "note on an unknown cluster", e.s.NoteStatus(e.ctx, "c-nope", "x"), store.ErrNotFound)
+}
+
+// testUpdateCluster: a cluster is renamed (its ID stays, the old name is
+// free again, search finds the new one) and its labels replaced or
+// cleared; a name taken, an invalid name or label, and an unknown cluster
+// are refused and change nothing.
+func testUpdateCluster(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	a, err := e.s.CreateCluster(e.ctx, newCluster("alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.CreateCluster(e.ctx, newCluster("beta")); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"env": "prod", "team.example.com/owner": "web", "empty": ""}
+	got, err := e.s.UpdateCluster(e.ctx, a.ID, store.ClusterUpdate{Name: "alpha-2", Labels: labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != a.ID || got.Name != "alpha-2" || !reflect.DeepEqual(got.Labels, labels) {
+		t.Fatalf("UpdateCluster = %+v", got)
+	}
+	if read, err := e.s.GetCluster(e.ctx, a.ID); err != nil || read.Name != "alpha-2" || !reflect.DeepEqual(read.Labels, labels) {
+		t.Fatalf("GetCluster after update = %+v, %v", read, err)
+	}
+	if page, err := e.s.ListClusters(e.ctx, store.ListOptions{Search: "alpha-2"}); err != nil || !slices.Equal(names(page.Clusters), []string{"alpha-2"}) {
+		t.Errorf("search for the new name = %v, %v", names(page.Clusters), err)
+	}
+	if _, err := e.s.GetClusterByName(e.ctx, "alpha"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the old name still finds a cluster: %v", err)
+	}
+	// Labels alone; the name stays.
+	if got, err := e.s.UpdateCluster(e.ctx, a.ID, store.ClusterUpdate{Labels: map[string]string{}}); err != nil || got.Name != "alpha-2" || got.Labels != nil {
+		t.Errorf("clearing the labels = %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		name string
+		u    store.ClusterUpdate
+		id   string
+		want error
+	}{
+		{"a name taken", store.ClusterUpdate{Name: "beta"}, a.ID, store.ErrConflict},
+		{"an invalid name", store.ClusterUpdate{Name: "Not_A_Label"}, a.ID, store.ErrInvalid},
+		{"eco's label prefix", store.ClusterUpdate{Labels: map[string]string{"eco.dev/cluster-id": "x"}}, a.ID, store.ErrInvalid},
+		{"Argo CD's label prefix", store.ClusterUpdate{Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}}, a.ID, store.ErrInvalid},
+		{"a bad key", store.ClusterUpdate{Labels: map[string]string{"-env": "x"}}, a.ID, store.ErrInvalid},
+		{"a bad prefix", store.ClusterUpdate{Labels: map[string]string{"Bad_Prefix/env": "x"}}, a.ID, store.ErrInvalid},
+		{"a bad value", store.ClusterUpdate{Labels: map[string]string{"env": "a b"}}, a.ID, store.ErrInvalid},
+		{"a long value", store.ClusterUpdate{Labels: map[string]string{"env": strings.Repeat("v", 64)}}, a.ID, store.ErrInvalid},
+		{"an unknown cluster", store.ClusterUpdate{Name: "gamma"}, "c-aaaaaaaaaa", store.ErrNotFound},
+	} {
+		if _, err := e.s.UpdateCluster(e.ctx, tc.id, tc.u); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	too := map[string]string{}
+	for i := range store.MaxLabels + 1 {
+		too[fmt.Sprintf("l%d", i)] = "v"
+	}
+	if _, err := e.s.UpdateCluster(e.ctx, a.ID, store.ClusterUpdate{Labels: too}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("%d labels: %v, want ErrInvalid", len(too), err)
+	}
+	if read, _ := e.s.GetCluster(e.ctx, a.ID); read.Name != "alpha-2" || read.Labels != nil {
+		t.Errorf("after refused updates: %+v", read)
+	}
 }
