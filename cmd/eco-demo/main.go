@@ -25,6 +25,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -71,9 +73,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	argocdBin := fs.String("argocd-bin", "", "also run the real Argo CD (application controller, repo server) from this binary, as make demo-argocd builds it, with Redis from Debian")
 	argocdCRDs := fs.String("argocd-crds", "", "Argo CD's manifests/crds directory, with --argocd-bin")
 	argocdTokenTTL := fs.Duration("argocd-token-ttl", argocd.DefaultTokenTTL, "lifetime of the demo's Argo CD token (replaced when a third is left)")
+	maxStreams := fs.Int("max-streams-per-user", hub.DefaultStreamsPerUser, "proxied Kubernetes requests one hub user may have in flight, as eco-hub's flag of the same name")
+	maxWatches := fs.Int("max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watches, logs -f, exec) one hub user may hold at once, as eco-hub's flag of the same name")
 	argocdResync := fs.Duration("argocd-resync", 30*time.Second, "how often the demo's Argo CD registration (namespace argocd of the local cluster) is checked")
+	profileAddr := fs.String("profile-addr", "", "serve the demo process's heap and goroutine profiles (/heap?gc=1, /goroutine) over plain HTTP on this address, e.g. 127.0.0.1:6061, for go tool pprof (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *profileAddr != "" {
+		// A sample per 4 KiB, not 512: fine enough to see what one
+		// watch holds.
+		runtime.MemProfileRate = 4096
+		stop, err := serveProfiles(*profileAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
@@ -159,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Configure: func(c *hub.Config) {
 			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: demoAWS.URL, STSEndpoint: demoAWS.URL})}
 			c.CloudPollInterval, c.CloudFastPollInterval = 20*time.Second, 5*time.Second
+			c.Limits.StreamsPerUser, c.Limits.WatchesPerUser = *maxStreams, *maxWatches
 		}}
 	h, err := localeco.StartHub(ctx, hubCfg)
 	if err != nil {
@@ -387,4 +403,29 @@ func demoCatalog(ctx context.Context, h *localeco.Hub, f *hubapps.Features, clus
 		return "", nil, err
 	}
 	return url, stop, nil
+}
+
+// serveProfiles serves the process's heap profile (after a collection,
+// with ?gc=1) and goroutine profile on addr until stop.
+func serveProfiles(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--profile-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	for _, name := range []string{"heap", "goroutine"} {
+		mux.HandleFunc("GET /"+name, func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("gc") != "" {
+				runtime.GC()
+				runtime.GC()
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			if err := pprof.Lookup(name).WriteTo(w, 0); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		})
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }

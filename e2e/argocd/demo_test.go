@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +41,9 @@ type demo struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
 	log        *bytes.Buffer
+	// metricsClient reads the hub's /metrics (load_test.go's scrape).
+	metricsOnce   sync.Once
+	metricsClient *http.Client
 }
 
 // demoTokenTTL is the demo's Argo CD token lifetime: short, so that the
@@ -98,7 +102,13 @@ func startDemo(bins localcluster.Binaries) (*demo, error) {
 	}
 	d := &demo{dir: filepath.Join(tmp, "demo"), bins: bins, done: make(chan struct{}), log: &bytes.Buffer{}}
 	d.cmd = exec.Command(demoBin, "--dir", d.dir, "--hub-addr", "127.0.0.1:0", "--agent-bin", agentBin,
-		"--kube-module", filepath.Join(root(), "tools/kube"), "--argocd-resync", "2s", "--argocd-token-ttl", demoTokenTTL.String())
+		"--kube-module", filepath.Join(root(), "tools/kube"), "--argocd-resync", "2s", "--argocd-token-ttl", demoTokenTTL.String(),
+		// BenchmarkClusterCacheThroughHub holds 8 Argo CD caches' watches.
+		"--max-streams-per-user", "1000", "--max-watches-per-user", "1000")
+	if addr := os.Getenv("ECO_ARGOCD_PROFILE_ADDR"); addr != "" {
+		// go tool pprof http://ADDR/heap?gc=1 while the benchmark runs.
+		d.cmd.Args = append(d.cmd.Args, "--profile-addr", addr)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
