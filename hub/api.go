@@ -48,6 +48,7 @@ func (h *Hub) routes() {
 	api("GET /api/v1/clusters", "list-clusters", anyUser, h.listClusters)
 	api("POST /api/v1/clusters", "create-cluster", hubAdmin, h.createCluster)
 	api("GET /api/v1/clusters/{id}", "get-cluster", anyUser, h.getCluster)
+	api("PATCH /api/v1/clusters/{id}", "update-cluster", clusterAdmin, h.updateCluster)
 	api("DELETE /api/v1/clusters/{id}", "delete-cluster", clusterAdmin, h.deleteCluster)
 	api("GET /api/v1/clusters/{id}/install.yaml", "install-yaml", clusterAdmin, h.installYAML)
 	api("POST /api/v1/clusters/{id}/rotate-credential", "rotate-credential", hubAdmin, h.rotateCredential)
@@ -129,6 +130,9 @@ type ClusterJSON struct {
 	CloudRef    string    `json:"cloudRef,omitempty"`
 	CloudHealth string    `json:"cloudHealth,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
+	// Labels are the user's, which the hub also puts on the cluster's
+	// Argo CD Secret.
+	Labels map[string]string `json:"labels,omitempty"`
 	// IdentityState is how the cluster's agents prove their identity:
 	// Issuer (a configured OIDC issuer), Unpinned, AwaitingApproval or
 	// Pinned. The values behind it are for administrators only (GET
@@ -192,7 +196,7 @@ func (h *Hub) clusterJSON(c store.Cluster) ClusterJSON {
 	base := h.cfg.ExternalURL
 	return ClusterJSON{
 		ID: c.ID, Name: c.Name, Provider: string(c.Provider), Region: c.Region, CloudRef: c.CloudRef,
-		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt,
+		CloudHealth: c.CloudHealth, CreatedAt: c.CreatedAt, Labels: c.Labels,
 		IdentityState: identityStateName(c.Identity, c.IdentityState),
 		Status:        statusJSON(c.Status),
 		Credential:    h.credentialJSON(c),
@@ -298,6 +302,49 @@ func (h *Hub) getCluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, h.clusterJSON(c))
+}
+
+// updateClusterRequest renames a cluster and/or replaces its labels;
+// what is absent (or null) stays.
+type updateClusterRequest struct {
+	Name   *string            `json:"name"`
+	Labels *map[string]string `json:"labels"`
+}
+
+// updateCluster renames the cluster and/or replaces its labels. Its ID,
+// and with it the proxy URL, kubeconfigs and the agent's credential,
+// stay.
+func (h *Hub) updateCluster(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.loadCluster(w, r)
+	if !ok {
+		return
+	}
+	var req updateClusterRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var u store.ClusterUpdate
+	if req.Name != nil {
+		if *req.Name == "" {
+			writeError(w, http.StatusBadRequest, "name: must not be empty")
+			return
+		}
+		u.Name = *req.Name
+	}
+	if req.Labels != nil {
+		u.Labels = *req.Labels
+		if u.Labels == nil {
+			u.Labels = map[string]string{}
+		}
+	}
+	updated, err := h.UpdateCluster(r.Context(), c.ID, u)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	ident, _ := identityFrom(r.Context())
+	h.logger.Info("cluster updated", "cluster", c.ID, "name", updated.Name, "was", c.Name, "labels", len(updated.Labels), "by", ident.Name)
+	writeJSON(w, http.StatusOK, h.clusterJSON(updated))
 }
 
 // deleteCluster removes the cluster: its credential stops matching at

@@ -260,6 +260,13 @@ func TestAPIAuthAndValidation(t *testing.T) {
 		{"viewer may not import", "POST", "/api/v1/clusters", viewer.Token, `{"name":"x"}`, 403},
 		{"viewer may not read install YAML", "GET", "/api/v1/clusters/" + c.ID + "/install.yaml", viewer.Token, "", 403},
 		{"viewer may not delete", "DELETE", "/api/v1/clusters/" + c.ID, viewer.Token, "", 403},
+		{"viewer may not rename", "PATCH", "/api/v1/clusters/" + c.ID, viewer.Token, `{"name":"mine"}`, 403},
+		{"viewer may not label", "PATCH", "/api/v1/clusters/" + c.ID, viewer.Token, `{"labels":{"env":"dev"}}`, 403},
+		{"rename to nothing", "PATCH", "/api/v1/clusters/" + c.ID, e.admin, `{"name":""}`, 400},
+		{"rename to a bad name", "PATCH", "/api/v1/clusters/" + c.ID, e.admin, `{"name":"Not A Label"}`, 400},
+		{"a reserved label", "PATCH", "/api/v1/clusters/" + c.ID, e.admin, `{"labels":{"eco.dev/cluster-id":"c-x"}}`, 400},
+		{"a label that is not one", "PATCH", "/api/v1/clusters/" + c.ID, e.admin, `{"labels":{"env":"a b"}}`, 400},
+		{"rename an unknown cluster", "PATCH", "/api/v1/clusters/c-aaaaaaaaaa", e.admin, `{"name":"x"}`, 404},
 		{"viewer may not mint tokens", "POST", "/api/v1/tokens", viewer.Token, `{"name":"x","role":"admin"}`, 403},
 		{"viewer may not grant", "POST", "/api/v1/grants", viewer.Token, `{"kind":"user","subject":"vera","role":"admin"}`, 403},
 		{"the viewer role is gone", "POST", "/api/v1/tokens", e.admin, `{"name":"x","role":"viewer"}`, 400},
@@ -645,9 +652,70 @@ func TestMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"eco_hub_tunnels 0", `eco_hub_clusters{state="NotInstalled"} 1`, "eco_hub_api_requests_total", "eco_hub_proxy_idle_streams 0", "eco_hub_proxy_streams_reused_total 0"} {
+	for _, want := range []string{"eco_hub_tunnels 0", `eco_hub_clusters{state="NotInstalled"} 1`, "eco_hub_api_requests_total", "eco_hub_proxy_idle_streams 0", "eco_hub_proxy_streams_reused_total 0", "go_gc_heap_live_bytes "} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestUpdateCluster: an admin renames a cluster and sets its labels; its
+// ID, proxy and credential stay; a name taken is 409 and changes
+// nothing; labels are replaced (and cleared with {}), absent fields
+// stay; the change is audited.
+func TestUpdateCluster(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("prod")
+	e.createCluster("staging")
+	patch := func(body string) (int, hub.ClusterJSON) {
+		t.Helper()
+		var got hub.ClusterJSON
+		return e.do("PATCH", "/api/v1/clusters/"+c.ID, e.admin, body, &got), got
+	}
+	code, got := patch(`{"name":"prod-eu","labels":{"env":"prod","team.example.com/owner":"web"}}`)
+	if code != 200 {
+		t.Fatalf("PATCH = %d", code)
+	}
+	if got.ID != c.ID || got.Name != "prod-eu" || got.Labels["env"] != "prod" || got.Labels["team.example.com/owner"] != "web" || got.Links["kubernetes"] != c.Links["kubernetes"] {
+		t.Fatalf("after PATCH: %+v", got)
+	}
+	if code, _ := patch(`{"name":"staging"}`); code != 409 {
+		t.Errorf("renaming onto another cluster's name = %d, want 409", code)
+	}
+	// Labels alone: the name stays; then {} clears them.
+	if code, got := patch(`{"labels":{"env":"dev"}}`); code != 200 || got.Name != "prod-eu" || len(got.Labels) != 1 || got.Labels["env"] != "dev" {
+		t.Errorf("labels alone = %d %+v", code, got)
+	}
+	if code, got := patch(`{"name":"prod-eu"}`); code != 200 || got.Labels["env"] != "dev" {
+		t.Errorf("the same name again, labels absent = %d %+v", code, got)
+	}
+	if code, got := patch(`{"labels":{}}`); code != 200 || got.Labels != nil {
+		t.Errorf("clearing the labels = %d %+v", code, got)
+	}
+	var read hub.ClusterJSON
+	if code := e.do("GET", "/api/v1/clusters/"+c.ID, e.admin, "", &read); code != 200 || read.Name != "prod-eu" || read.Labels != nil {
+		t.Errorf("GET after = %d %+v", code, read)
+	}
+	var audit struct {
+		Items []struct {
+			Verb string `json:"verb"`
+		} `json:"items"`
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code := e.do("GET", "/api/v1/audit?cluster="+c.ID, e.admin, "", &audit); code != 200 {
+			t.Fatalf("audit = %d", code)
+		}
+		n := 0
+		for _, ev := range audit.Items {
+			if ev.Verb == "update-cluster" {
+				n++
+			}
+		}
+		if n == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit has %d update-cluster events, want 5 (4 done, 1 refused): %+v", n, audit.Items)
 		}
 	}
 }

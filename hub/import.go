@@ -58,6 +58,18 @@ func (h *Hub) ImportCluster(ctx context.Context, req ImportRequest) (store.Clust
 	return c, nil
 }
 
+// UpdateCluster renames cluster id and/or replaces its labels (see
+// store.ClusterUpdate), and tells the hub's features (Argo CD's Secret
+// follows).
+func (h *Hub) UpdateCluster(ctx context.Context, id string, u store.ClusterUpdate) (store.Cluster, error) {
+	c, err := h.store.UpdateCluster(ctx, id, u)
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("updating cluster: %w", err)
+	}
+	h.events.Publish(lifecycle.Event{Kind: lifecycle.Updated, ClusterID: id, At: h.cfg.Now()})
+	return c, nil
+}
+
 // DeleteCluster removes cluster id from the hub: its agent credential stops
 // matching at once and its tunnel, if any, is closed with a reason the
 // agent logs.

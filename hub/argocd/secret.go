@@ -84,6 +84,13 @@ func (r registration) secretApply() (*applycorev1.SecretApplyConfiguration, erro
 		LabelProvider:    string(c.Provider),
 		LabelInstance:    r.Instance.Name,
 	}
+	// The user's labels, for ApplicationSet's cluster generator; eco's
+	// and Argo CD's own keys are reserved (store.ValidateLabels), and win.
+	for k, v := range c.Labels {
+		if _, ours := labels[k]; !ours {
+			labels[k] = v
+		}
+	}
 	annotations := map[string]string{
 		AnnotationClusterName:    c.Name,
 		AnnotationTokenID:        r.TokenID,

@@ -36,6 +36,8 @@ const (
 	Removed Kind = "Removed"
 	// Deleted: the cluster was deleted from the hub.
 	Deleted Kind = "Deleted"
+	// Updated: the cluster was renamed or its labels changed.
+	Updated Kind = "Updated"
 	// Lagged: this subscriber missed events (its buffer was full); resync
 	// every cluster. ClusterID is empty.
 	Lagged Kind = "Lagged"
