@@ -385,6 +385,48 @@ func TestRegistration(t *testing.T) {
 		}
 	})
 
+	t.Run("a rename and the user's labels reach the same Secret, and a label removed leaves it", func(t *testing.T) {
+		before, err := r.secret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		patch := func(body map[string]any) {
+			t.Helper()
+			if err := r.hub.Do(t.Context(), http.MethodPatch, "/api/v1/clusters/"+r.id, "", body, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		patch(map[string]any{"name": "local-eu", "labels": map[string]string{"env": "prod", "team.example.com/owner": "web"}})
+		r.eventually("renamed and labelled", 10*time.Second, func() error {
+			got, err := r.secret()
+			if err != nil {
+				return err
+			}
+			switch {
+			case got.UID != before.UID || got.Name != before.Name:
+				return fmt.Errorf("the Secret was replaced: %s %s", got.Name, got.UID)
+			case string(got.Data["name"]) != "local-eu" || got.Labels[argocd.LabelClusterName] != "local-eu":
+				return fmt.Errorf("name %q, label %q", got.Data["name"], got.Labels[argocd.LabelClusterName])
+			case got.Labels["env"] != "prod" || got.Labels["team.example.com/owner"] != "web":
+				return fmt.Errorf("labels %v", got.Labels)
+			case string(got.Data["server"]) != string(before.Data["server"]):
+				return fmt.Errorf("server changed to %q", got.Data["server"])
+			}
+			return nil
+		})
+		patch(map[string]any{"labels": map[string]string{"env": "staging"}})
+		r.eventually("a label changed, one removed", 10*time.Second, func() error {
+			got, err := r.secret()
+			if err != nil {
+				return err
+			}
+			if _, still := got.Labels["team.example.com/owner"]; still || got.Labels["env"] != "staging" || got.Labels[argocd.LabelClusterID] != r.id {
+				return fmt.Errorf("labels %v", got.Labels)
+			}
+			return nil
+		})
+	})
+
 	t.Run("deleting the cluster from the hub deletes the Secret and revokes the token", func(t *testing.T) {
 		cur := r.waitSecret()
 		cfg := config(t, cur)
