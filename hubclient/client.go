@@ -290,6 +290,20 @@ func (c *Client) ImportCluster(ctx context.Context, req ImportRequest) (hub.Clus
 	return cl, err
 }
 
+// UpdateRequest renames a cluster and/or replaces its labels; nil
+// fields stay as they are.
+type UpdateRequest struct {
+	Name   *string            `json:"name,omitempty"`
+	Labels *map[string]string `json:"labels,omitempty"`
+}
+
+// UpdateCluster renames cluster id and/or replaces its labels.
+func (c *Client) UpdateCluster(ctx context.Context, id string, req UpdateRequest) (hub.ClusterJSON, error) {
+	var cl hub.ClusterJSON
+	err := c.do(ctx, http.MethodPatch, "/api/v1/clusters/"+url.PathEscape(id), nil, req, &cl)
+	return cl, err
+}
+
 // DeleteCluster deletes cluster id.
 func (c *Client) DeleteCluster(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/clusters/"+url.PathEscape(id), nil, nil, nil)

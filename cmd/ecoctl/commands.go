@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,8 +210,87 @@ func (a *app) clustersCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(list, get, imp, del)
+	rename := &cobra.Command{
+		Use:               "rename CLUSTER NEW-NAME",
+		Short:             "rename a cluster; its ID, kubeconfigs, agent and Argo CD Secret stay",
+		Args:              cobra.ExactArgs(2),
+		PreRunE:           a.checkOutput,
+		ValidArgsFunction: a.completeClusters,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withCluster(cmd, args[0], func(ctx context.Context, c *hubclient.Client, cl hub.ClusterJSON) error {
+				name := args[1]
+				updated, err := c.UpdateCluster(ctx, cl.ID, hubclient.UpdateRequest{Name: &name})
+				if err != nil {
+					return err
+				}
+				return a.print(updated, clusterHeader, func() [][]string { return clusterRows([]hub.ClusterJSON{updated}) })
+			})
+		},
+	}
+	label := &cobra.Command{
+		Use:   "label CLUSTER KEY=VALUE... [KEY-...]",
+		Short: "set (KEY=VALUE) or remove (KEY-) a cluster's labels; Argo CD's Secret for it follows",
+		Example: `  ecoctl clusters label prod-eu env=prod team.example.com/owner=web
+  ecoctl clusters label prod-eu env-`,
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: a.completeClusters,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, remove, err := parseLabelArgs(args[1:])
+			if err != nil {
+				return err
+			}
+			return a.withCluster(cmd, args[0], func(ctx context.Context, c *hubclient.Client, cl hub.ClusterJSON) error {
+				labels := maps.Clone(cl.Labels)
+				if labels == nil {
+					labels = map[string]string{}
+				}
+				maps.Copy(labels, set)
+				for _, k := range remove {
+					delete(labels, k)
+				}
+				updated, err := c.UpdateCluster(ctx, cl.ID, hubclient.UpdateRequest{Labels: &labels})
+				if err != nil {
+					return err
+				}
+				keys := slices.Sorted(maps.Keys(updated.Labels))
+				for _, k := range keys {
+					fmt.Fprintf(a.stdout, "%s=%s\n", k, updated.Labels[k])
+				}
+				if len(keys) == 0 {
+					fmt.Fprintf(a.stdout, "cluster %s has no labels\n", updated.Name)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(list, get, imp, rename, label, del)
 	return cmd
+}
+
+// parseLabelArgs reads KEY=VALUE (set) and KEY- (remove) arguments, as
+// kubectl label does; the hub checks the keys and values themselves.
+func parseLabelArgs(args []string) (set map[string]string, remove []string, err error) {
+	set = map[string]string{}
+	for _, arg := range args {
+		if k, v, ok := strings.Cut(arg, "="); ok {
+			if k == "" {
+				return nil, nil, fmt.Errorf("label %q: no key", arg)
+			}
+			set[k] = v
+			continue
+		}
+		if k, ok := strings.CutSuffix(arg, "-"); ok && k != "" {
+			remove = append(remove, k)
+			continue
+		}
+		return nil, nil, fmt.Errorf("label %q: want KEY=VALUE to set or KEY- to remove", arg)
+	}
+	for _, k := range remove {
+		if _, both := set[k]; both {
+			return nil, nil, fmt.Errorf("label %s is both set and removed", k)
+		}
+	}
+	return set, remove, nil
 }
 
 // withCluster finds CLUSTER by ID or name and calls f.

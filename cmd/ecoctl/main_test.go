@@ -192,6 +192,26 @@ func TestClustersAndTokens(t *testing.T) {
 		}
 	}
 	r.fails("admin.yaml", "not found (404)", "clusters", "get", "nope")
+
+	// Rename and label: the ID stays; labels are set and removed as
+	// kubectl label does; the hub's refusals come through.
+	var renamed hub.ClusterJSON
+	if err := json.Unmarshal([]byte(r.ok("admin.yaml", "clusters", "rename", "prod-eu", "prod-west", "-o", "json")), &renamed); err != nil {
+		t.Fatal(err)
+	}
+	if renamed.ID != created.ID || renamed.Name != "prod-west" {
+		t.Errorf("renamed: %+v", renamed)
+	}
+	r.fails("admin.yaml", "409", "clusters", "rename", "prod-west", "staging")
+	if out := r.ok("admin.yaml", "clusters", "label", "prod-west", "env=prod", "tier=web"); out != "env=prod\ntier=web\n" {
+		t.Errorf("label printed %q", out)
+	}
+	if out := r.ok("admin.yaml", "clusters", "label", created.ID, "tier-", "env=staging"); out != "env=staging\n" {
+		t.Errorf("label with a removal printed %q", out)
+	}
+	r.fails("admin.yaml", "400", "clusters", "label", "prod-west", "eco.dev/cluster-id=x")
+	r.fails("admin.yaml", "want KEY=VALUE", "clusters", "label", "prod-west", "env")
+	r.ok("admin.yaml", "clusters", "rename", "prod-west", "prod-eu")
 	r.fails("admin.yaml", `-o "xml"`, "clusters", "list", "-o", "xml")
 
 	if out := r.ok("admin.yaml", "status", "prod-eu", "-o", "json"); !strings.Contains(out, `"state": "NotInstalled"`) {
