@@ -338,7 +338,57 @@ func (u *UI) generalTab(w http.ResponseWriter, r *http.Request, rq *request) {
 		}
 	}
 	v.Data = row
+	if r.URL.Query().Get("updated") != "" {
+		v.Flash = "Cluster " + c.Name + " was saved."
+	}
 	u.render(w, r, http.StatusOK, "general", v)
+}
+
+// updateCluster renames the cluster and replaces its labels from the
+// General tab's form: a name, and labels one KEY=VALUE a line.
+func (u *UI) updateCluster(w http.ResponseWriter, r *http.Request, rq *request) {
+	c, ok := u.cluster(w, r, rq)
+	if !ok {
+		return
+	}
+	labels, err := parseLabelLines(r.PostFormValue("labels"))
+	if err != nil {
+		u.fail(w, r, rq, http.StatusBadRequest, "Labels: "+err.Error()+".")
+		return
+	}
+	upd := store.ClusterUpdate{Name: strings.TrimSpace(r.PostFormValue("name")), Labels: labels}
+	if upd.Name == "" {
+		u.fail(w, r, rq, http.StatusBadRequest, "A cluster needs a name.")
+		return
+	}
+	if _, err := u.hub.UpdateCluster(r.Context(), c.ID, upd); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			u.fail(w, r, rq, http.StatusConflict, "Another cluster is already named "+upd.Name+".")
+			return
+		}
+		u.storeFail(w, r, rq, err)
+		return
+	}
+	u.logger.Info("cluster updated", "cluster", c.ID, "name", upd.Name, "was", c.Name, "labels", len(labels), "by", rq.ident.Name)
+	http.Redirect(w, r, "/ui/clusters/"+c.ID+"?updated=1", http.StatusSeeOther)
+}
+
+// parseLabelLines reads labels written one KEY=VALUE a line; blank lines
+// are skipped. The store checks the keys and values.
+func parseLabelLines(text string) (map[string]string, error) {
+	labels := map[string]string{}
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("%q is not KEY=VALUE", line)
+		}
+		labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return labels, nil
 }
 
 type ecoData struct {

@@ -169,6 +169,7 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /ui/clusters/{id}/eco", u.user(store.RoleMember, u.ecoTab))
 	m.HandleFunc("GET /ui/clusters/{id}/audit", u.user(store.RoleAdmin, u.auditTab))
 	m.HandleFunc("GET /ui/clusters/{id}/install.yaml", u.user(store.RoleAdmin, u.installYAML))
+	m.HandleFunc("POST /ui/clusters/{id}/update", u.user(store.RoleAdmin, u.audited("update-cluster", u.updateCluster)))
 	m.HandleFunc("POST /ui/clusters/{id}/rotate-credential", u.user(store.RoleAdmin, u.audited("rotate-credential", u.rotateCredential)))
 	m.HandleFunc("GET /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.deletePage))
 	m.HandleFunc("POST /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.audited("delete-cluster", u.deleteCluster)))

@@ -1,0 +1,91 @@
+package ui_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/store"
+)
+
+// TestUpdateClusterForm: the General tab shows a cluster's labels and
+// offers admins a form to rename it and set them; the POST needs the CSRF
+// token, saves, is audited, and shows the change. A name taken and a bad
+// label are refused with the reason and change nothing; members are not
+// offered the form and are refused.
+func TestUpdateClusterForm(t *testing.T) {
+	h := newTestHub(t, hubOptions{})
+	c, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "edit-me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "taken"}); err != nil {
+		t.Fatal(err)
+	}
+	b := h.browser()
+	csrf := h.signIn(b, h.admin)
+	if code, _, page := do(t, b, "GET", h.url+"/ui/clusters/"+c.ID, nil, nil); code != http.StatusOK || !strings.Contains(page, `id="update-cluster"`) {
+		t.Fatalf("General tab = %d, without the form", code)
+	}
+	path := h.url + "/ui/clusters/" + c.ID + "/update"
+	form := url.Values{"name": {"edited"}, "labels": {"env=prod\n\n team.example.com/owner = web \n"}}
+	if code, _, _ := do(t, b, "POST", path, form, nil); code != http.StatusForbidden {
+		t.Fatalf("update without CSRF = %d, want 403", code)
+	}
+	form.Set("csrf", csrf)
+	code, loc, _ := do(t, b, "POST", path, form, nil)
+	if code != http.StatusSeeOther || !strings.HasSuffix(loc, "/ui/clusters/"+c.ID+"?updated=1") {
+		t.Fatalf("update = %d %q", code, loc)
+	}
+	code, _, page := do(t, b, "GET", h.url+loc, nil, nil)
+	for _, want := range []string{"Cluster edited was saved.", "env=prod", "team.example.com/owner=web"} {
+		if code != http.StatusOK || !strings.Contains(page, want) {
+			t.Errorf("General tab after saving (%d) lacks %q", code, want)
+		}
+	}
+	got, err := h.hub.Store().GetCluster(t.Context(), c.ID)
+	if err != nil || got.Name != "edited" || got.Labels["env"] != "prod" || got.Labels["team.example.com/owner"] != "web" || len(got.Labels) != 2 {
+		t.Fatalf("stored: %+v, %v", got, err)
+	}
+
+	for _, tc := range []struct {
+		name, labels, want string
+		code               int
+	}{
+		{"taken", "", "Another cluster is already named taken.", http.StatusConflict},
+		{"edited", "env", `Labels: &#34;env&#34; is not KEY=VALUE.`, http.StatusBadRequest},
+		{"edited", "eco.dev/cluster-id=x", "the prefix eco.dev/", http.StatusBadRequest},
+		{"", "env=dev", "A cluster needs a name.", http.StatusBadRequest},
+	} {
+		code, _, page := do(t, b, "POST", path, url.Values{"csrf": {csrf}, "name": {tc.name}, "labels": {tc.labels}}, nil)
+		if code != tc.code || !strings.Contains(page, tc.want) {
+			t.Errorf("name %q labels %q = %d, want %d with %q", tc.name, tc.labels, code, tc.code, tc.want)
+		}
+	}
+	if after, _ := h.hub.Store().GetCluster(t.Context(), c.ID); after.Name != "edited" || len(after.Labels) != 2 {
+		t.Errorf("after refused updates: %+v", after)
+	}
+
+	events, err := h.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: c.ID, Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := false
+	for _, ev := range events {
+		audited = audited || ev.Verb == "update-cluster" && ev.Source == "ui" && ev.Code == http.StatusSeeOther
+	}
+	if !audited {
+		t.Errorf("no audit event for the update: %+v", events)
+	}
+
+	m := h.browser()
+	mcsrf := h.signIn(m, h.viewer("victor"))
+	if _, _, page := do(t, m, "GET", h.url+"/ui/clusters/"+c.ID, nil, nil); strings.Contains(page, `id="update-cluster"`) {
+		t.Error("a member is offered the form")
+	}
+	if code, _, _ := do(t, m, "POST", path, url.Values{"csrf": {mcsrf}, "name": {"mine"}}, nil); code != http.StatusForbidden {
+		t.Errorf("member update = %d, want 403", code)
+	}
+}
