@@ -719,3 +719,79 @@ func TestUpdateCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestFailingClusterExplained: while the hub holds a cluster Failing, what
+// its agent answers itself when it cannot serve a request (502, 503)
+// reaches the client as a Kubernetes Status naming eco's state and reason,
+// with the agent's own words; while Connected, an API server's own 503 and
+// every other answer pass unchanged.
+func TestFailingClusterExplained(t *testing.T) {
+	e := newEnv(t)
+	c := e.createCluster("sick")
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/v1/pods":
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"eco-agent cannot reach the API server: dial tcp 10.0.0.1:443: connect: connection refused","reason":"ServiceUnavailable","code":502}`)
+		case "/apis/metrics.k8s.io/v1beta1/nodes":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"kind":"Status","status":"Failure","message":"the server is currently unable to handle the request","code":503}`)
+		default:
+			io.WriteString(w, `{"kind":"NamespaceList","items":[]}`)
+		}
+	})
+	sess, err := e.agent(c.ID, e.credential(c.ID), "fp", api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateConnected)
+	get := func(path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.srv.URL+hub.ProxyPrefix+c.ID+hub.ProxySuffix+path, nil)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Message string `json:"message"`
+			Code    int    `json:"code"`
+		}
+		body, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(body, &st)
+		return resp.StatusCode, st.Message
+	}
+	// Connected: the answers are the cluster's.
+	if code, msg := get("/apis/metrics.k8s.io/v1beta1/nodes"); code != 503 || msg != "the server is currently unable to handle the request" {
+		t.Errorf("an API server's own 503 while Connected: %d %q", code, msg)
+	}
+	if code, msg := get("/api/v1/pods"); code != 502 || strings.Contains(msg, "Failing") {
+		t.Errorf("a 502 while Connected: %d %q", code, msg)
+	}
+
+	if err := sess.ReportStatus(t.Context(), tunnel.Status{State: tunnel.StateFailing, Reason: "cannot reach the API server at https://10.0.0.1:443"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(c.ID, store.StateFailing)
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/pods", 502},
+		{"/apis/metrics.k8s.io/v1beta1/nodes", 503},
+		{"/api/v1/pods?watch=true", 502}, // the streaming proxy too
+	} {
+		code, msg := get(tc.path)
+		if code != tc.code || !strings.Contains(msg, "sick ("+c.ID+") is not reachable: ECO is Failing: cannot reach the API server at https://10.0.0.1:443") {
+			t.Errorf("%s while Failing: %d %q", tc.path, code, msg)
+		}
+	}
+	if _, msg := get("/api/v1/pods"); !strings.Contains(msg, "(eco-agent cannot reach the API server: dial tcp 10.0.0.1:443") {
+		t.Errorf("the agent's own words are lost: %q", msg)
+	}
+	if code, _ := get("/api/v1/namespaces"); code != 200 {
+		t.Errorf("a request the agent served while Failing: %d", code)
+	}
+}

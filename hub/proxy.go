@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,6 +94,8 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 		// for every small GET instead of one.
 		FlushInterval: 0,
 		ErrorHandler:  p.errorHandler,
+		// The agent's own 502/503 of a Failing cluster names eco's state.
+		ModifyResponse: p.explainFailing,
 		// What the proxy reports itself (a response body that failed
 		// mid-copy) goes to the hub's structured log.
 		ErrorLog:   slog.NewLogLogger(h.logger.With("component", "proxy").Handler(), slog.LevelWarn),
@@ -103,7 +107,12 @@ func newKubeProxy(h *Hub) (*kubeProxy, error) {
 	}
 	stream := *p.rp
 	stream.BufferPool = &copyBuffers{size: streamCopyBuf}
-	stream.ModifyResponse = p.takeStreamBody
+	stream.ModifyResponse = func(resp *http.Response) error {
+		if err := p.explainFailing(resp); err != nil {
+			return err
+		}
+		return p.takeStreamBody(resp)
+	}
 	p.rpStream = &stream
 	p.streamBufs = &copyBuffers{size: streamCopyBuf}
 	if p.hangups, err = newHangups(); err != nil {
@@ -528,6 +537,52 @@ func (p *kubeProxy) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	}
 	writeKubeStatus(w, http.StatusBadGateway, "ServiceUnavailable", "eco: tunnel to cluster "+t.cluster+" failed: "+err.Error())
 }
+
+// explainFailing rewrites what the agent answers itself when it cannot
+// serve a request (502/503: it cannot reach its API server) while the hub
+// holds its cluster Failing: the Status then names eco's state and
+// reason, as it does for a cluster without a tunnel, so that kubectl and
+// Argo CD's UI say why. Other responses, and a cluster in any other
+// state (an API server's own 503), pass unchanged.
+func (p *kubeProxy) explainFailing(resp *http.Response) error {
+	if resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable {
+		return nil
+	}
+	target, _ := resp.Request.Context().Value(proxyTargetKey{}).(*proxyTarget)
+	if target == nil {
+		return nil
+	}
+	c, err := p.h.store.GetCluster(resp.Request.Context(), target.cluster)
+	if err != nil || c.Status.State != store.StateFailing {
+		return nil
+	}
+	var said struct {
+		Message string `json:"message"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAgentStatus))
+	resp.Body.Close()
+	_ = json.Unmarshal(body, &said)
+	msg := notConnectedMessage(c)
+	if said.Message != "" && said.Message != c.Status.Reason {
+		msg += " (" + said.Message + ")"
+	}
+	out, err := json.Marshal(map[string]any{
+		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
+		"status": "Failure", "message": msg, "reason": "ServiceUnavailable", "code": resp.StatusCode,
+	})
+	if err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.TransferEncoding = nil
+	resp.Header.Set("Content-Type", "application/json")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	return nil
+}
+
+// maxAgentStatus bounds what explainFailing reads of the agent's answer.
+const maxAgentStatus = 16 << 10
 
 // notConnected answers a request for a cluster without a tunnel: 404 if
 // the hub does not know it, else 503 with its ECO status and reason. It
