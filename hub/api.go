@@ -837,8 +837,14 @@ func writeStoreError(w http.ResponseWriter, err error) {
 // writeKubeStatus answers with a Kubernetes Status, which kubectl and
 // client-go show as a readable error.
 func writeKubeStatus(w http.ResponseWriter, code int, reason, msg string) {
-	writeJSON(w, code, map[string]any{
+	writeJSON(w, code, kubeStatus(code, reason, msg))
+}
+
+// kubeStatus is a failed Kubernetes Status, which kubectl, client-go and
+// Argo CD show as the error.
+func kubeStatus(code int, reason, msg string) map[string]any {
+	return map[string]any{
 		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
 		"status": "Failure", "message": msg, "reason": reason, "code": code,
-	})
+	}
 }

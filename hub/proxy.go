@@ -566,10 +566,7 @@ func (p *kubeProxy) explainFailing(resp *http.Response) error {
 	if said.Message != "" && said.Message != c.Status.Reason {
 		msg += " (" + said.Message + ")"
 	}
-	out, err := json.Marshal(map[string]any{
-		"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
-		"status": "Failure", "message": msg, "reason": "ServiceUnavailable", "code": resp.StatusCode,
-	})
+	out, err := json.Marshal(kubeStatus(resp.StatusCode, "ServiceUnavailable", msg))
 	if err != nil {
 		return err
 	}
