@@ -101,19 +101,14 @@ func (a *app) whoamiCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			w, err := c.Whoami(ctx)
-			if err != nil {
-				return err
-			}
-			return a.print(w, []string{"NAME", "ROLE", "KUBERNETES USER", "READ-ONLY", "HUB VERSION"}, func() [][]string {
-				return [][]string{{w.Name, w.Role, w.KubernetesUser, fmt.Sprint(w.ReadOnly), w.Version}}
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				w, err := c.Whoami(ctx)
+				if err != nil {
+					return err
+				}
+				return a.print(w, []string{"NAME", "ROLE", "KUBERNETES USER", "READ-ONLY", "HUB VERSION"}, func() [][]string {
+					return [][]string{{w.Name, w.Role, w.KubernetesUser, fmt.Sprint(w.ReadOnly), w.Version}}
+				})
 			})
 		},
 	}
@@ -138,18 +133,13 @@ func (a *app) clustersCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			cls, err := c.ListClusters(ctx, hubclient.ListOptions{Search: search})
-			if err != nil {
-				return err
-			}
-			return a.print(cls, clusterHeader, func() [][]string { return clusterRows(cls) })
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				cls, err := c.ListClusters(ctx, hubclient.ListOptions{Search: search})
+				if err != nil {
+					return err
+				}
+				return a.print(cls, clusterHeader, func() [][]string { return clusterRows(cls) })
+			})
 		},
 	}
 	list.Flags().StringVar(&search, "search", "", "only clusters whose name contains this")
@@ -174,19 +164,14 @@ func (a *app) clustersCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			req.Name = args[0]
-			cl, err := c.ImportCluster(ctx, req)
-			if err != nil {
-				return err
-			}
-			return a.print(cl, clusterHeader, func() [][]string { return clusterRows([]hub.ClusterJSON{cl}) })
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				req.Name = args[0]
+				cl, err := c.ImportCluster(ctx, req)
+				if err != nil {
+					return err
+				}
+				return a.print(cl, clusterHeader, func() [][]string { return clusterRows([]hub.ClusterJSON{cl}) })
+			})
 		},
 	}
 	imp.Flags().StringVar(&req.Provider, "provider", "generic", "provider: generic, eks, aks or gke")
@@ -293,8 +278,9 @@ func parseLabelArgs(args []string) (set map[string]string, remove []string, err 
 	return set, remove, nil
 }
 
-// withCluster finds CLUSTER by ID or name and calls f.
-func (a *app) withCluster(cmd *cobra.Command, ref string, f func(context.Context, *hubclient.Client, hub.ClusterJSON) error) error {
+// withClient calls f with a client of the configured hub, closed after,
+// and a context bounded by --timeout.
+func (a *app) withClient(cmd *cobra.Command, f func(context.Context, *hubclient.Client) error) error {
 	c, err := a.client()
 	if err != nil {
 		return err
@@ -302,11 +288,18 @@ func (a *app) withCluster(cmd *cobra.Command, ref string, f func(context.Context
 	defer c.Close()
 	ctx, cancel := a.ctx(cmd)
 	defer cancel()
-	cl, err := c.FindCluster(ctx, ref)
-	if err != nil {
-		return err
-	}
-	return f(ctx, c, cl)
+	return f(ctx, c)
+}
+
+// withCluster finds CLUSTER by ID or name and calls f.
+func (a *app) withCluster(cmd *cobra.Command, ref string, f func(context.Context, *hubclient.Client, hub.ClusterJSON) error) error {
+	return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+		cl, err := c.FindCluster(ctx, ref)
+		if err != nil {
+			return err
+		}
+		return f(ctx, c, cl)
+	})
 }
 
 func (a *app) installCmd() *cobra.Command {
@@ -593,18 +586,13 @@ func (a *app) tokensCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "list API tokens", Args: cobra.NoArgs, PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			ts, err := c.ListTokens(ctx)
-			if err != nil {
-				return err
-			}
-			return a.print(ts, header, func() [][]string { return rows(ts) })
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				ts, err := c.ListTokens(ctx)
+				if err != nil {
+					return err
+				}
+				return a.print(ts, header, func() [][]string { return rows(ts) })
+			})
 		},
 	}
 	var req hubclient.TokenRequest
@@ -615,31 +603,26 @@ func (a *app) tokensCmd() *cobra.Command {
   ecoctl tokens create auditor --role=member --read-only -o json`,
 		Args: cobra.ExactArgs(1), PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			req.Name = args[0]
-			// Cluster names to IDs.
-			for i, ref := range req.Clusters {
-				cl, err := c.FindCluster(ctx, ref)
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				req.Name = args[0]
+				// Cluster names to IDs.
+				for i, ref := range req.Clusters {
+					cl, err := c.FindCluster(ctx, ref)
+					if err != nil {
+						return err
+					}
+					req.Clusters[i] = cl.ID
+				}
+				t, err := c.CreateToken(ctx, req)
 				if err != nil {
 					return err
 				}
-				req.Clusters[i] = cl.ID
-			}
-			t, err := c.CreateToken(ctx, req)
-			if err != nil {
-				return err
-			}
-			if a.output == "table" {
-				fmt.Fprintf(a.stdout, "token %s (%s) created; its secret, shown only this once:\n\n  %s\n\n", t.ID, t.Name, t.Token)
-				return nil
-			}
-			return a.print(t, nil, nil)
+				if a.output == "table" {
+					fmt.Fprintf(a.stdout, "token %s (%s) created; its secret, shown only this once:\n\n  %s\n\n", t.ID, t.Name, t.Token)
+					return nil
+				}
+				return a.print(t, nil, nil)
+			})
 		},
 	}
 	create.Flags().StringVar(&req.Role, "role", "member", "role: admin or member")
@@ -652,18 +635,13 @@ func (a *app) tokensCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "revoke an API token", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			if err := c.RevokeToken(ctx, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "token %s revoked\n", args[0])
-			return nil
+			return a.withClient(cmd, func(ctx context.Context, c *hubclient.Client) error {
+				if err := c.RevokeToken(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "token %s revoked\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(list, create, revoke)
