@@ -69,8 +69,8 @@ func newHangups() (*hangups, error) {
 // watch (net.Pipe, a wrapper): its pump reads it instead.
 var errNoDescriptor = errors.New("hangups: connection has no file descriptor")
 
-// watch calls fn once, on its own goroutine's behalf, when conn has
-// input or hangs up. The returned stop, to be called before conn closes,
+// watch calls fn once, from the instance's goroutine (so fn must not
+// block), when conn has input or hangs up. The returned stop, to be called before conn closes,
 // withdraws the registration; fn is then no longer called.
 func (h *hangups) watch(conn net.Conn, fn func()) (stop func(), err error) {
 	if tc, ok := conn.(*tls.Conn); ok {
