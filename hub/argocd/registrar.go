@@ -551,8 +551,8 @@ func (r *Registrar) ensureGrant(ctx context.Context, id string) error {
 	return nil
 }
 
-// unregister deletes cluster id's Secret from in and revokes every token
-// of in's registration of it; with dropGrant, also Argo CD's grant.
+// unregister revokes every token of in's registration of cluster id, then
+// deletes its Secret from in; with dropGrant, also Argo CD's grant.
 func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string, dropGrant bool) error {
 	secrets := in.client.CoreV1().Secrets(in.Namespace)
 	current, err := secrets.Get(ctx, SecretName(id), metav1.GetOptions{})
@@ -571,6 +571,13 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 	if current == nil && (!known || settled) {
 		return nil // never registered here, or unregistered already
 	}
+	// Revoke first: once the Secret is gone, its token is dead too.
+	in.mu.Lock()
+	delete(in.tokens, id)
+	in.mu.Unlock()
+	if err := r.revokeTokens(ctx, in, id); err != nil {
+		return err
+	}
 	if current != nil {
 		uid := current.UID
 		err := secrets.Delete(ctx, current.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
@@ -580,12 +587,6 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		apps := r.applicationsFor(ctx, in, id)
 		r.logger.Info("cluster unregistered from Argo CD", "instance", in.Name, "cluster", id, "why", why,
 			"applications_left", apps)
-	}
-	in.mu.Lock()
-	delete(in.tokens, id)
-	in.mu.Unlock()
-	if err := r.revokeTokens(ctx, in, id); err != nil {
-		return err
 	}
 	if dropGrant {
 		grants, err := r.store.ListGrants(ctx, id)
