@@ -311,8 +311,20 @@ func New(cfg Config) (*Hub, error) {
 // ServeHTTP serves the API, the tunnel endpoint and the proxy. A request
 // body must arrive within Limits.BodyTimeout.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var tail *streamTail
+	if r.ProtoMajor == 2 && strings.HasPrefix(r.URL.Path, ProxyPrefix) &&
+		(strings.Contains(r.URL.RawQuery, "watch=") || strings.Contains(r.URL.RawQuery, "follow=")) {
+		// A watch over HTTP/2 parks here, not under the frames below
+		// (see streamTail). The test is a cheap superset of the proxy's
+		// streams: only a stream fills the tail.
+		tail = &streamTail{}
+		r = r.WithContext(context.WithValue(r.Context(), streamTailKey{}, tail))
+	}
 	bodyDeadline(w, r, h.cfg.Limits.BodyTimeout)
 	h.mux.ServeHTTP(w, r)
+	if tail != nil && tail.body != nil {
+		tail.pump()
+	}
 }
 
 // MetricsHandler serves the hub's Prometheus metrics without

@@ -202,38 +202,60 @@ func (p *kubeProxy) takeStreamBody(resp *http.Response) error {
 // (ctx) or a write fails, and closes the body. It returns false if the
 // body failed while the client was still there, so the response must be
 // aborted.
+//
+// Its frame and the frames it waits under are kept small: a quiet watch's
+// goroutine parks here, and its stack can shrink only while it uses
+// little of it (see streamTail).
 func (p *kubeProxy) pumpStream(ctx context.Context, w http.ResponseWriter, body waitReadCloser, cluster, reqID string) bool {
 	defer body.Close()
-	rc := http.NewResponseController(w)
-	if err := rc.Flush(); err != nil {
+	if flush(w) != nil {
 		return true
 	}
 	for {
-		if err := body.WaitReadable(ctx); err != nil {
+		if body.WaitReadable(ctx) != nil {
 			return true // the client left: the deferred Close ends the stream
 		}
-		buf := p.streamBufs.Get()
-		n, err := body.Read(buf)
-		var werr error
-		if n > 0 {
-			if _, werr = w.Write(buf[:n]); werr == nil {
-				werr = rc.Flush()
-			}
-		}
-		p.streamBufs.Put(buf)
-		switch {
-		case werr != nil:
-			return true // the client is gone
-		case err == io.EOF:
-			return true
-		case err != nil:
-			if ctx.Err() != nil {
-				return true
-			}
-			p.h.logger.Warn("proxy: streaming response cut short", "cluster", cluster, "request_id", reqID, "err", err)
-			return false
+		if more, ok := p.copyReadable(ctx, w, body, cluster, reqID); !more {
+			return ok
 		}
 	}
+}
+
+// copyReadable copies what one Read of body returns to w and flushes it.
+// It says whether to go on and, once not, whether the response ended well
+// (false: the body failed while the client was still there).
+func (p *kubeProxy) copyReadable(ctx context.Context, w http.ResponseWriter, body waitReadCloser, cluster, reqID string) (more, ok bool) {
+	buf := p.streamBufs.Get()
+	n, err := body.Read(buf)
+	var werr error
+	if n > 0 {
+		if _, werr = w.Write(buf[:n]); werr == nil {
+			werr = flush(w)
+		}
+	}
+	p.streamBufs.Put(buf)
+	switch {
+	case werr != nil:
+		return false, true // the client is gone
+	case err == io.EOF:
+		return false, true
+	case err != nil:
+		if ctx.Err() != nil {
+			return false, true
+		}
+		p.h.logger.Warn("proxy: streaming response cut short", "cluster", cluster, "request_id", reqID, "err", err)
+		return false, false
+	}
+	return true, true
+}
+
+// flush flushes w to the client, as http.ResponseController does, without
+// allocating a controller for net/http's own writers.
+func flush(w http.ResponseWriter) error {
+	if f, ok := w.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	return http.NewResponseController(w).Flush()
 }
 
 type proxyTarget struct {
@@ -263,6 +285,123 @@ type proxyTarget struct {
 }
 
 type proxyTargetKey struct{}
+
+// streamTailKey keys the *streamTail Hub.ServeHTTP lends an HTTP/2
+// streaming request.
+type streamTailKey struct{}
+
+// streamTail is a streaming response's body (a watch, logs -f) over
+// HTTP/2, copied from the top of the handler's stack rather than from
+// kubeProxy.ServeHTTP's. net/http keeps an HTTP/2 stream's handler
+// goroutine for as long as the stream lasts, and the garbage collector
+// shrinks a parked goroutine's stack only while what it uses (plus an
+// 800-byte guard) is under a quarter of it: a watch parked under the
+// mux, the authentication and the proxy kept 8 KiB, one parked on a
+// channel right under Hub.ServeHTTP keeps 4 (decision 0022).
+// Hub.ServeHTTP lends an empty tail in the request's context;
+// kubeProxy.ServeHTTP fills it and returns, and Hub.ServeHTTP calls pump.
+type streamTail struct {
+	p       *kubeProxy
+	ctx     context.Context // the client's request's: it ends when the client leaves
+	w       http.ResponseWriter
+	body    waitReadCloser
+	cluster string
+	reqID   string
+	// done reports the exchange's end and releases its caps.
+	done func()
+
+	// What start sets up: the body, and ctx when it ends, signal wake;
+	// stop withdraws both.
+	notifier readNotifier
+	wake     chan struct{}
+	stop     func()
+	failed   bool
+}
+
+// readNotifier is a body that can signal a channel of the tail's own when
+// it may have become readable (tunnel's, from a mux stream).
+type readNotifier interface {
+	Readable() bool
+	NotifyReadable(f func()) (stop func(), ok bool)
+}
+
+// pump copies the tail's body to the client and reports the end; it
+// panics with http.ErrAbortHandler, on the handler's goroutine, if the
+// body failed while the client was still there. Its frame holds only t:
+// the goroutine parks here, in <-t.wake, with Hub.ServeHTTP and net/http's
+// three frames under it. That is just small enough: parked in a select on
+// wake and ctx.Done() instead, it kept 8 KiB.
+func (t *streamTail) pump() {
+	if t.start() {
+		for t.copyReadable() {
+			<-t.wake
+		}
+	}
+	t.finish()
+}
+
+// start flushes the head and has the body and the client's leaving
+// signal t.wake. It returns false if the stream is over already, or if
+// the body cannot signal: it was then copied by pumpStream.
+func (t *streamTail) start() bool {
+	if flush(t.w) != nil {
+		return false
+	}
+	n, ok := t.body.(readNotifier)
+	if !ok {
+		t.failed = !t.p.pumpStream(t.ctx, t.w, t.body, t.cluster, t.reqID)
+		return false
+	}
+	t.wake = make(chan struct{}, 1)
+	wake := func() { signal(t.wake) }
+	stopBody, ok := n.NotifyReadable(wake)
+	if !ok {
+		t.failed = !t.p.pumpStream(t.ctx, t.w, t.body, t.cluster, t.reqID)
+		return false
+	}
+	stopCtx := context.AfterFunc(t.ctx, wake)
+	t.notifier = n
+	t.stop = func() {
+		stopBody()
+		stopCtx()
+	}
+	return true
+}
+
+// copyReadable copies what the body has until it has no more without
+// waiting; it returns true to wait for t.wake, false once the stream is
+// over.
+func (t *streamTail) copyReadable() bool {
+	for t.notifier.Readable() {
+		more, ok := t.p.copyReadable(t.ctx, t.w, t.body, t.cluster, t.reqID)
+		if !more {
+			t.failed = !ok
+			return false
+		}
+	}
+	return t.ctx.Err() == nil // else the client left
+}
+
+// finish ends the body and the signals, reports the exchange's end, and
+// aborts the response if the body failed.
+func (t *streamTail) finish() {
+	if t.stop != nil {
+		t.stop()
+	}
+	t.body.Close()
+	t.done()
+	if t.failed {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// signal wakes whoever waits on c (cap 1) without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
 
 // ServeHTTP handles one proxied request; the caller has authenticated it.
 func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -426,6 +565,24 @@ func (p *kubeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				rec.detach()
 				return
 			}
+		}
+		if tail, _ := r.Context().Value(streamTailKey{}).(*streamTail); tail != nil && r.ProtoMajor == 2 {
+			// Hub.ServeHTTP copies the body once this handler's frames
+			// are gone: see streamTail.
+			code, user := rec.code, ident.Name
+			*tail = streamTail{p: p, ctx: r.Context(), w: w, body: body, cluster: id, reqID: reqID, done: func() {
+				p.h.metrics.proxyInFlight.Dec()
+				p.h.metrics.proxyDuration.WithLabelValues(id, verb, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+				if p.h.logger.Enabled(context.Background(), slog.LevelDebug) {
+					p.h.logger.Debug("proxied", "cluster", id, "user", user, "verb", verb, "path", rest, "code", code, "request_id", reqID, "client_request_id", clientReqID, "duration", time.Since(start))
+				}
+				release()
+			}}
+			handedOff = true
+			if p.h.cfg.AuditReads {
+				p.h.auditKube(r, "proxy", ident, id, rest, code, reqID, clientReqID)
+			}
+			return
 		}
 		// The client's writer itself, not rec: rec skips a flush while
 		// more of the response waits on the stream, and a chunked body

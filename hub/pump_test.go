@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,16 @@ func TestStreamingResponses(t *testing.T) {
 			resp, br := watch(t.Context())
 			if resp.Close != tc.wantClosed {
 				t.Errorf("Connection: close = %v, want %v", resp.Close, tc.wantClosed)
+			}
+			if tc.http2 {
+				// The HTTP/2 handler waits for the watch at the top of
+				// its stack, where its stack can shrink to 4 KiB, not
+				// under the proxy's frames (decision 0022).
+				waitFor(t, "the watch's handler waiting in streamTail.pump", func() bool {
+					buf := make([]byte, 1<<20)
+					dump := string(buf[:runtime.Stack(buf, true)])
+					return strings.Contains(dump, "(*streamTail).pump") && !strings.Contains(dump, "(*kubeProxy).pumpStream")
+				})
 			}
 			for i := range 3 {
 				want := fmt.Sprintf(`{"type":"ADDED","n":%d,"pad":%q}`, i, strings.Repeat("x", i*20000))

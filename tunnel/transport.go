@@ -455,6 +455,40 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Readable reports whether a Read would return without waiting for the
+// agent: bytes buffered, the end, or an error.
+func (b *body) Readable() bool {
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return true
+	}
+	if br := b.c.br; br != nil && br.Buffered() > 0 {
+		b.mu.Unlock()
+		return true
+	}
+	st, ok := b.c.conn.(*Stream)
+	b.mu.Unlock()
+	return !ok || st.Readable()
+}
+
+// NotifyReadable makes f be called each time the body may have become
+// readable (see Readable), until stop is called; f must not block. With
+// it a proxy can wait for thousands of quiet watches each on a channel of
+// its own, at the top of a small stack, rather than in WaitReadable. It
+// returns ok false if the body cannot tell (it does not come from a
+// tunnel stream): WaitReadable is then the way to wait.
+func (b *body) NotifyReadable(f func()) (stop func(), ok bool) {
+	b.mu.Lock()
+	st, ok := b.c.conn.(*Stream)
+	b.mu.Unlock()
+	if !ok {
+		return func() {}, false
+	}
+	st.SetReadNotify(f)
+	return func() { st.SetReadNotify(nil) }, true
+}
+
 // WaitReadable blocks until a Read has something to return without
 // waiting for the agent (bytes buffered, the end, or an error), or ctx
 // ends. It holds no buffer while it waits, so a proxy copying thousands

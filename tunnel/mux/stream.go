@@ -208,6 +208,16 @@ func (st *Stream) WaitReadable(ctx context.Context) error {
 	}
 }
 
+// Readable reports whether a Read would return without waiting for the
+// peer: data is buffered, the peer sent FIN, or the stream failed or was
+// closed. With SetReadNotify it lets a caller wait for a stream on a
+// channel of its own.
+func (st *Stream) Readable() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.buffered > 0 || st.err != nil || st.finRecv || st.closed
+}
+
 // copyOut moves up to len(p) buffered bytes into p; st.mu is held.
 func (st *Stream) copyOut(p []byte) int {
 	n := 0
