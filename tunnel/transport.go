@@ -458,18 +458,27 @@ func (b *body) Read(p []byte) (int, error) {
 // Readable reports whether a Read would return without waiting for the
 // agent: bytes buffered, the end, or an error.
 func (b *body) Readable() bool {
-	b.mu.Lock()
-	if b.ended {
-		b.mu.Unlock()
+	ready, conn := b.readyOrConn()
+	if ready {
 		return true
+	}
+	st, ok := conn.(*Stream)
+	return !ok || st.Readable()
+}
+
+// readyOrConn reports whether a Read would return without reading the
+// connection (the exchange ended, or bytes are buffered); if not, it
+// returns the connection a Read would wait on.
+func (b *body) readyOrConn() (bool, net.Conn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return true, nil
 	}
 	if br := b.c.br; br != nil && br.Buffered() > 0 {
-		b.mu.Unlock()
-		return true
+		return true, nil
 	}
-	st, ok := b.c.conn.(*Stream)
-	b.mu.Unlock()
-	return !ok || st.Readable()
+	return false, b.c.conn
 }
 
 // NotifyReadable makes f be called each time the body may have become
@@ -494,19 +503,13 @@ func (b *body) NotifyReadable(f func()) (stop func(), ok bool) {
 // ends. It holds no buffer while it waits, so a proxy copying thousands
 // of quiet watches needs a copy buffer only while one has data.
 func (b *body) WaitReadable(ctx context.Context) error {
-	b.mu.Lock()
-	if b.ended {
-		b.mu.Unlock()
+	ready, conn := b.readyOrConn()
+	if ready {
 		return nil
 	}
-	if br := b.c.br; br != nil && br.Buffered() > 0 {
-		b.mu.Unlock()
-		return nil
-	}
-	w, ok := b.c.conn.(interface {
+	w, ok := conn.(interface {
 		WaitReadable(context.Context) error
 	})
-	b.mu.Unlock()
 	if !ok {
 		return nil
 	}
