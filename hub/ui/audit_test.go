@@ -36,7 +36,7 @@ func TestAuditTab(t *testing.T) {
 
 	// A viewer sees no Audit tab and may not open it.
 	v := h.browser()
-	h.signIn(v, h.token("victor", store.RoleMember))
+	h.signIn(v, h.viewer("victor"))
 	if _, _, page := do(t, v, "GET", h.url+"/ui/clusters/"+id, nil, nil); strings.Contains(page, ">Audit</a>") {
 		t.Error("a viewer is offered the Audit tab")
 	}

@@ -320,6 +320,7 @@ func (u *UI) storeFail(w http.ResponseWriter, r *http.Request, rq *request, err 
 func (u *UI) clusterView(rq *request, c *store.Cluster, title, section string) view {
 	v := rq.view(title+" · "+c.Name, section)
 	v.Cluster = c
+	v.ClusterAdmin = rq.clusterAdmin(c.ID)
 	v.Connected = u.hub.Connected(c.ID)
 	v.ArgoCD = u.cfg.ArgoCD != nil
 	return v
@@ -436,7 +437,7 @@ func (u *UI) ecoTab(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	d := ecoData{Row: u.row(c), History: hist, Filename: installFilename(c), Imported: r.URL.Query().Get("imported") != ""}
 	d.Command = "kubectl apply -f " + d.Filename
-	if rq.admin() {
+	if rq.clusterAdmin(c.ID) {
 		y, err := u.hub.InstallYAML(c.ID)
 		if err != nil {
 			u.logger.Error("rendering install YAML", "cluster", c.ID, "err", err)

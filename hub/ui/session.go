@@ -98,6 +98,30 @@ type request struct {
 
 func (rq *request) admin() bool { return rq.ident.Role == store.RoleAdmin }
 
+// clusterAdmin reports whether rq may manage cluster id (rename and label
+// it, see its install YAML and audit log, delete it): a hub admin, or a
+// member granted admin on it. It is the API's rule for the same actions.
+func (rq *request) clusterAdmin(id string) bool {
+	return rq.ident.ClusterRole(id) == store.ClusterAdmin
+}
+
+// clusterAdmin lets next run only for a cluster admin of the cluster in
+// the path (see request.clusterAdmin); a user who may not see the cluster
+// is told it does not exist, as everywhere.
+func (u *UI) clusterAdmin(next func(http.ResponseWriter, *http.Request, *request)) func(http.ResponseWriter, *http.Request, *request) {
+	return func(w http.ResponseWriter, r *http.Request, rq *request) {
+		id := r.PathValue("id")
+		switch role := rq.ident.ClusterRole(id); {
+		case role == "":
+			u.storeFail(w, r, rq, store.ErrNotFound)
+		case role != store.ClusterAdmin:
+			u.fail(w, r, rq, http.StatusForbidden, "Hub user "+rq.ident.Name+" has "+string(role)+" access to this cluster; this needs admin access to it.")
+		default:
+			next(w, r, rq)
+		}
+	}
+}
+
 // view starts a page's view for rq.
 func (rq *request) view(title, section string) view {
 	return view{Title: title, Section: section, User: rq.ident, Admin: rq.admin(), CSRF: rq.csrf}

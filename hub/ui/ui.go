@@ -167,12 +167,12 @@ func (u *UI) routes() {
 	m.HandleFunc("POST /ui/clusters/new", u.user(store.RoleAdmin, u.audited("create-cluster", u.importCluster)))
 	m.HandleFunc("GET /ui/clusters/{id}", u.user(store.RoleMember, u.generalTab))
 	m.HandleFunc("GET /ui/clusters/{id}/eco", u.user(store.RoleMember, u.ecoTab))
-	m.HandleFunc("GET /ui/clusters/{id}/audit", u.user(store.RoleAdmin, u.auditTab))
-	m.HandleFunc("GET /ui/clusters/{id}/install.yaml", u.user(store.RoleAdmin, u.installYAML))
-	m.HandleFunc("POST /ui/clusters/{id}/update", u.user(store.RoleAdmin, u.audited("update-cluster", u.updateCluster)))
+	m.HandleFunc("GET /ui/clusters/{id}/audit", u.user(store.RoleMember, u.clusterAdmin(u.auditTab)))
+	m.HandleFunc("GET /ui/clusters/{id}/install.yaml", u.user(store.RoleMember, u.clusterAdmin(u.installYAML)))
+	m.HandleFunc("POST /ui/clusters/{id}/update", u.user(store.RoleMember, u.clusterAdmin(u.audited("update-cluster", u.updateCluster))))
 	m.HandleFunc("POST /ui/clusters/{id}/rotate-credential", u.user(store.RoleAdmin, u.audited("rotate-credential", u.rotateCredential)))
-	m.HandleFunc("GET /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.deletePage))
-	m.HandleFunc("POST /ui/clusters/{id}/delete", u.user(store.RoleAdmin, u.audited("delete-cluster", u.deleteCluster)))
+	m.HandleFunc("GET /ui/clusters/{id}/delete", u.user(store.RoleMember, u.clusterAdmin(u.deletePage)))
+	m.HandleFunc("POST /ui/clusters/{id}/delete", u.user(store.RoleMember, u.clusterAdmin(u.audited("delete-cluster", u.deleteCluster))))
 
 	m.HandleFunc("GET /ui/clusters/{id}/workloads", u.user(store.RoleMember, u.dashboard("workloads", u.workloads)))
 	m.HandleFunc("GET /ui/clusters/{id}/pods/{ns}/{name}", u.user(store.RoleMember, u.dashboard("pod", u.pod)))
@@ -211,17 +211,19 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // view is what every page template gets.
 type view struct {
-	Title     string
-	User      hub.Identity
-	Admin     bool
-	CSRF      string
-	Section   string // highlights the current tab
-	Cluster   *store.Cluster
-	Connected bool
-	ArgoCD    bool // the Argo CD tab is shown
-	Flash     string
-	Error     string
-	Data      any
+	Title string
+	User  hub.Identity
+	Admin bool
+	// ClusterAdmin: the user may manage Cluster (request.clusterAdmin).
+	ClusterAdmin bool
+	CSRF         string
+	Section      string // highlights the current tab
+	Cluster      *store.Cluster
+	Connected    bool
+	ArgoCD       bool // the Argo CD tab is shown
+	Flash        string
+	Error        string
+	Data         any
 }
 
 // render writes page name with v.

@@ -166,26 +166,27 @@ func TestViewerRefusedHubWrites(t *testing.T) {
 	}
 	b := h.browser()
 	csrf := h.signIn(b, h.viewer("victor"))
-	for _, tc := range []struct{ method, path string }{
-		{"GET", "/ui/clusters/new"},
-		{"POST", "/ui/clusters/new"},
-		{"GET", "/ui/clusters/" + c.ID + "/install.yaml"},
-		{"GET", "/ui/clusters/" + c.ID + "/delete"},
-		{"POST", "/ui/clusters/" + c.ID + "/delete"},
+	const hubAdmin, clusterAdmin = "needs the admin role", "needs admin access to it"
+	for _, tc := range []struct{ method, path, why string }{
+		{"GET", "/ui/clusters/new", hubAdmin},
+		{"POST", "/ui/clusters/new", hubAdmin},
+		{"GET", "/ui/clusters/" + c.ID + "/install.yaml", clusterAdmin},
+		{"GET", "/ui/clusters/" + c.ID + "/delete", clusterAdmin},
+		{"POST", "/ui/clusters/" + c.ID + "/delete", clusterAdmin},
 	} {
 		var form url.Values
 		if tc.method == "POST" {
 			form = url.Values{"csrf": {csrf}, "name": {"sneaky"}}
 		}
 		code, _, page := do(t, b, tc.method, h.url+tc.path, form, nil)
-		if code != http.StatusForbidden || !strings.Contains(page, "needs the admin role") {
-			t.Errorf("viewer %s %s = %d, want 403", tc.method, tc.path, code)
+		if code != http.StatusForbidden || !strings.Contains(page, tc.why) {
+			t.Errorf("viewer %s %s = %d, want 403 saying it %s", tc.method, tc.path, code, tc.why)
 		}
 	}
 	// A viewer sees the cluster and its status, but not the YAML, which
 	// carries the agent credential.
 	code, _, page := do(t, b, "GET", h.url+"/ui/clusters/"+c.ID+"/eco", nil, nil)
-	if code != http.StatusOK || strings.Contains(page, "kind: Secret") || !strings.Contains(page, "only hub admins") {
+	if code != http.StatusOK || strings.Contains(page, "kind: Secret") || !strings.Contains(page, "only the cluster's admins") {
 		t.Errorf("viewer ECO tab = %d", code)
 	}
 	if strings.Contains(page, ">Delete") {

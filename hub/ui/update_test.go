@@ -13,8 +13,11 @@ import (
 // TestUpdateClusterForm: the General tab shows a cluster's labels and
 // offers admins a form to rename it and set them; the POST needs the CSRF
 // token, saves, is audited, and shows the change. A name taken and a bad
-// label are refused with the reason and change nothing; members are not
-// offered the form and are refused.
+// label are refused with the reason and change nothing. A member granted
+// admin on the cluster may do what the API lets it (rename, install YAML,
+// audit tab, delete page), not rotate the credential; members with view or
+// edit are not offered the form and are refused; a member not granted the
+// cluster is told it does not exist.
 func TestUpdateClusterForm(t *testing.T) {
 	h := newTestHub(t, hubOptions{})
 	c, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "edit-me"})
@@ -87,5 +90,69 @@ func TestUpdateClusterForm(t *testing.T) {
 	}
 	if code, _, _ := do(t, m, "POST", path, url.Values{"csrf": {mcsrf}, "name": {"mine"}}, nil); code != http.StatusForbidden {
 		t.Errorf("member update = %d, want 403", code)
+	}
+
+	// Members by their grant on this one cluster.
+	other, err := h.hub.ImportCluster(t.Context(), hub.ImportRequest{Name: "not-yours"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(name string, role store.ClusterRole) (*http.Client, string) {
+		t.Helper()
+		secret := h.token(name, store.RoleMember)
+		if _, err := h.hub.CreateGrant(t.Context(), store.NewGrant{Kind: store.SubjectUser, Subject: name, ClusterID: c.ID, Role: role}); err != nil {
+			t.Fatal(err)
+		}
+		b := h.browser()
+		return b, h.signIn(b, secret)
+	}
+	ann, acsrf := member("ann", store.ClusterAdmin)
+	ed, ecsrf := member("ed", store.ClusterEdit)
+	base := h.url + "/ui/clusters/"
+	for _, tc := range []struct {
+		who          string
+		b            *http.Client
+		method, path string
+		form         url.Values
+		code         int
+	}{
+		{"cluster admin", ann, "GET", base + c.ID + "/install.yaml", nil, http.StatusOK},
+		{"cluster admin", ann, "GET", base + c.ID + "/audit", nil, http.StatusOK},
+		{"cluster admin", ann, "GET", base + c.ID + "/delete", nil, http.StatusOK},
+		{"cluster admin", ann, "POST", base + c.ID + "/update", url.Values{"csrf": {acsrf}, "name": {"anns"}, "labels": {"owner=ann"}}, http.StatusSeeOther},
+		{"cluster admin", ann, "POST", base + c.ID + "/rotate-credential", url.Values{"csrf": {acsrf}}, http.StatusForbidden},
+		{"cluster admin of another cluster", ann, "GET", base + other.ID + "/install.yaml", nil, http.StatusNotFound},
+		{"cluster admin of another cluster", ann, "POST", base + other.ID + "/update", url.Values{"csrf": {acsrf}, "name": {"grab"}}, http.StatusNotFound},
+		{"cluster editor", ed, "GET", base + c.ID + "/install.yaml", nil, http.StatusForbidden},
+		{"cluster editor", ed, "GET", base + c.ID + "/audit", nil, http.StatusForbidden},
+		{"cluster editor", ed, "POST", base + c.ID + "/update", url.Values{"csrf": {ecsrf}, "name": {"eds"}}, http.StatusForbidden},
+		{"cluster editor", ed, "POST", base + c.ID + "/delete", url.Values{"csrf": {ecsrf}}, http.StatusForbidden},
+	} {
+		if code, _, _ := do(t, tc.b, tc.method, tc.path, tc.form, nil); code != tc.code {
+			t.Errorf("%s: %s %s = %d, want %d", tc.who, tc.method, strings.TrimPrefix(tc.path, h.url), code, tc.code)
+		}
+	}
+	if got, _ := h.hub.Store().GetCluster(t.Context(), c.ID); got.Name != "anns" || got.Labels["owner"] != "ann" {
+		t.Errorf("after the cluster admin's update: %+v", got)
+	}
+	if got, _ := h.hub.Store().GetCluster(t.Context(), other.ID); got.Name != "not-yours" {
+		t.Errorf("another cluster changed: %+v", got)
+	}
+	for _, tc := range []struct {
+		who        string
+		b          *http.Client
+		form, yaml bool
+	}{{"cluster admin", ann, true, true}, {"cluster editor", ed, false, false}} {
+		_, _, general := do(t, tc.b, "GET", base+c.ID, nil, nil)
+		_, _, eco := do(t, tc.b, "GET", base+c.ID+"/eco", nil, nil)
+		if got := strings.Contains(general, `id="update-cluster"`); got != tc.form {
+			t.Errorf("%s offered the form: %v, want %v", tc.who, got, tc.form)
+		}
+		if got := strings.Contains(eco, `id="install-yaml"`); got != tc.yaml {
+			t.Errorf("%s shown the install YAML: %v, want %v", tc.who, got, tc.yaml)
+		}
+		if strings.Contains(eco, `id="rotate-credential"`) {
+			t.Errorf("%s offered credential rotation (hub admins only)", tc.who)
+		}
 	}
 }
