@@ -199,10 +199,11 @@ func TestManagedAddons(t *testing.T) {
 		if err != nil || !strings.Contains(out, "sh.helm.release.v1.eco-logging.v1") {
 			t.Fatalf("release secret: %s %v", out, err)
 		}
-		events, _ := h.Store().ListAudit(ctx, store.AuditQuery{ClusterID: members[2].id, User: "service:addons"})
-		if len(events) == 0 {
-			t.Fatal("the audit log does not name the add-ons' service identity")
-		}
+		// The audit recorder writes in the background: awaited.
+		waitFor(t, 10*time.Second, "the audit log naming the add-ons' service identity", func() (bool, string) {
+			events, err := h.Store().ListAudit(ctx, store.AuditQuery{ClusterID: members[2].id, User: "service:addons"})
+			return err == nil && len(events) > 0, fmt.Sprintf("%d events, %v", len(events), err)
+		})
 	})
 
 	t.Run("the real metrics-server chart in one cluster", func(t *testing.T) {
@@ -241,10 +242,23 @@ func TestManagedAddons(t *testing.T) {
 		if out, err := m.kubectl(t, "get", "daemonset", "-n", "eco-logging", "eco-logging"); err != nil {
 			t.Fatalf("not restored: %s", out)
 		}
-		// The whole release uninstalled by hand: installed again.
-		if err := h.Do(ctx, "DELETE", "/api/v1/clusters/"+m.id+"/releases/eco-logging/eco-logging", "", nil, nil); err != nil {
+		// The whole release uninstalled by hand: installed again. The
+		// uninstall runs in the background, and until it has, the add-on
+		// still looks healthy: the reinstall is awaited after it.
+		var op apps.OperationJSON
+		if err := h.Do(ctx, "DELETE", "/api/v1/clusters/"+m.id+"/releases/eco-logging/eco-logging", "", nil, &op); err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, 60*time.Second, "the uninstall", func() (bool, string) {
+			var now apps.OperationJSON
+			if err := h.Do(ctx, "GET", "/api/v1/operations/"+op.ID, "", nil, &now); err != nil {
+				return false, err.Error()
+			}
+			if now.FinishedAt != nil && now.State != "succeeded" {
+				t.Fatalf("the uninstall ended %s: %s", now.State, now.Message)
+			}
+			return now.FinishedAt != nil, now.State
+		})
 		waitFor(t, 60*time.Second, "reinstalled after an uninstall", func() (bool, string) {
 			features.Addons.Resync(ctx)
 			st := status(m)

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -230,6 +231,15 @@ func TestSecurityIdentity(t *testing.T) {
 	if err := w.hub.Do(ctx, "POST", "/api/v1/grants", "", map[string]string{"kind": "user", "subject": "viewer", "role": "view"}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The note of the refused takeovers goes through the cluster's status
+	// queue, apart from the refusals: awaited before reading.
+	waitUntil(t, "the history's note of the refused takeovers", func() bool {
+		var hist struct{ Items []hub.TransitionJSON }
+		if err := w.hub.Do(ctx, "GET", "/api/v1/clusters/"+w.id+"/history", "", nil, &hist); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(fmt.Sprint(hist.Items), "refused an agent whose identity is not proven")
+	})
 	var seen strings.Builder
 	for _, p := range []string{"/api/v1/clusters/" + w.id, "/api/v1/clusters/" + w.id + "/history", "/api/v1/clusters"} {
 		var raw json.RawMessage

@@ -135,12 +135,20 @@ func TestSecurityRotation(t *testing.T) {
 		t.Fatal("A's Secret does not hold the credential of generation 2")
 	}
 	// B's admins see why its agent is refused; nobody sees a credential.
-	st, err := w.hub.Status(ctx, b.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.State != string(store.StateFailing) || !strings.Contains(st.Reason, "credential rotated") || !strings.Contains(st.Reason, "re-apply the install YAML") {
-		t.Fatalf("B's status = %s %q, want Failing saying to re-apply the install YAML", st.State, st.Reason)
+	// (The refusal's status goes through B's status queue, apart from the
+	// refusal itself: awaited.)
+	var st hub.StatusJSON
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if st, err = w.hub.Status(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		if st.State == string(store.StateFailing) && strings.Contains(st.Reason, "credential rotated") && strings.Contains(st.Reason, "re-apply the install YAML") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's status = %s %q, want Failing saying to re-apply the install YAML", st.State, st.Reason)
+		}
 	}
 	var hist []byte
 	if err := w.hub.Do(ctx, "GET", "/api/v1/clusters/"+b.ID+"/history", "", nil, &hist); err != nil {

@@ -61,8 +61,10 @@ func TestAuditLog(t *testing.T) {
 	resp := send("POST", "/api/v1/namespaces/prod/configmaps", strings.Repeat("x", 200))
 	resp2 := send("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web", "client-42")
 
+	// The recorder writes in batches: the import may be in while the
+	// proxied requests are not yet. Wait for all three.
 	page := e.auditPage("/api/v1/clusters/" + c.ID + "/audit")
-	for len(page.Items) < 2 {
+	for deadline := time.Now().Add(10 * time.Second); len(page.Items) < 3 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		page = e.auditPage("/api/v1/clusters/" + c.ID + "/audit")
 	}

@@ -237,6 +237,27 @@ func (e *env) waitState(id string, want store.State) hub.StatusJSON {
 	}
 }
 
+// waitHistory polls cluster id's status history until a transition's
+// reason holds want: the hub writes notes, and the transitions its status
+// queue applies, after whatever the caller saw happen.
+func (e *env) waitHistory(id, want string) {
+	e.t.Helper()
+	var hist struct{ Items []hub.TransitionJSON }
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code := e.do("GET", "/api/v1/clusters/"+id+"/history", e.admin, "", &hist); code != http.StatusOK {
+			e.t.Fatalf("history of %s: %d", id, code)
+		}
+		for _, tr := range hist.Items {
+			if strings.Contains(tr.Reason, want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("history of %s has no %q after 10s: %+v", id, want, hist.Items)
+		}
+	}
+}
+
 func TestAPIAuthAndValidation(t *testing.T) {
 	e := newEnv(t)
 	var viewer hub.TokenJSON

@@ -277,7 +277,9 @@ func TestIdentityAttacks(t *testing.T) {
 			}
 		})
 	}
-	// Viewers read neither pinned values nor the failures.
+	// Viewers read neither pinned values nor the failures. (The note of
+	// the takeovers goes through the cluster's status queue: awaited.)
+	e.waitHistory(c.ID, "refused an agent whose identity is not proven while the cluster's agent is connected")
 	seen := e.viewable(c.ID, viewer)
 	for _, secret := range append(pinned.KeyIDs, clusterIssuer, "uid-target") {
 		if strings.Contains(seen, secret) {

@@ -74,7 +74,7 @@ func (h *Hub) UpdateCluster(ctx context.Context, id string, u store.ClusterUpdat
 // matching at once and its tunnel, if any, is closed with a reason the
 // agent logs.
 func (h *Hub) DeleteCluster(ctx context.Context, id string) error {
-	if err := h.store.DeleteCluster(ctx, id); err != nil {
+	if err := h.status.deleteCluster(ctx, id); err != nil {
 		return fmt.Errorf("deleting cluster: %w", err)
 	}
 	h.tunnels.Disconnect(id, "the cluster was deleted from the hub")

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -36,6 +37,13 @@ type statusTracker struct {
 	// events receives a lifecycle event for every change of state the
 	// tracker writes.
 	events *lifecycle.Bus
+	// published is held from a state's write to its event's publication,
+	// and by deleteCluster around the cluster's deletion: a state written
+	// before the deletion has published its event by then, one after it
+	// finds no cluster, so no state's event follows a cluster's Deleted
+	// (a subscriber that forgot a deleted cluster never then hears it
+	// Disconnected).
+	published sync.Mutex
 
 	// Owned by the run goroutine.
 	latest map[string]uint64      // newest session ID per cluster
@@ -248,6 +256,8 @@ func (t *statusTracker) apply(it statusItem) {
 func (t *statusTracker) write(id string, u store.StatusUpdate) {
 	ctx, cancel := bg(10 * time.Second)
 	defer cancel()
+	t.published.Lock()
+	defer t.published.Unlock()
 	before, known := t.state[id]
 	st, err := t.store.UpdateStatus(ctx, id, u)
 	if errors.Is(err, store.ErrNotFound) {
@@ -266,4 +276,12 @@ func (t *statusTracker) write(id string, u store.StatusUpdate) {
 			t.events.Publish(lifecycle.Event{Kind: kind, ClusterID: id, Reason: st.Reason, At: st.Since})
 		}
 	}
+}
+
+// deleteCluster deletes cluster id from the store with no state write
+// between its store write and its event (see published).
+func (t *statusTracker) deleteCluster(ctx context.Context, id string) error {
+	t.published.Lock()
+	defer t.published.Unlock()
+	return t.store.DeleteCluster(ctx, id)
 }

@@ -230,14 +230,21 @@ func TestRunFromImage(t *testing.T) {
 		if st.AgentVersion != testVersion {
 			t.Errorf("the connected agent reports version %q, want the image's %q", st.AgentVersion, testVersion)
 		}
-		// Its health endpoint, as the kubelet would probe it.
-		resp, err := http.Get("http://" + health + install.ReadyzPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("agent %s = %d", install.ReadyzPath, resp.StatusCode)
+		// Its health endpoint, probed as the kubelet does, again and
+		// again: the hub records Connected when it has registered the
+		// session, which may be before the agent has taken its answer.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			resp, err := http.Get("http://" + health + install.ReadyzPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agent %s = %d after 30s", install.ReadyzPath, resp.StatusCode)
+			}
 		}
 	})
 

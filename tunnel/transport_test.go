@@ -318,6 +318,22 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // idleCount is the number of streams in the pool.
 func (t *Transport) idleCount() int { return t.Stats().Idle }
 
+// idleLive is the number of streams in the pool not known to be closed:
+// those whose far end's close has not reached this end yet.
+func (t *Transport) idleLive() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, list := range t.idle {
+		for _, c := range list {
+			if live(c.conn) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // TestTransportIdleStreams: idle streams are closed after IdleTimeout and
 // by CloseIdleConnections; a stream the agent's server closed while idle
 // is not reused.
@@ -355,7 +371,8 @@ func TestTransportIdleStreams(t *testing.T) {
 		rig := newTransportRig(t, exchangeHandler(), func(_ *TransportConfig, s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
 		rig.do(t, "GET", "/small", nil, nil)
 		waitFor(t, func() bool { return rig.closed.Load() == 1 }, "the agent's server to close the idle connection")
-		time.Sleep(20 * time.Millisecond) // for its FIN to reach the hub
+		// Its FIN crosses the tunnel after that: awaited, not slept for.
+		waitFor(t, func() bool { return rig.tr.idleLive() == 0 }, "the close to reach the hub's end")
 		resp, body, reused := rig.do(t, "POST", "/echo", strings.NewReader("abc"), nil)
 		if reused || resp.StatusCode != 200 || !strings.HasPrefix(string(body), "3 ") {
 			t.Errorf("POST after the far end closed the idle stream: reused %v, %d %q", reused, resp.StatusCode, body)

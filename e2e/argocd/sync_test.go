@@ -288,16 +288,21 @@ spec:
 			Resource string `json:"resource"`
 		} `json:"items"`
 	}
-	if err := d.api(ctx, "GET", "/api/v1/audit?user=service:argocd&limit=1000", nil, &audit); err != nil {
-		t.Fatal(err)
-	}
-	applied := map[string]bool{}
-	for _, e := range audit.Items {
-		applied[e.Resource] = true
-	}
-	if !applied["deployments"] || !applied["configmaps"] {
-		t.Errorf("audit log of service:argocd has %v, want deployments and configmaps", applied)
-	}
+	// The recorder writes in the background, after the requests that
+	// applied them: awaited.
+	eventually(t, "the audit log of service:argocd naming what it applied", 30*time.Second, func() error {
+		if err := d.api(ctx, "GET", "/api/v1/audit?user=service:argocd&limit=1000", nil, &audit); err != nil {
+			return err
+		}
+		applied := map[string]bool{}
+		for _, e := range audit.Items {
+			applied[e.Resource] = true
+		}
+		if !applied["deployments"] || !applied["configmaps"] {
+			return fmt.Errorf("it has %v, want deployments and configmaps", applied)
+		}
+		return nil
+	})
 
 	// The hub's API shows the Application on the cluster's Argo CD view.
 	var view struct {

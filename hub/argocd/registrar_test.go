@@ -685,15 +685,18 @@ func TestInstanceThroughTunnel(t *testing.T) {
 	if !found {
 		t.Errorf("managedFields %+v", s.ManagedFields)
 	}
-	events, err := r.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: r.id, Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	writer := false
-	for _, e := range events {
-		writer = writer || (e.User == "service:argocd-registrar" && e.Resource == "secrets")
-	}
-	if !writer {
-		t.Error("no audit event of service:argocd-registrar writing the Secret")
-	}
+	// The audit recorder writes in the background, after the request
+	// that wrote the Secret: awaited.
+	r.eventually("an audit event of service:argocd-registrar writing the Secret", 10*time.Second, func() error {
+		events, err := r.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: r.id, Limit: 100})
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if e.User == "service:argocd-registrar" && e.Resource == "secrets" {
+				return nil
+			}
+		}
+		return fmt.Errorf("none in %d events", len(events))
+	})
 }

@@ -1,10 +1,12 @@
 package ui_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/store"
@@ -42,17 +44,19 @@ func TestRotateCredentialButton(t *testing.T) {
 	if yaml1, _ := h.hub.InstallYAML(c.ID); string(yaml1) == string(yaml0) {
 		t.Fatal("the install YAML did not change")
 	}
-	events, err := h.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: c.ID, Limit: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	audited := false
-	for _, ev := range events {
-		audited = audited || ev.Verb == "rotate-credential" && ev.Source == "ui" && ev.Code == http.StatusSeeOther
-	}
-	if !audited {
-		t.Fatalf("no audit event for the rotation: %+v", events)
-	}
+	// The audit recorder writes in the background: awaited.
+	eventually(t, 10*time.Second, func() error {
+		events, err := h.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: c.ID, Limit: 10})
+		if err != nil {
+			return err
+		}
+		for _, ev := range events {
+			if ev.Verb == "rotate-credential" && ev.Source == "ui" && ev.Code == http.StatusSeeOther {
+				return nil
+			}
+		}
+		return fmt.Errorf("no audit event for the rotation: %+v", events)
+	})
 
 	m := h.browser()
 	mcsrf := h.signIn(m, h.viewer("victor"))

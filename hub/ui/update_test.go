@@ -1,10 +1,12 @@
 package ui_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/store"
@@ -71,17 +73,19 @@ func TestUpdateClusterForm(t *testing.T) {
 		t.Errorf("after refused updates: %+v", after)
 	}
 
-	events, err := h.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: c.ID, Limit: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	audited := false
-	for _, ev := range events {
-		audited = audited || ev.Verb == "update-cluster" && ev.Source == "ui" && ev.Code == http.StatusSeeOther
-	}
-	if !audited {
-		t.Errorf("no audit event for the update: %+v", events)
-	}
+	// The audit recorder writes in the background: awaited.
+	eventually(t, 10*time.Second, func() error {
+		events, err := h.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: c.ID, Limit: 20})
+		if err != nil {
+			return err
+		}
+		for _, ev := range events {
+			if ev.Verb == "update-cluster" && ev.Source == "ui" && ev.Code == http.StatusSeeOther {
+				return nil
+			}
+		}
+		return fmt.Errorf("no audit event for the update: %+v", events)
+	})
 
 	m := h.browser()
 	mcsrf := h.signIn(m, h.viewer("victor"))
