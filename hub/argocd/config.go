@@ -161,10 +161,14 @@ func (f File) Durations() (ttl, resync time.Duration, err error) {
 
 // ValidateInstances fills in the defaults of every instance and reports the
 // first problem: how it is reached must be said exactly once, names must
-// be unique.
+// be unique, and no two instances may be the same namespace reached the
+// same way (Argo CD reads every cluster Secret of its namespace, so they
+// would be one Argo CD, each deleting the Secrets the other's selector
+// picks).
 func ValidateInstances(in []Instance) ([]Instance, error) {
 	out := slices.Clone(in)
 	seen := map[string]bool{}
+	where := map[string]string{} // where an instance writes → its name
 	for i := range out {
 		inst := &out[i]
 		if inst.Name == "" {
@@ -189,6 +193,18 @@ func ValidateInstances(in []Instance) ([]Instance, error) {
 		if err := store.ValidateClusterName(inst.Namespace); err != nil {
 			return nil, fmt.Errorf("argocd instance %q: namespace: %w", inst.Name, err)
 		}
+		at := "cluster " + inst.Cluster
+		switch {
+		case inst.Kubeconfig != "":
+			at = "kubeconfig " + inst.Kubeconfig + " context " + inst.Context
+		case inst.InCluster:
+			at = "the hub's own cluster"
+		}
+		at += ", namespace " + inst.Namespace
+		if other, ok := where[at]; ok {
+			return nil, fmt.Errorf("argocd instances %q and %q are both %s: one Argo CD is one instance (give it one selector)", other, inst.Name, at)
+		}
+		where[at] = inst.Name
 		for _, p := range inst.Selector.Providers {
 			if !p.Valid() {
 				return nil, fmt.Errorf("argocd instance %q: selector: provider %q: want one of %v", inst.Name, p, store.Providers())

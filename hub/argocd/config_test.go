@@ -25,6 +25,11 @@ func TestParseFile(t *testing.T) {
 				t.Errorf("instances = %+v, %v", in, err)
 			}
 		}},
+		{name: "one cluster, two namespaces or contexts", yaml: "instances:\n- kubeconfig: /k\n- name: b\n  kubeconfig: /k\n  namespace: other\n- name: c\n  kubeconfig: /k\n  context: other\n", check: func(t *testing.T, f File) {
+			if in, err := ValidateInstances(f.Instances); err != nil || len(in) != 3 {
+				t.Errorf("instances = %+v, %v", in, err)
+			}
+		}},
 		{name: "everything", yaml: `
 grant: view
 tokenTTL: 2h
@@ -50,6 +55,9 @@ instances:
 		{name: "no way to reach it", yaml: "instances:\n- name: x\n", wantErr: "exactly one of"},
 		{name: "two ways to reach it", yaml: "instances:\n- kubeconfig: /k\n  inCluster: true\n", wantErr: "exactly one of"},
 		{name: "duplicate names", yaml: "instances:\n- kubeconfig: /k\n- inCluster: true\n", wantErr: "used twice"},
+		{name: "one namespace twice", yaml: "instances:\n- kubeconfig: /k\n- name: b\n  kubeconfig: /k\n", wantErr: `"argocd" and "b" are both kubeconfig /k context , namespace argocd`},
+		{name: "one namespace twice, in cluster", yaml: "instances:\n- inCluster: true\n  namespace: gitops\n- name: b\n  inCluster: true\n  namespace: gitops\n", wantErr: "both the hub's own cluster, namespace gitops"},
+		{name: "one managed cluster twice", yaml: "instances:\n- cluster: mgmt\n- name: b\n  cluster: mgmt\n", wantErr: "both cluster mgmt, namespace argocd"},
 		{name: "unknown field", yaml: "instances:\n- kubeconfg: /k\n", wantErr: "unknown field"},
 		{name: "bad grant", yaml: "grant: root\ninstances:\n- inCluster: true\n", wantErr: "grant"},
 		{name: "bad ttl", yaml: "tokenTTL: 1s\ninstances:\n- inCluster: true\n", wantErr: "tokenTTL"},

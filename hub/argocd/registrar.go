@@ -561,15 +561,25 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		current = nil
 	case err != nil:
 		return fmt.Errorf("reading Secret %s/%s: %w", in.Namespace, SecretName(id), err)
-	case current.Labels[LabelManagedBy] != ManagedBy:
-		current = nil // not ours: never delete a user's Secret
+	case current.Labels[LabelManagedBy] != ManagedBy, current.Labels[LabelInstance] != in.Name:
+		// Not ours: never delete a user's Secret, nor another
+		// instance's (ValidateInstances refuses two instances in one
+		// namespace, but two kubeconfigs may name one cluster).
+		current = nil
 	}
 	in.mu.Lock()
 	st, known := in.status[id]
 	settled := known && !st.Registered && st.Reason == why && st.Error == ""
 	in.mu.Unlock()
-	if current == nil && (!known || settled) {
-		return nil // never registered here, or unregistered already
+	if current == nil && !known {
+		// Never registered here: say why, for the cluster's Argo CD tab.
+		r.setStatus(in, id, func(s *Registration) {
+			s.Reason, s.Error, s.LastReconcile = why, "", r.cfg.Now()
+		})
+		return nil
+	}
+	if current == nil && settled {
+		return nil // unregistered already
 	}
 	// Revoke first: once the Secret is gone, its token is dead too.
 	in.mu.Lock()

@@ -510,11 +510,25 @@ func TestTokenRotation(t *testing.T) {
 	}
 }
 
+// TestSelectorAndGrant: an instance whose selector does not pick the
+// cluster says so and leaves alone the Secret another instance wrote in
+// the same namespace (reached by another kubeconfig file, which
+// ValidateInstances cannot tell from another cluster); the grant is the
+// configured one, enforced by the cluster.
 func TestSelectorAndGrant(t *testing.T) {
+	// The same cluster by a kubeconfig file of another name.
+	kc, err := os.ReadFile(cluster.AdminKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := filepath.Join(t.TempDir(), "same-cluster.kubeconfig")
+	if err := os.WriteFile(alias, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := newRig(t, func(c *argocd.Config) {
 		c.Grant = store.ClusterView
 		c.Instances = append(c.Instances, argocd.Instance{
-			Name: "eks-only", Kubeconfig: cluster.AdminKubeconfig, Namespace: c.Instances[0].Namespace,
+			Name: "eks-only", Kubeconfig: alias, Namespace: c.Instances[0].Namespace,
 			Selector: argocd.Selector{Providers: []store.Provider{store.ProviderEKS}},
 		})
 	})
@@ -546,6 +560,26 @@ func TestSelectorAndGrant(t *testing.T) {
 	if st[0].Instance != "argocd" || !st[0].Registered || st[1].Instance != "eks-only" || st[1].Registered || st[1].Reason == "" {
 		t.Errorf("status = %+v", st)
 	}
+	// Two resyncs (a second each here) later, the Secret is still the
+	// object first written: instance eks-only never deleted it (the
+	// other would have written it again, under a new UID).
+	since := st[0].LastReconcile
+	r.eventually("two more resyncs", 15*time.Second, func() error {
+		if st := r.reg.Status(r.id); len(st) != 2 || st[0].LastReconcile.Sub(since) < 2*time.Second {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if after, err := r.secret(); err != nil || after.UID != s.UID {
+		t.Errorf("the registered Secret after instance eks-only's resync: %v (UID %s, was %s)", err, uidOf(after), s.UID)
+	}
+}
+
+func uidOf(s *corev1.Secret) string {
+	if s == nil {
+		return ""
+	}
+	return string(s.UID)
 }
 
 func TestUnreachableInstance(t *testing.T) {
