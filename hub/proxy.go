@@ -201,11 +201,7 @@ func (p *kubeProxy) takeStreamBody(resp *http.Response) error {
 // borrows one for a read. It ends when the body does, the client leaves
 // (ctx) or a write fails, and closes the body. It returns false if the
 // body failed while the client was still there, so the response must be
-// aborted.
-//
-// Its frame and the frames it waits under are kept small: a quiet watch's
-// goroutine parks here, and its stack can shrink only while it uses
-// little of it (see streamTail).
+// aborted. (An HTTP/2 stream is copied by streamTail instead.)
 func (p *kubeProxy) pumpStream(ctx context.Context, w http.ResponseWriter, body waitReadCloser, cluster, reqID string) bool {
 	defer body.Close()
 	if flush(w) != nil {
