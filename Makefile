@@ -42,9 +42,10 @@ demo: setup-demo kube ## run the local demo in the foreground until Ctrl-C
 	cd /tmp && GOBIN=$(BIN) GOFLAGS= $(GO) install helm.sh/helm/v4/cmd/helm@v4.3.2  # the helm CLI, to see the add-ons' releases
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
 
-bench: kube ## side-by-side benchmark (eco, remotedialer, direct, revproxy) and the real-path table; < 10 min
+bench: kube ## side-by-side benchmark (eco, remotedialer, direct, revproxy), the real-path table, then bench-argocd; < 15 min warm
 	cd bench && $(GO) build -o $(BIN)/ecobench ./cmd/ecobench
 	$(BIN)/ecobench -real -out bench/results.json
+	$(MAKE) bench-argocd
 
 bench-quick: ## a short smoke run of the same benchmark (< 2 min); prints the table, writes bench/results.json
 	cd bench && $(GO) build -o $(BIN)/ecobench ./cmd/ecobench

@@ -83,6 +83,9 @@ type Selector struct {
 	Regions []string `json:"regions,omitempty"`
 	// Names are the cluster names to pick.
 	Names []string `json:"names,omitempty"`
+	// Labels are user labels a cluster must all carry with these values
+	// (like a Kubernetes matchLabels; see `ecoctl clusters label`).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Matches reports whether s picks cluster c.
@@ -95,6 +98,11 @@ func (s Selector) Matches(c store.Cluster) bool {
 	}
 	if len(s.Names) > 0 && !slices.Contains(s.Names, c.Name) {
 		return false
+	}
+	for k, v := range s.Labels {
+		if got, ok := c.Labels[k]; !ok || got != v {
+			return false
+		}
 	}
 	return true
 }

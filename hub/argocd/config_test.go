@@ -40,7 +40,7 @@ instances:
   namespace: gitops
   project: platform
   url: https://argocd.example.com
-  selector: {providers: [eks, gke], regions: [eu-west-1], names: [a]}
+  selector: {providers: [eks, gke], regions: [eu-west-1], names: [a], labels: {env: prod}}
 - name: local
   inCluster: true
 `, check: func(t *testing.T, f File) {
@@ -48,7 +48,7 @@ instances:
 			if ttl != 2*time.Hour || resync != 30*time.Second || f.Grant != store.ClusterView {
 				t.Errorf("got %v %v %v", ttl, resync, f.Grant)
 			}
-			if f.Instances[0].Selector.Providers[1] != store.ProviderGKE || f.Instances[1].Namespace != "" {
+			if f.Instances[0].Selector.Providers[1] != store.ProviderGKE || f.Instances[0].Selector.Labels["env"] != "prod" || f.Instances[1].Namespace != "" {
 				t.Errorf("instances = %+v", f.Instances)
 			}
 		}},
@@ -82,7 +82,7 @@ instances:
 }
 
 func TestSelectorMatches(t *testing.T) {
-	c := store.Cluster{Name: "prod-1", Provider: store.ProviderEKS, Region: "eu-west-1"}
+	c := store.Cluster{Name: "prod-1", Provider: store.ProviderEKS, Region: "eu-west-1", Labels: map[string]string{"env": "prod", "team": "web", "empty": ""}}
 	tests := []struct {
 		name string
 		sel  Selector
@@ -95,6 +95,11 @@ func TestSelectorMatches(t *testing.T) {
 		{"other region", Selector{Regions: []string{"us-east-1"}}, false},
 		{"all fields must match", Selector{Providers: []store.Provider{store.ProviderEKS}, Names: []string{"prod-2"}}, false},
 		{"name", Selector{Names: []string{"prod-1"}}, true},
+		{"labels", Selector{Labels: map[string]string{"env": "prod", "team": "web"}}, true},
+		{"a label with another value", Selector{Labels: map[string]string{"env": "dev"}}, false},
+		{"a label the cluster lacks", Selector{Labels: map[string]string{"tier": ""}}, false},
+		{"an empty label value", Selector{Labels: map[string]string{"empty": ""}}, true},
+		{"labels and provider", Selector{Providers: []store.Provider{store.ProviderAKS}, Labels: map[string]string{"env": "prod"}}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.sel.Matches(c); got != tt.want {
