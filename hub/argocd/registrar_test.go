@@ -734,3 +734,46 @@ func TestInstanceThroughTunnel(t *testing.T) {
 		return fmt.Errorf("none in %d events", len(events))
 	})
 }
+
+// TestSelectorByLabels: an instance that selects clusters by user label
+// registers a cluster once it is given the label, and unregisters it
+// (Secret deleted, token revoked) once the label goes.
+func TestSelectorByLabels(t *testing.T) {
+	r := newRig(t, func(c *argocd.Config) {
+		c.Instances[0].Selector = argocd.Selector{Labels: map[string]string{"env": "prod"}}
+	})
+	r.eventually("told why the cluster is not registered", 15*time.Second, func() error {
+		if st := r.reg.Status(r.id); len(st) != 1 || st[0].Registered || !strings.Contains(st[0].Reason, "selector") {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if _, err := r.secret(); !apierrors.IsNotFound(err) {
+		t.Fatalf("Secret of an unselected cluster: %v", err)
+	}
+	label := func(labels map[string]string) {
+		t.Helper()
+		c, err := r.hub.Store().GetCluster(t.Context(), r.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.hub.UpdateCluster(t.Context(), r.id, store.ClusterUpdate{Name: c.Name, Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	label(map[string]string{"env": "prod"})
+	cfg := config(t, r.waitSecret())
+	if _, err := whoAmI(cfg); err != nil {
+		t.Fatalf("the registration's token: %v", err)
+	}
+	label(map[string]string{"env": "dev"})
+	r.eventually("the Secret gone once the label changed", 15*time.Second, func() error {
+		if _, err := r.secret(); !apierrors.IsNotFound(err) {
+			return errors.New("still there")
+		}
+		return nil
+	})
+	if _, err := whoAmI(cfg); !apierrors.IsUnauthorized(err) {
+		t.Errorf("the unregistered cluster's token: %v, want 401", err)
+	}
+}
