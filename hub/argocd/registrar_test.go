@@ -1,6 +1,7 @@
 package argocd_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,7 @@ import (
 	"github.com/eco-project/eco/localcluster"
 	"github.com/eco-project/eco/localcluster/clustertest"
 	"github.com/eco-project/eco/localeco"
+	"github.com/eco-project/eco/pki"
 	"github.com/eco-project/eco/store"
 )
 
@@ -61,6 +63,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // a registrar writing into namespace ns of the same cluster.
 type rig struct {
 	t        *testing.T
+	cfg      argocd.Config // the registrar's, for restart
 	hub      *localeco.Hub
 	id       string
 	ns       string
@@ -182,10 +185,30 @@ func newRig(t *testing.T, mutate func(*argocd.Config)) *rig {
 	rctx, rcancel := context.WithCancel(context.Background())
 	rdone := make(chan error, 1)
 	go func() { rdone <- reg.Run(rctx) }()
-	r := &rig{t: t, hub: h, id: c.ID, ns: ns, cs: cs, reg: reg, registry: registry, stopAgent: stopAgent}
+	r := &rig{t: t, cfg: cfg, hub: h, id: c.ID, ns: ns, cs: cs, reg: reg, registry: registry, stopAgent: stopAgent}
 	r.stop = func() { rcancel(); <-rdone }
-	t.Cleanup(r.stop)
+	t.Cleanup(func() { r.stop() })
 	return r
+}
+
+// restart stops the registrar and runs a new one, as a hub restarted
+// with its configuration changed by mutate would (the rig's API and UI
+// keep the old one).
+func (r *rig) restart(mutate func(*argocd.Config)) {
+	r.t.Helper()
+	r.stop()
+	cfg := r.cfg
+	cfg.Registerer = prometheus.NewRegistry()
+	mutate(&cfg)
+	reg, err := argocd.New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(ctx) }()
+	r.cfg, r.reg, r.registry = cfg, reg, cfg.Registerer.(*prometheus.Registry)
+	r.stop = func() { cancel(); <-done }
 }
 
 // eventually polls f every 50 ms until it returns nil or timeout passes.
@@ -775,5 +798,38 @@ func TestSelectorByLabels(t *testing.T) {
 	})
 	if _, err := whoAmI(cfg); !apierrors.IsUnauthorized(err) {
 		t.Errorf("the unregistered cluster's token: %v, want 401", err)
+	}
+}
+
+// TestHubCAChanged: a hub restarted with another CA bundle (here the old
+// CA and a new one, as during a CA rotation) updates every Secret in
+// place: same object, same token, the new bundle; Argo CD's config from
+// it still reaches the cluster.
+func TestHubCAChanged(t *testing.T) {
+	r := newRig(t, nil)
+	before := r.waitSecret()
+	next, err := pki.NewCA("eco hub CA (next)", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := append(append([]byte{}, r.cfg.CAPEM...), next.CertPEM...)
+	r.restart(func(c *argocd.Config) { c.CAPEM = bundle })
+	var after *corev1.Secret
+	r.eventually("the new CA bundle in the Secret", 15*time.Second, func() error {
+		s, err := r.secret()
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(config(t, s).TLSClientConfig.CAData, next.CertPEM) {
+			return errors.New("still the old CA")
+		}
+		after = s
+		return nil
+	})
+	if after.UID != before.UID || tokenID(after) != tokenID(before) {
+		t.Errorf("Secret %s token %s after the change, want the same object %s and token %s", after.UID, tokenID(after), before.UID, tokenID(before))
+	}
+	if _, err := whoAmI(config(t, after)); err != nil {
+		t.Errorf("Argo CD's config with the new bundle: %v", err)
 	}
 }
