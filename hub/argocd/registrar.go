@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +50,9 @@ type Hub interface {
 	ServiceIdentity(name string, role store.ClusterRole, clusters ...string) hub.Identity
 	// ExternalURL is the hub's URL, the base of each Secret's server.
 	ExternalURL() string
+	// RecordAudit records a registration and an unregistration in the
+	// hub's audit log, which outlives the cluster.
+	RecordAudit(e store.AuditEvent)
 }
 
 // Config configures a Registrar.
@@ -480,6 +485,7 @@ func (r *Registrar) reconcile(ctx context.Context, in *instance, id string) erro
 	case prev == nil || !prev.Registered || prev.uid != out.UID:
 		r.logger.Info("cluster registered in Argo CD", "instance", in.Name, "cluster", id, "name", c.Name,
 			"secret", in.Namespace+"/"+out.Name, "token", t.ID)
+		r.audit("argocd-register", in, id, "instance "+in.Name)
 	case prev.resourceVersion != out.ResourceVersion:
 		r.logger.Info("Argo CD registration updated", "instance", in.Name, "cluster", id, "name", c.Name, "token", t.ID)
 	}
@@ -597,6 +603,11 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		apps := r.applicationsFor(ctx, in, id)
 		r.logger.Info("cluster unregistered from Argo CD", "instance", in.Name, "cluster", id, "why", why,
 			"applications_left", apps)
+		note := "instance " + in.Name + ": " + why
+		if len(apps) > 0 {
+			note += "; Applications still pointing at it: " + strings.Join(apps, ", ")
+		}
+		r.audit("argocd-unregister", in, id, note)
 	}
 	if dropGrant {
 		grants, err := r.store.ListGrants(ctx, id)
@@ -616,6 +627,15 @@ func (r *Registrar) unregister(ctx context.Context, in *instance, id, why string
 		s.Reason, s.Error, s.LastReconcile = why, "", r.cfg.Now()
 	})
 	return nil
+}
+
+// audit records verb on cluster id's Secret in instance in, with note
+// (cut to the audit log's bound) as the event's path.
+func (r *Registrar) audit(verb string, in *instance, id, note string) {
+	r.hub.RecordAudit(store.AuditEvent{
+		At: r.cfg.Now(), User: "service:" + ServiceName + "-registrar", Source: "argocd", Verb: verb, ClusterID: id,
+		Namespace: in.Namespace, Name: SecretName(id), Path: note, Code: http.StatusOK,
+	})
 }
 
 // revokeTokens revokes every live token of in's registration of cluster

@@ -722,6 +722,24 @@ func TestRemovedUnregisters(t *testing.T) {
 		}
 		return nil
 	})
+	// The registration and its end are in the audit log, which outlives
+	// the cluster, with the reason.
+	r.eventually("the registration and its end audited", 10*time.Second, func() error {
+		events, err := r.hub.Store().ListAudit(t.Context(), store.AuditQuery{ClusterID: r.id, Limit: 200})
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, ev := range events {
+			if ev.Source == "argocd" && ev.User == "service:argocd-registrar" && ev.Name == argocd.SecretName(r.id) {
+				seen[ev.Verb] = seen[ev.Verb] || ev.Verb != "argocd-unregister" || strings.Contains(ev.Path, "agent's namespace was deleted")
+			}
+		}
+		if !seen["argocd-register"] || !seen["argocd-unregister"] {
+			return fmt.Errorf("audited: %v", seen)
+		}
+		return nil
+	})
 }
 
 // TestInstanceThroughTunnel: Argo CD runs in a cluster eco manages (here
