@@ -1,7 +1,8 @@
 // Package addons runs eco's managed add-ons: a hub-curated list of charts
 // with pinned versions and hub-managed values (metrics-server, in-cluster
 // monitoring, log shipping), enabled per cluster or for every cluster.
-// The desired state is in the store; a Manager reconciles it when a
+// The desired state — where each add-on is enabled, and the version a hub
+// admin set — is in the store; a Manager reconciles it when a
 // cluster connects (lifecycle events), when an add-on's version changes
 // and on a periodic resync, repairing drift (a release changed or deleted
 // by hand, a workload gone). Health comes from the add-on's workloads. A
@@ -85,7 +86,10 @@ type Config struct {
 	Hub *hub.Hub
 	// Apps runs the Helm operations. Required.
 	Apps *apps.Service
-	// Addons is the curated list. Nil means Defaults("eco-addons").
+	// Addons is the curated list. Nil means Defaults("eco-addons"). A
+	// version a hub admin set (SetVersion), which the store keeps,
+	// replaces an add-on's Chart.Version here: an admin's upgrade
+	// outlives hub restarts and upgrades, until an admin sets another.
 	Addons []Addon
 	// Logger receives the manager's logs. Nil discards them.
 	Logger *slog.Logger
@@ -167,8 +171,12 @@ type task struct {
 	done    chan struct{}
 }
 
-// New returns a Manager.
-func New(cfg Config) (*Manager, error) {
+// New returns a Manager. It reads the versions hub admins set from the
+// store with ctx, here rather than in Run, so that Addons and the API
+// give the target versions from the start; an error reading them fails
+// New, since starting on the built-in versions would roll every cluster
+// back from the admin's.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Hub == nil || cfg.Apps == nil {
 		return nil, errors.New("addons: Config.Hub and Config.Apps are required")
 	}
@@ -197,6 +205,9 @@ func New(cfg Config) (*Manager, error) {
 		}
 		m.addons[a.Name] = &a
 	}
+	if err := m.loadVersions(ctx); err != nil {
+		return nil, err
+	}
 	m.reconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eco_addon_reconciles_total", Help: "Add-on reconciliations of a cluster, by action taken (none, install, upgrade, uninstall, error).",
 	}, []string{"action"})
@@ -211,6 +222,29 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	return m, nil
+}
+
+// loadVersions replaces the built-in versions with those hub admins set.
+func (m *Manager) loadVersions(ctx context.Context) error {
+	set, err := m.store.AddonVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("addons: reading the versions hub admins set: %w", err)
+	}
+	for _, v := range set {
+		a, ok := m.addons[v.Addon]
+		if !ok {
+			m.log.Warn("ignoring the stored version of an add-on no longer in the list", "addon", v.Addon, "version", v.Version)
+			continue
+		}
+		if a.Chart.Version != v.Version {
+			// A hub upgrade's new built-in version does not apply either:
+			// worth saying, since it is what an operator would expect.
+			m.log.Info("add-on version set by a hub admin replaces the built-in one", "addon", v.Addon,
+				"version", v.Version, "builtIn", a.Chart.Version, "setBy", v.UpdatedBy, "setAt", v.UpdatedAt)
+		}
+		a.Chart.Version = v.Version
+	}
+	return nil
 }
 
 // Addons returns the curated list with the current target versions.
@@ -236,9 +270,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer t.Stop()
 	recheck := time.NewTicker(m.cfg.RecheckInterval)
 	defer recheck.Stop()
-	// The pinned versions may be new (a new hub): each add-on's version
-	// reaches the clusters as a rollout, one at a time, from whatever each
-	// runs now.
+	// The target versions may be new (a new hub's built-in ones, or an
+	// admin's that a restart cut short): each add-on's version reaches the
+	// clusters as a rollout, one at a time, from whatever each runs now.
 	m.mu.Lock()
 	for name, a := range m.addons {
 		if m.rollouts[name] == nil {
@@ -435,7 +469,9 @@ func (m *Manager) mayManage(ident hub.Identity) error {
 
 // SetVersion changes addon's pinned chart version and rolls it out
 // across the clusters where it is enabled, one at a time, stopping at the
-// first failure.
+// first failure. The version is kept in the store first, so that a hub
+// restart resumes it instead of rolling back to the built-in version; if
+// the store refuses, nothing changes.
 func (m *Manager) SetVersion(ctx context.Context, ident hub.Identity, addon, version string) (Rollout, error) {
 	if err := m.mayManage(ident); err != nil {
 		return Rollout{}, err
@@ -455,6 +491,14 @@ func (m *Manager) SetVersion(ctx context.Context, ident hub.Identity, addon, ver
 	from := a.Chart.Version
 	if r := m.rollouts[addon]; r != nil && !r.Finished {
 		from = r.From // an unfinished rollout is replaced; clusters it reached move on
+	}
+	// m.mu is held across the write so that the check above, the write and
+	// the change below are one step; the worker waits for one small write.
+	if _, err := m.store.SetAddonVersion(ctx, store.AddonVersion{Addon: addon, Version: version, UpdatedBy: ident.Name}); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return Rollout{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return Rollout{}, fmt.Errorf("add-on %q: keeping version %s: %w", addon, version, err)
 	}
 	r := &Rollout{Addon: addon, From: from, To: version, Done: []string{}}
 	a.Chart.Version = version

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -104,11 +105,9 @@ func TestManagedAddons(t *testing.T) {
 	defer srv.Close()
 
 	var features *hubapps.Features
-	loggingPin := "0.1.0" // the curated version; a "new hub" pins another
 	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: t.TempDir(), HeartbeatInterval: time.Second, Logger: logger(t),
 		Mount: func(h *hub.Hub) error {
 			logging := addons.Defaults("eco-addons")[2] // a DaemonSet on every node
-			logging.Chart.Version = loggingPin
 			var err error
 			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "eco-addons",
 				Addons:      []addons.Addon{metricsServer(), logging},
@@ -326,12 +325,12 @@ func TestManagedAddons(t *testing.T) {
 		}
 	})
 
-	t.Run("a new hub pinning a new version rolls it out from what runs", func(t *testing.T) {
-		// The foreign ConfigMap is gone; the hub restarts pinning 0.2.0.
+	t.Run("a restarted hub rolls the admin's version out from what runs, not the built-in one back", func(t *testing.T) {
+		// The foreign ConfigMap is gone; the hub restarts, its built-in
+		// version still 0.1.0, with the stopped rollout to 0.2.0 cut.
 		if out, err := members[1].kubectl(t, "delete", "configmap", "eco-logging-extra", "-n", "eco-logging"); err != nil {
 			t.Fatalf("%s %v", out, err)
 		}
-		loggingPin = "0.2.0"
 		features.Close()
 		next, err := h.Restart(ctx)
 		if err != nil {
@@ -375,4 +374,100 @@ func metricsServer() addons.Addon {
 	a := addons.Defaults("eco-addons")[0]
 	a.Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
 	return a
+}
+
+// TestVersionKeptAcrossRestart: a version a hub admin set is in the store
+// and a restarted hub targets it (its start-up rollout goes to it) instead
+// of rolling back to the built-in one; a version the store refuses, or a
+// store that fails, changes nothing. No cluster is needed: rollouts over
+// none finish at once.
+func TestVersionKeptAcrossRestart(t *testing.T) {
+	ctx := t.Context()
+	var features *hubapps.Features
+	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: t.TempDir(), Logger: logger(t),
+		Mount: func(h *hub.Hub) error {
+			var err error
+			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonResync: time.Hour})
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.Close() }()
+	defer func() { features.Close() }()
+	builtIn := map[string]string{}
+	for _, a := range addons.Defaults("eco-addons") {
+		builtIn[a.Name] = a.Chart.Version
+	}
+	versions := func() map[string]string {
+		out := map[string]string{}
+		for _, a := range features.Addons.Addons() {
+			out[a.Name] = a.Chart.Version
+		}
+		return out
+	}
+	// rollout awaits the start-up rollout of addon (Run starts it).
+	rollout := func(t *testing.T, addon string) addons.Rollout {
+		var ro addons.Rollout
+		waitFor(t, 10*time.Second, "the rollout of "+addon, func() (bool, string) {
+			for _, r := range features.Addons.Rollouts() {
+				if r.Addon == addon {
+					ro = r
+					return true, ""
+				}
+			}
+			return false, "none"
+		})
+		return ro
+	}
+
+	if err := h.Do(ctx, "PUT", "/api/v1/addons/logging", "", map[string]any{"version": "0.2.0"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An add-on dropped from the list since its version was set.
+	if _, err := h.Store().SetAddonVersion(ctx, store.AddonVersion{Addon: "retired", Version: "9.9.9"}); err != nil {
+		t.Fatal(err)
+	}
+	features.Close()
+	if h, err = h.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"metrics-server": builtIn["metrics-server"], "monitoring": builtIn["monitoring"], "logging": "0.2.0"}
+	if got := versions(); !maps.Equal(got, want) {
+		t.Fatalf("versions after a restart: %v, want %v (the admin's for logging, built-in for the others)", got, want)
+	}
+	if ro := rollout(t, "logging"); ro.From != addons.KeepInstalled || ro.To != "0.2.0" {
+		t.Fatalf("start-up rollout %+v, want from %q to 0.2.0", ro, addons.KeepInstalled)
+	}
+	set, err := h.Store().AddonVersions(ctx)
+	if err != nil || len(set) != 2 || set[0].Addon != "logging" || set[0].UpdatedBy != "admin" {
+		t.Fatalf("stored versions %+v, %v; want logging's set by admin, and retired's", set, err)
+	}
+
+	t.Run("a version the store refuses changes nothing", func(t *testing.T) {
+		err := h.Do(ctx, "PUT", "/api/v1/addons/logging", "", map[string]any{"version": strings.Repeat("9", store.MaxAddonVersion+1)}, nil)
+		var apiErr *localeco.APIError
+		if !errors.As(err, &apiErr) || apiErr.Code != http.StatusBadRequest {
+			t.Fatalf("a too long version: %v, want 400", err)
+		}
+		if got := versions(); got["logging"] != "0.2.0" {
+			t.Fatalf("logging's version %s after a refused one, want 0.2.0", got["logging"])
+		}
+	})
+
+	t.Run("a failed store write changes nothing", func(t *testing.T) {
+		// The real store, closed: the write fails as a broken disk would.
+		// The hub is of no further use.
+		h.Store().Close()
+		admin := hub.Identity{Name: "admin", Role: store.RoleAdmin}
+		if _, err := features.Addons.SetVersion(ctx, admin, "logging", "0.3.0"); err == nil {
+			t.Fatal("SetVersion with a closed store succeeded")
+		}
+		if got := versions(); got["logging"] != "0.2.0" {
+			t.Fatalf("logging's version %s after a failed write, want 0.2.0", got["logging"])
+		}
+		if ro := rollout(t, "logging"); ro.To != "0.2.0" {
+			t.Fatalf("rollout %+v after a failed write, want the one to 0.2.0", ro)
+		}
+	})
 }

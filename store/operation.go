@@ -164,3 +164,32 @@ type AddonSetting struct {
 	UpdatedAt time.Time
 	UpdatedBy string
 }
+
+// Bounds of an [AddonVersion].
+const (
+	MaxAddonName    = 63
+	MaxAddonVersion = 128 // a chart version: SemVer with room for pre-release and build parts
+)
+
+// AddonVersion is the chart version a hub admin pinned for a managed
+// add-on (package addons). It outlives the hub process, so a restart
+// keeps rolling out the admin's version instead of the hub's built-in
+// one.
+type AddonVersion struct {
+	Addon     string
+	Version   string
+	UpdatedAt time.Time
+	UpdatedBy string
+}
+
+// Validate checks v: an add-on name of 1 to [MaxAddonName] bytes and a
+// version of 1 to [MaxAddonVersion].
+func (v AddonVersion) Validate() error {
+	switch {
+	case v.Addon == "" || len(v.Addon) > MaxAddonName:
+		return fmt.Errorf("add-on name must be 1 to %d characters: %w", MaxAddonName, ErrInvalid)
+	case v.Version == "" || len(v.Version) > MaxAddonVersion:
+		return fmt.Errorf("add-on %q: version must be 1 to %d characters: %w", v.Addon, MaxAddonVersion, ErrInvalid)
+	}
+	return nil
+}

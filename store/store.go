@@ -215,6 +215,12 @@ type Store interface {
 	// DeleteAddon removes the setting of addon for clusterID (the
 	// cluster then follows the setting for all clusters).
 	DeleteAddon(ctx context.Context, addon, clusterID string) error
+	// SetAddonVersion records v (see [AddonVersion.Validate]), replacing
+	// the version pinned for the same add-on, and returns it with
+	// UpdatedAt set.
+	SetAddonVersion(ctx context.Context, v AddonVersion) (AddonVersion, error)
+	// AddonVersions returns every pinned add-on version, by add-on.
+	AddonVersions(ctx context.Context) ([]AddonVersion, error)
 
 	// Close releases the store's resources. It is safe to call more than
 	// once; other methods fail after it.

@@ -75,7 +75,7 @@ func Start(ctx context.Context, cfg Config) (*Features, error) {
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := addons.New(addons.Config{Hub: cfg.Hub, Apps: svc, Addons: cfg.Addons, Logger: cfg.Logger.With("component", "addons"),
+	mgr, err := addons.New(ctx, addons.Config{Hub: cfg.Hub, Apps: svc, Addons: cfg.Addons, Logger: cfg.Logger.With("component", "addons"),
 		ResyncInterval: cfg.AddonResync, HealthTimeout: cfg.AddonHealthTimeout, RecheckInterval: cfg.AddonRecheck, Registerer: reg})
 	if err != nil {
 		return nil, err

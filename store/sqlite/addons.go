@@ -12,6 +12,10 @@ const (
 		ON CONFLICT (addon, cluster_id) DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at, updated_by = excluded.updated_by`
 	qAddons      = `SELECT addon, cluster_id, enabled, updated_at, updated_by FROM addon_settings ORDER BY addon, cluster_id`
 	qDeleteAddon = `DELETE FROM addon_settings WHERE addon = ? AND cluster_id = ?`
+
+	qSetAddonVersion = `INSERT INTO addon_versions (addon, version, updated_at, updated_by) VALUES (?, ?, ?, ?)
+		ON CONFLICT (addon) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by`
+	qAddonVersions = `SELECT addon, version, updated_at, updated_by FROM addon_versions ORDER BY addon`
 )
 
 // SetAddon implements [store.Store].
@@ -51,4 +55,34 @@ func (s *Store) DeleteAddon(ctx context.Context, addon, clusterID string) error 
 		return fmt.Errorf("deleting add-on setting %q/%q: %w", addon, clusterID, err)
 	}
 	return nil
+}
+
+// SetAddonVersion implements [store.Store].
+func (s *Store) SetAddonVersion(ctx context.Context, v store.AddonVersion) (store.AddonVersion, error) {
+	if err := v.Validate(); err != nil {
+		return store.AddonVersion{}, fmt.Errorf("setting an add-on's version: %w", err)
+	}
+	v.UpdatedAt = s.cfg.Now()
+	if _, err := s.w.do(ctx).exec(qSetAddonVersion, v.Addon, v.Version, dbTime(v.UpdatedAt), v.UpdatedBy); err != nil {
+		return store.AddonVersion{}, fmt.Errorf("setting the version of add-on %q: %w", v.Addon, err)
+	}
+	return v, nil
+}
+
+// AddonVersions implements [store.Store].
+func (s *Store) AddonVersions(ctx context.Context) ([]store.AddonVersion, error) {
+	rows, err := s.r.do(ctx).query(qAddonVersions)
+	if err != nil {
+		return nil, fmt.Errorf("listing add-on versions: %w", err)
+	}
+	defer rows.Close()
+	out := []store.AddonVersion{}
+	for rows.Next() {
+		var v store.AddonVersion
+		if err := rows.Scan(&v.Addon, &v.Version, scanTime{&v.UpdatedAt}, &v.UpdatedBy); err != nil {
+			return nil, fmt.Errorf("listing add-on versions: %w", err)
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

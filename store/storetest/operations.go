@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,6 +190,50 @@ func testAddons(t *testing.T, open OpenFunc) {
 	}
 	if _, err := e.s.SetAddon(e.ctx, store.AddonSetting{}); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("no name: %v", err)
+	}
+}
+
+// testAddonVersions: a pinned version per add-on replaces the previous
+// one, lists by add-on with who set it and when, and is validated.
+func testAddonVersions(t *testing.T, open OpenFunc) {
+	e := newEnv(t, open, store.Config{})
+	if got, err := e.s.AddonVersions(e.ctx); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("AddonVersions of a new store = %#v, %v; want empty, not nil", got, err)
+	}
+	for _, v := range []store.AddonVersion{
+		{Addon: "monitoring", Version: "0.1.0"},
+		{Addon: "logging", Version: "0.2.0", UpdatedBy: "alice"},
+	} {
+		if _, err := e.s.SetAddonVersion(e.ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(time.Second)
+	set, err := e.s.SetAddonVersion(e.ctx, store.AddonVersion{Addon: "monitoring", Version: "0.3.0-rc.1+build.5", UpdatedBy: "bob"})
+	if err != nil || !set.UpdatedAt.Equal(e.clock.Stored()) {
+		t.Fatalf("SetAddonVersion = %+v, %v; want UpdatedAt %v", set, err, e.clock.Stored())
+	}
+	got, err := e.s.AddonVersions(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.AddonVersion{
+		{Addon: "logging", Version: "0.2.0", UpdatedBy: "alice", UpdatedAt: e.clock.Stored().Add(-time.Second)},
+		{Addon: "monitoring", Version: "0.3.0-rc.1+build.5", UpdatedBy: "bob", UpdatedAt: e.clock.Stored()},
+	}
+	wantEqual(t, "AddonVersions", got, want)
+	for _, bad := range []store.AddonVersion{
+		{Version: "1.0.0"},
+		{Addon: "logging"},
+		{Addon: strings.Repeat("a", store.MaxAddonName+1), Version: "1.0.0"},
+		{Addon: "logging", Version: "1." + strings.Repeat("0", store.MaxAddonVersion)},
+	} {
+		if _, err := e.s.SetAddonVersion(e.ctx, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("SetAddonVersion(%q, %q) = %v, want ErrInvalid", bad.Addon, bad.Version, err)
+		}
+	}
+	if got, _ := e.s.AddonVersions(e.ctx); len(got) != 2 || got[0].Version != "0.2.0" {
+		t.Errorf("after invalid writes: %+v, want them unchanged", got)
 	}
 }
 

@@ -85,6 +85,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Operations/Limit", testOperationLimit},
 		{"Repositories/Lifecycle", testRepositories},
 		{"Addons/Settings", testAddons},
+		{"Addons/Versions", testAddonVersions},
 		{"Lifecycle/Close", testClose},
 		{"Lifecycle/CanceledContext", testCanceledContext},
 	}
