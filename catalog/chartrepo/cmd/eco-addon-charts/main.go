@@ -31,6 +31,6 @@ func main() {
 		os.Exit(1)
 	}
 	for _, f := range files {
-		fmt.Println("eco-addon-charts: wrote", f)
+		fmt.Println("eco-addon-charts: up to date:", f)
 	}
 }
