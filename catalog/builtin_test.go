@@ -186,6 +186,13 @@ func TestBuiltInWithoutGeneratedCharts(t *testing.T) {
 func TestStoredRepositoryShadowsBuiltIn(t *testing.T) {
 	dir := t.TempDir()
 	packageShop(t, dir, "1.0.0")
+	logging, err := chartrepo.Demo("eco-logging") // an add-on chart with other values
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chartrepo.Package(logging, "", map[string]any{"from": "the stored repository"}, dir); err != nil {
+		t.Fatal(err)
+	}
 	repoSrv, err := chartrepo.New(chartrepo.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -201,14 +208,18 @@ func TestStoredRepositoryShadowsBuiltIn(t *testing.T) {
 	w.builtIn = []catalog.BuiltInRepository{addonCharts(t, false)}
 	w.restart()
 	st, ok := w.repoByName("eco-addons")
-	if !ok || st.BuiltIn || st.Kind != "http" || st.URL != srv.URL || st.Charts != 1 {
+	if !ok || st.BuiltIn || st.Kind != "http" || st.URL != srv.URL || st.Charts != 2 {
 		t.Fatalf("after the restart with the built-in: %+v, want the stored repository", st)
 	}
 	if logs := w.logs.String(); !strings.Contains(logs, "the stored one is used, not the built-in") {
 		t.Fatalf("no warning that the stored repository shadows the built-in:\n%s", logs)
 	}
-	if hits := w.cat.Search("eco-logging", 0); len(hits) != 0 {
+	if hits := w.cat.Search("eco-monitoring", 0); len(hits) != 0 {
 		t.Fatalf("the shadowed built-in is searched: %+v", hits)
+	}
+	loggingRef := apps.ChartRef{Repo: "eco-addons", Name: "eco-logging", Version: "0.1.0"}
+	if ch, err := w.cat.Chart(t.Context(), loggingRef); err != nil || ch.Values["from"] != "the stored repository" {
+		t.Fatalf("eco-logging from the stored repository: %v %v", err, ch)
 	}
 
 	if code, body := w.call("DELETE", "/api/v1/catalog/repositories/eco-addons", "", nil, nil); code != 200 {
@@ -217,8 +228,11 @@ func TestStoredRepositoryShadowsBuiltIn(t *testing.T) {
 	if st, ok := w.repoByName("eco-addons"); !ok || !st.BuiltIn || st.Charts != 2 {
 		t.Fatalf("after the delete: %+v, want the built-in", st)
 	}
-	if hits := w.cat.Search("eco-logging", 0); len(hits) != 1 || hits[0].Repo != "eco-addons" {
+	if hits := w.cat.Search("eco-monitoring", 0); len(hits) != 1 || hits[0].Repo != "eco-addons" {
 		t.Fatalf("search after the delete: %+v", hits)
+	}
+	if ch, err := w.cat.Chart(t.Context(), loggingRef); err != nil || ch.Values["from"] != nil {
+		t.Fatalf("eco-logging after the delete: %v, values %v; want the built-in's, not the stored one's kept in the cache", err, ch.Values)
 	}
 	if code, _ := w.call("POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": srv.URL}, nil); code != http.StatusConflict {
 		t.Fatalf("adding the name again: %d, want 409", code)

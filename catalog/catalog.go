@@ -742,7 +742,9 @@ func (c *Catalog) Chart(ctx context.Context, ref apps.ChartRef) (*chart.Chart, e
 	if err != nil {
 		return nil, err
 	}
-	key := r.Name + "/" + cv.Name + "@" + cv.Version
+	// By URL, not name: a repository deleted and added again elsewhere, or
+	// a stored one giving way to a built-in one, keeps no stale chart.
+	key := r.URL + " " + cv.Name + "@" + cv.Version
 	if ch := c.charts.get(key); ch != nil {
 		return ch, nil
 	}
