@@ -12,15 +12,22 @@ PKGS          ?= ./...
 export ECO_DEMO_DIR
 
 .PHONY: images push
-.PHONY: all build setup-test setup-demo kube test test-short demo bench bench-quick lint fmt clean help
+.PHONY: all build generate setup-test setup-demo kube test test-short demo bench bench-quick lint fmt clean help
 
 all: build
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build eco-hub, eco-agent, ecoctl and the dev commands into ./bin
+build: generate ## build eco-hub, eco-agent, ecoctl and the dev commands into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The hub's built-in add-on charts that git does not hold (the real
+# metrics-server chart, from its Go module) go into catalog/chartrepo/builtin,
+# which eco-hub embeds: build, images and demo generate them first
+# (docs/decisions/0023-builtin-addon-charts.md).
+generate: ## write the generated add-on charts eco-hub embeds (go generate ./catalog/chartrepo)
+	$(GO) generate ./catalog/chartrepo
 
 setup-test: ## install what the tests need and the machine lacks (tools/setup.sh: apt as root, else says the command)
 	@bash tools/setup.sh test
@@ -37,7 +44,7 @@ test: setup-test kube ## run every test against real local clusters (installs mi
 test-short: ## unit tests only (no local cluster)
 	$(GO) test -short -count=1 $(PKGS)
 
-demo: setup-demo kube ## run the local demo in the foreground until Ctrl-C
+demo: setup-demo kube generate ## run the local demo in the foreground until Ctrl-C
 	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
 	cd /tmp && GOBIN=$(BIN) GOFLAGS= $(GO) install helm.sh/helm/v4/cmd/helm@v4.3.2  # the helm CLI, to see the add-ons' releases
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent
@@ -56,7 +63,7 @@ bench-quick: ## a short smoke run of the same benchmark (< 2 min); prints the ta
 argocd: ## build (or find cached) Argo CD v3.2.11's own binary (~/.cache/eco/argocd/), with progress
 	cd e2e/argocd && $(GO) run ./cmd/argocd-build
 
-demo-argocd: setup-test kube argocd ## make demo, plus the real Argo CD syncing an example Application through the hub
+demo-argocd: setup-test kube argocd generate ## make demo, plus the real Argo CD syncing an example Application through the hub
 	$(GO) build -o $(BIN)/eco-agent ./cmd/eco-agent
 	$(GO) run ./cmd/eco-demo --agent-bin=$(BIN)/eco-agent \
 		--argocd-bin="$$(cd e2e/argocd && $(GO) run ./cmd/argocd-build)" \
@@ -89,7 +96,7 @@ IMAGES_DIR        ?= $(BIN)/images
 SBOM_TOOL         ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
 export SOURCE_DATE_EPOCH
 
-images: ## build the eco-agent and eco-hub images (linux/amd64+arm64) as OCI layouts in ./bin/images, and CycloneDX SBOMs in ./bin/images/sbom
+images: generate ## build the eco-agent and eco-hub images (linux/amd64+arm64) as OCI layouts in ./bin/images, and CycloneDX SBOMs in ./bin/images/sbom
 	$(GO) run ./cmd/eco-image build --out=$(IMAGES_DIR) --version=$(VERSION) --revision=$(REVISION) --registry=$(REGISTRY) --sbom-tool="$(SBOM_TOOL)"
 
 push: images ## push the images: make push REGISTRY=registry.example.com/eco (credentials from ~/.docker/config.json)

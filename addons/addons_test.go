@@ -92,7 +92,9 @@ func TestManagedAddons(t *testing.T) {
 	}
 	top := t
 	ctx := t.Context()
-	// The add-ons' chart repository: the demo charts behind TLS.
+	// The add-ons' chart repository: the demo charts behind TLS, under a
+	// name of its own (the hub's built-in eco-addons has one version of
+	// each chart; this test adds versions).
 	repoDir := t.TempDir()
 	if err := chartrepo.WriteDemoRepository(ctx, repoDir, true); err != nil {
 		t.Fatal(err)
@@ -107,9 +109,9 @@ func TestManagedAddons(t *testing.T) {
 	var features *hubapps.Features
 	h, err := localeco.StartHub(ctx, localeco.HubConfig{Dir: t.TempDir(), HeartbeatInterval: time.Second, Logger: logger(t),
 		Mount: func(h *hub.Hub) error {
-			logging := addons.Defaults("eco-addons")[2] // a DaemonSet on every node
+			logging := addons.Defaults("test-addons")[2] // a DaemonSet on every node
 			var err error
-			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "eco-addons",
+			features, err = hubapps.Start(ctx, hubapps.Config{Hub: h, Logger: logger(t), AddonRepository: "test-addons",
 				Addons:      []addons.Addon{metricsServer(), logging},
 				AddonResync: time.Hour, AddonHealthTimeout: 45 * time.Second, AddonRecheck: time.Second, RecoverInterval: time.Second})
 			return err
@@ -120,10 +122,10 @@ func TestManagedAddons(t *testing.T) {
 	defer func() { h.Close() }()
 	defer func() { features.Close() }()
 	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	if err := h.Do(ctx, "POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": srv.URL, "caPEM": caPEM}, nil); err != nil {
+	if err := h.Do(ctx, "POST", "/api/v1/catalog/repositories", "", map[string]any{"name": "test-addons", "url": srv.URL, "caPEM": caPEM}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := features.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+	if _, err := features.Catalog.RefreshAndWait(ctx, "test-addons"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -279,7 +281,7 @@ func TestManagedAddons(t *testing.T) {
 		if err := repoSrv.Reindex(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := features.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+		if _, err := features.Catalog.RefreshAndWait(ctx, "test-addons"); err != nil {
 			t.Fatal(err)
 		}
 		if out, err := members[1].kubectl(t, "create", "configmap", "eco-logging-extra", "-n", "eco-logging", "--from-literal=owner=someone-else"); err != nil {
@@ -371,7 +373,7 @@ func TestManagedAddons(t *testing.T) {
 // APIService: kwok's pods serve nothing, and an unavailable aggregated API
 // would break discovery (and namespace deletion) in the test clusters.
 func metricsServer() addons.Addon {
-	a := addons.Defaults("eco-addons")[0]
+	a := addons.Defaults("test-addons")[0]
 	a.Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
 	return a
 }

@@ -121,7 +121,7 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		code = http.StatusBadRequest
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, ErrBuiltIn):
 		code = http.StatusConflict
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound

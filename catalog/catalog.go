@@ -1,6 +1,8 @@
 // Package catalog is eco's App Catalog: chart repositories configured in
 // the hub — HTTP chart repositories (index.yaml, refreshed with ETags) and
-// OCI registries — with basic auth or a token and a custom CA. Secrets are
+// OCI registries — with basic auth or a token and a custom CA, and
+// repositories built into the hub (Config.BuiltIn: eco-hub's add-on
+// charts), read from an fs.FS and never changed. Secrets are
 // sealed with the hub's key (hub.Seal) before they reach the store and are
 // never returned. Indexes are refreshed in the background with progress;
 // the catalog searches across repositories and gives a chart's page
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -63,7 +66,31 @@ type Config struct {
 	Timeout time.Duration
 	// Registerer receives the catalog's metrics. Nil means none.
 	Registerer prometheus.Registerer
+	// BuiltIn are chart repositories built into the hub (eco-hub's
+	// "eco-addons", the managed add-ons' charts). They are listed, searched
+	// and installed from like the others, need no network, and cannot be
+	// deleted; their names are reserved. A repository of the same name
+	// already in the store (added by hand before) is used instead, with a
+	// warning, until it is deleted.
+	BuiltIn []BuiltInRepository
 }
+
+// BuiltInRepository is a chart repository built into the hub.
+type BuiltInRepository struct {
+	// Name is the repository's name in the catalog. Required.
+	Name string
+	// Charts is a chart repository's layout: index.yaml at its root and
+	// the archives it names by relative URL. Required.
+	Charts fs.FS
+	// Missing names charts meant to be here that are not (a hub built
+	// without a generated chart), each with why: looking one up fails
+	// with that reason, and the repository's status lists them.
+	Missing map[string]string
+}
+
+// KindBuiltIn is the kind of a built-in repository; its URL is
+// "builtin://NAME".
+const KindBuiltIn = "builtin"
 
 // Catalog is the App Catalog. Run refreshes it; its goroutines end with
 // Close.
@@ -80,6 +107,8 @@ type Catalog struct {
 	mu    sync.RWMutex
 	repos map[string]*repoState // guarded by mu
 
+	builtIn map[string]BuiltInRepository // by name; set by New, then read-only
+
 	charts chartCache
 
 	refreshes *prometheus.CounterVec
@@ -93,6 +122,7 @@ type repoState struct {
 	search     []searchEntry // from index, for Search
 	refreshing bool
 	progress   string
+	missing    map[string]string // a built-in's Missing
 }
 
 // New returns a Catalog with the repositories in the store.
@@ -109,7 +139,16 @@ func New(ctx context.Context, cfg Config) (*Catalog, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	c := &Catalog{cfg: cfg, hub: cfg.Hub, store: cfg.Hub.Store(), log: cfg.Logger, repos: map[string]*repoState{}}
+	c := &Catalog{cfg: cfg, hub: cfg.Hub, store: cfg.Hub.Store(), log: cfg.Logger, repos: map[string]*repoState{}, builtIn: map[string]BuiltInRepository{}}
+	for _, b := range cfg.BuiltIn {
+		if b.Name == "" || b.Charts == nil {
+			return nil, errors.New("catalog: a built-in repository needs a Name and Charts")
+		}
+		if _, dup := c.builtIn[b.Name]; dup {
+			return nil, fmt.Errorf("catalog: built-in repository %q twice", b.Name)
+		}
+		c.builtIn[b.Name] = b
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.charts = chartCache{max: 64, m: map[string]*chart.Chart{}}
 	c.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -131,7 +170,29 @@ func New(ctx context.Context, cfg Config) (*Catalog, error) {
 		}
 		c.repos[r.Name] = st
 	}
+	for _, b := range cfg.BuiltIn {
+		if _, shadowed := c.repos[b.Name]; shadowed {
+			c.log.Warn("a repository in the store has the name of a built-in repository: the stored one is used, not the built-in; delete it to use the built-in",
+				"repository", b.Name)
+			continue
+		}
+		c.useBuiltIn(b)
+	}
 	return c, nil
+}
+
+// useBuiltIn puts built-in repository b in the catalog and reads its
+// index now, as a refresh does: it is in memory, and add-ons may need it
+// at once.
+func (c *Catalog) useBuiltIn(b BuiltInRepository) {
+	st := &repoState{cfg: store.Repository{Name: b.Name, Kind: KindBuiltIn, URL: KindBuiltIn + "://" + b.Name}, missing: b.Missing}
+	c.mu.Lock()
+	c.repos[b.Name] = st
+	c.mu.Unlock()
+	c.refresh(st.cfg, "")
+	for name, why := range b.Missing {
+		c.log.Warn("a chart of a built-in repository is missing: installs of it fail until the hub is built with it", "repository", b.Name, "chart", name, "reason", why)
+	}
 }
 
 // load fills st from the stored r.
@@ -196,6 +257,8 @@ func (c *Catalog) names() []string {
 var (
 	ErrInvalid  = errors.New("invalid repository")
 	ErrNotFound = errors.New("not found")
+	// ErrBuiltIn refuses to delete or replace a built-in repository.
+	ErrBuiltIn = errors.New("built into the hub")
 )
 
 // RepositoryInput configures a repository. Password or Token are the
@@ -212,6 +275,9 @@ type RepositoryInput struct {
 
 // AddRepository records a repository and starts its first refresh.
 func (c *Catalog) AddRepository(ctx context.Context, in RepositoryInput) (RepositoryStatus, error) {
+	if _, ok := c.builtIn[in.Name]; ok {
+		return RepositoryStatus{}, fmt.Errorf("repository %q: %w: the name is reserved; choose another", in.Name, ErrBuiltIn)
+	}
 	u, err := url.Parse(in.URL)
 	if err != nil || u.Host == "" {
 		return RepositoryStatus{}, fmt.Errorf("%w: url %q: want https://host/path or oci://host/path", ErrInvalid, in.URL)
@@ -256,8 +322,16 @@ func (c *Catalog) AddRepository(ctx context.Context, in RepositoryInput) (Reposi
 	return c.status(r.Name)
 }
 
-// DeleteRepository removes a repository.
+// DeleteRepository removes a repository; a built-in one cannot be. A
+// stored repository that had a built-in one's name gives way to it.
 func (c *Catalog) DeleteRepository(ctx context.Context, name string) error {
+	c.mu.RLock()
+	st := c.repos[name]
+	isBuiltIn := st != nil && st.cfg.Kind == KindBuiltIn
+	c.mu.RUnlock()
+	if isBuiltIn {
+		return fmt.Errorf("repository %q: %w: it cannot be deleted or changed", name, ErrBuiltIn)
+	}
 	if err := c.store.DeleteRepository(ctx, name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("repository %q: %w", name, ErrNotFound)
@@ -267,6 +341,10 @@ func (c *Catalog) DeleteRepository(ctx context.Context, name string) error {
 	c.mu.Lock()
 	delete(c.repos, name)
 	c.mu.Unlock()
+	if b, ok := c.builtIn[name]; ok {
+		c.log.Info("the built-in repository is used again: the stored one of its name was deleted", "repository", name)
+		c.useBuiltIn(b)
+	}
 	return nil
 }
 
@@ -284,6 +362,10 @@ type RepositoryStatus struct {
 	Progress     string     `json:"progress,omitempty"`
 	RefreshedAt  *time.Time `json:"refreshedAt,omitempty"`
 	RefreshError string     `json:"refreshError,omitempty"`
+	// BuiltIn: built into the hub (Config.BuiltIn); it cannot be deleted.
+	BuiltIn bool `json:"builtIn"`
+	// Missing are charts a built-in repository lacks, each with why.
+	Missing map[string]string `json:"missing,omitempty"`
 }
 
 // Repositories lists the repositories.
@@ -306,7 +388,7 @@ func (c *Catalog) status(name string) (RepositoryStatus, error) {
 	}
 	out := RepositoryStatus{Name: st.cfg.Name, Kind: st.cfg.Kind, URL: st.cfg.URL, Username: st.cfg.Username,
 		HasSecret: st.secret != "", CustomCA: st.cfg.CAPEM != "", Refreshing: st.refreshing, Progress: st.progress,
-		RefreshError: st.cfg.RefreshError}
+		RefreshError: st.cfg.RefreshError, BuiltIn: st.cfg.Kind == KindBuiltIn, Missing: st.missing}
 	if !st.cfg.RefreshedAt.IsZero() {
 		t := st.cfg.RefreshedAt
 		out.RefreshedAt = &t
@@ -407,7 +489,7 @@ func (c *Catalog) refresh(r store.Repository, secret string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st, ok := c.repos[r.Name]
-	if !ok {
+	if !ok || st.cfg.Kind != r.Kind || st.cfg.URL != r.URL { // deleted, or replaced meanwhile
 		return
 	}
 	st.refreshing, st.progress = false, ""
@@ -420,8 +502,17 @@ func (c *Catalog) refresh(r store.Repository, secret string) {
 	}
 }
 
-// httpClient is a client for repository r: its CA, the hub's timeout.
+// httpClient is a client for repository r: its CA, the hub's timeout. A
+// built-in repository's client reads its fs.FS (no network), so refreshes
+// and downloads take the same path as for an HTTP repository.
 func (c *Catalog) httpClient(r store.Repository) (*http.Client, error) {
+	if r.Kind == KindBuiltIn {
+		b, ok := c.builtIn[r.Name]
+		if !ok {
+			return nil, fmt.Errorf("built-in repository %q: %w", r.Name, ErrNotFound)
+		}
+		return &http.Client{Transport: http.NewFileTransportFS(b.Charts), Timeout: c.cfg.Timeout}, nil
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if r.CAPEM != "" {
 		pool := x509.NewCertPool()
@@ -635,6 +726,9 @@ func (c *Catalog) version(ref apps.ChartRef) (store.Repository, string, *repo.Ch
 	if st.index == nil {
 		return store.Repository{}, "", nil, fmt.Errorf("repository %q has no index yet (%s): %w", ref.Repo, st.cfg.RefreshError, ErrNotFound)
 	}
+	if why, ok := st.missing[ref.Name]; ok && len(st.index.Entries[ref.Name]) == 0 {
+		return store.Repository{}, "", nil, fmt.Errorf("chart %s is not in the built-in repository %s: %s: %w", ref.Name, ref.Repo, why, ErrNotFound)
+	}
 	cv, err := st.index.Get(ref.Name, ref.Version)
 	if err != nil {
 		return store.Repository{}, "", nil, fmt.Errorf("chart %s %s in %s: %w: %w", ref.Name, ref.Version, ref.Repo, ErrNotFound, err)
@@ -648,7 +742,9 @@ func (c *Catalog) Chart(ctx context.Context, ref apps.ChartRef) (*chart.Chart, e
 	if err != nil {
 		return nil, err
 	}
-	key := r.Name + "/" + cv.Name + "@" + cv.Version
+	// By URL, not name: a repository deleted and added again elsewhere, or
+	// a stored one giving way to a built-in one, keeps no stale chart.
+	key := r.URL + " " + cv.Name + "@" + cv.Version
 	if ch := c.charts.get(key); ch != nil {
 		return ch, nil
 	}

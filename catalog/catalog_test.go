@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,12 +47,38 @@ type hubWith struct {
 	dir string
 	h   *localeco.Hub
 	cat *catalog.Catalog
+	// builtIn are the catalog's built-in repositories, read at every
+	// start (a restart too).
+	builtIn []catalog.BuiltInRepository
+	// logs holds what the hub and the catalog logged (warnings and up).
+	logs syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startHub(t *testing.T) *hubWith { return startHubB(t) }
 
-func startHubB(t testing.TB) *hubWith {
-	w := &hubWith{t: t, dir: t.TempDir()}
+func startHubB(t testing.TB) *hubWith { return startHubWith(t) }
+
+// startHubWith starts a hub whose catalog has built-in repositories.
+func startHubWith(t testing.TB, builtIn ...catalog.BuiltInRepository) *hubWith {
+	w := &hubWith{t: t, dir: t.TempDir(), builtIn: builtIn}
 	h, err := localeco.StartHub(t.Context(), w.config())
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +92,10 @@ func startHubB(t testing.TB) *hubWith {
 }
 
 func (w *hubWith) config() localeco.HubConfig {
-	return localeco.HubConfig{Dir: w.dir, Logger: slog.New(slog.NewTextHandler(tWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(tWriter{w.t}, &w.logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return localeco.HubConfig{Dir: w.dir, Logger: logger,
 		Mount: func(h *hub.Hub) error {
-			c, err := catalog.New(context.Background(), catalog.Config{Hub: h, Timeout: 5 * time.Second})
+			c, err := catalog.New(context.Background(), catalog.Config{Hub: h, Timeout: 5 * time.Second, Logger: logger, BuiltIn: w.builtIn})
 			if err != nil {
 				return err
 			}

@@ -1,5 +1,6 @@
 // Package hubapps wires eco's application features into a hub: the App
-// Catalog (package catalog), the Helm service (package apps) installing
+// Catalog (package catalog) with the add-on charts built in as the
+// repository "eco-addons", the Helm service (package apps) installing
 // catalog charts, and the managed add-ons (package addons) — mounted on
 // the hub's API, with their metrics in the hub's registry, run and stopped
 // together. cmd/eco-hub, the demo and the tests use it.
@@ -8,6 +9,8 @@ package hubapps
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/eco-project/eco/addons"
 	"github.com/eco-project/eco/apps"
 	"github.com/eco-project/eco/catalog"
+	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/hub"
 )
 
@@ -25,8 +29,15 @@ type Config struct {
 	// Logger receives the features' logs. Nil discards them.
 	Logger *slog.Logger
 	// AddonRepository is the App Catalog repository the add-ons' charts
-	// come from. Empty means "eco-addons".
+	// come from. Empty means "eco-addons", the repository built into the
+	// hub (chartrepo.AddonRepository), which is there whatever this says.
 	AddonRepository string
+	// GeneratedCharts are the generated add-on chart archives the
+	// built-in repository serves beside the embedded ones
+	// (chartrepo.AddonCharts). Nil means those compiled into this binary
+	// (chartrepo.Generated: none unless go generate ran before the
+	// build; the catalog then warns at start and names what is missing).
+	GeneratedCharts fs.FS
 	// Addons overrides the curated list (tests, the demo). Nil means
 	// addons.Defaults(AddonRepository).
 	Addons []addons.Addon
@@ -60,13 +71,21 @@ func Start(ctx context.Context, cfg Config) (*Features, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.AddonRepository == "" {
-		cfg.AddonRepository = "eco-addons"
+		cfg.AddonRepository = chartrepo.AddonRepository
+	}
+	if cfg.GeneratedCharts == nil {
+		cfg.GeneratedCharts = chartrepo.Generated()
+	}
+	builtIn, missing, err := chartrepo.AddonCharts(cfg.GeneratedCharts)
+	if err != nil {
+		return nil, fmt.Errorf("hubapps: the built-in add-on charts: %w", err)
 	}
 	if cfg.Addons == nil {
 		cfg.Addons = addons.Defaults(cfg.AddonRepository)
 	}
 	reg := cfg.Hub.Registerer()
-	cat, err := catalog.New(ctx, catalog.Config{Hub: cfg.Hub, Logger: cfg.Logger.With("component", "catalog"), RefreshInterval: cfg.CatalogRefresh, Registerer: reg})
+	cat, err := catalog.New(ctx, catalog.Config{Hub: cfg.Hub, Logger: cfg.Logger.With("component", "catalog"), RefreshInterval: cfg.CatalogRefresh, Registerer: reg,
+		BuiltIn: []catalog.BuiltInRepository{{Name: chartrepo.AddonRepository, Charts: builtIn, Missing: missing}}})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"sigs.k8s.io/yaml"
 
@@ -130,7 +131,11 @@ func (a uiApps) Repositories(context.Context, hub.Identity) ([]ui.RepoStatus, er
 	var out []ui.RepoStatus
 	for _, r := range a.f.Catalog.Repositories() {
 		st := ui.RepoStatus{Name: r.Name, Kind: r.Kind, URL: r.URL, Progress: r.Progress, Error: r.RefreshError, Charts: r.Charts, Versions: r.Versions,
-			Refreshing: r.Refreshing, HasSecret: r.HasSecret, CustomCA: r.CustomCA}
+			Refreshing: r.Refreshing, HasSecret: r.HasSecret, CustomCA: r.CustomCA, BuiltIn: r.BuiltIn}
+		for name := range r.Missing {
+			st.Missing = append(st.Missing, name)
+		}
+		slices.Sort(st.Missing)
 		if r.RefreshedAt != nil {
 			st.RefreshedAt = *r.RefreshedAt
 		}

@@ -1,9 +1,17 @@
-// Package chartrepo is a small HTTP chart repository: packaged charts
-// and the index.yaml Helm's repo package builds for them, with an ETag,
-// optional basic auth and TLS given by the caller. It serves eco's demo
-// charts (embedded: the "shop" chart, with a Deployment, Service,
-// ConfigMap, a CRD, hooks, a dependency and a values schema) for `make
-// demo` and the tests of the App Catalog and the Helm service.
+// Package chartrepo holds eco's charts and a small HTTP chart repository.
+//
+// The add-on charts (AddonCharts) are what eco-hub's built-in App Catalog
+// repository "eco-addons" serves: eco-monitoring and eco-logging embedded
+// here, packaged when the hub starts, and the real metrics-server chart,
+// which git does not hold: `go generate` packages it from its Go module
+// into builtin/ before the hub is compiled (cmd/eco-addon-charts).
+//
+// The HTTP repository (Server) serves packaged charts and the index.yaml
+// Helm's repo package builds for them, with an ETag, optional basic auth
+// and TLS given by the caller: the demo chart (embedded: "shop", with a
+// Deployment, Service, ConfigMap, a CRD, hooks, a dependency and a values
+// schema) for `make demo` and the tests of the App Catalog and the Helm
+// service.
 package chartrepo
 
 import (
@@ -198,12 +206,31 @@ func MetricsServer(ctx context.Context) (*chart.Chart, error) {
 	return loader.LoadDir(filepath.Join(mod.Dir, "charts", "metrics-server"))
 }
 
+// WriteShopRepository packages into dir the demo chart "shop" at
+// versions 1.0.0 and 1.1.0: the repository `make demo` serves beside the
+// hub's built-in add-on charts.
+func WriteShopRepository(dir string) error {
+	for _, version := range []string{"1.0.0", "1.1.0"} {
+		ch, err := Demo("shop")
+		if err != nil {
+			return err
+		}
+		if _, err := Package(ch, version, nil, dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WriteDemoRepository packages into dir the demo chart "shop" (versions
 // 1.0.0 and 1.1.0), the add-on charts eco-monitoring and eco-logging and,
-// if withMetricsServer, the real metrics-server chart: what `make demo`
-// and the tests serve.
+// if withMetricsServer, the real metrics-server chart: what tests that
+// change the add-on charts serve.
 func WriteDemoRepository(ctx context.Context, dir string, withMetricsServer bool) error {
-	for _, c := range []struct{ name, version string }{{"shop", "1.0.0"}, {"shop", "1.1.0"}, {"eco-monitoring", ""}, {"eco-logging", ""}} {
+	if err := WriteShopRepository(dir); err != nil {
+		return err
+	}
+	for _, c := range []struct{ name, version string }{{"eco-monitoring", ""}, {"eco-logging", ""}} {
 		ch, err := Demo(c.name)
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -163,13 +164,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
+	// The built-in add-on repository's generated chart (metrics-server):
+	// compiled in when go generate ran first (make demo does), else
+	// generated now.
+	generated, err := generatedCharts(ctx, filepath.Join(absDir, "generated-charts"))
+	if err != nil {
+		return err
+	}
+
 	fmt.Fprintln(stdout, "starting the eco hub")
 	var features *hubapps.Features
 	hubCfg := localeco.HubConfig{Dir: filepath.Join(absDir, "hub"), Addr: *hubAddr, Logger: logger.With("side", "hub"), Mount: func(h *hub.Hub) error {
 		if err := mountArgoCD(h); err != nil {
 			return err
 		}
-		return mountUI(logger, registrar, &features)(h)
+		return mountUI(logger, registrar, generated, &features)(h)
 	},
 		Configure: func(c *hub.Config) {
 			c.CloudProviders = map[store.Provider]cloud.Provider{store.ProviderEKS: aws.New(aws.Config{EKSEndpoint: demoAWS.URL, STSEndpoint: demoAWS.URL})}
@@ -256,7 +265,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			filepath.Join(absDir, "argocd"), kubeconfig, bins.Path(localcluster.Kubectl), app,
 			kubeconfig, bins.Path(localcluster.Kubectl), kubeconfig, bins.Path(localcluster.Kubectl))
 	}
-	fmt.Fprintln(stdout, "serving the demo chart repository and enabling the metrics-server add-on")
+	fmt.Fprintln(stdout, "serving the demo chart repository (eco-demo) and enabling the metrics-server add-on (from the built-in eco-addons)")
 	repoURL, stopRepo, err := demoCatalog(ctx, h, features, imported.ID, filepath.Join(absDir, "charts"))
 	if err != nil {
 		return fmt.Errorf("demo catalog: %w", err)
@@ -283,7 +292,7 @@ eco demo is up (%s)
   agent log:       %s
   demo AWS:        Import from a cloud → EKS, access key %s, secret %s, regions eu-west-1, us-east-1
   Argo CD:         cluster Secret %s/%s in the local cluster (what Argo CD reads)%s
-  App Catalog:     repository eco-addons at %s (the shop demo chart, the add-on charts, metrics-server)
+  App Catalog:     repository eco-addons built into the hub (the add-on charts, metrics-server), eco-demo at %s (the shop demo chart)
 
 try:
   source %s
@@ -332,9 +341,9 @@ func demoCloud() *awsfake.Server {
 
 // mountUI starts the App Catalog, Helm service and add-ons and mounts the
 // web UI on the hub, with the Argo CD tab, as eco-hub does.
-func mountUI(logger *slog.Logger, argo *argocd.Registrar, features **hubapps.Features) func(*hub.Hub) error {
+func mountUI(logger *slog.Logger, argo *argocd.Registrar, generated fs.FS, features **hubapps.Features) func(*hub.Hub) error {
 	return func(h *hub.Hub) error {
-		f, err := hubapps.Start(context.Background(), hubapps.Config{Hub: h, Logger: logger.With("side", "hub"), Addons: demoAddons()})
+		f, err := hubapps.Start(context.Background(), hubapps.Config{Hub: h, Logger: logger.With("side", "hub"), Addons: demoAddons(), GeneratedCharts: generated})
 		if err != nil {
 			return fmt.Errorf("apps: %w", err)
 		}
@@ -361,19 +370,37 @@ func copyFile(from, to string) error {
 // demo cluster's pods are kwok's, which serve nothing, and an APIService
 // without a backend would break API discovery for every client.
 func demoAddons() []addons.Addon {
-	list := addons.Defaults("eco-addons")
+	list := addons.Defaults(chartrepo.AddonRepository)
 	list[0].Values = map[string]any{"args": []any{"--kubelet-insecure-tls"}, "apiService": map[string]any{"create": false}}
 	return list
 }
 
-// demoCatalog serves the demo charts (and the real metrics-server chart)
-// as the App Catalog repository eco-addons on loopback, adds it to the
-// hub and enables the metrics-server add-on for the cluster.
+// generatedCharts returns the generated add-on charts compiled into this
+// binary or, when it was built without them (go run without go generate),
+// writes them into dir now: the demo has a Go toolchain.
+func generatedCharts(ctx context.Context, dir string) (fs.FS, error) {
+	gen := chartrepo.Generated()
+	if found, _ := fs.Glob(gen, chartrepo.MetricsServerChart+"-*.tgz"); len(found) > 0 {
+		return gen, nil
+	}
+	if _, err := chartrepo.WriteGenerated(ctx, dir); err != nil {
+		return nil, fmt.Errorf("generating the metrics-server chart (make demo generates it before building): %w", err)
+	}
+	return os.DirFS(dir), nil
+}
+
+// demoRepository is the App Catalog repository of the demo chart; the
+// add-on charts are in the hub's built-in eco-addons.
+const demoRepository = "eco-demo"
+
+// demoCatalog serves the demo chart "shop" as the App Catalog repository
+// eco-demo on loopback, adds it to the hub and enables the
+// metrics-server add-on (its chart built into the hub) for the cluster.
 func demoCatalog(ctx context.Context, h *localeco.Hub, f *hubapps.Features, cluster, dir string) (string, func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	if err := chartrepo.WriteDemoRepository(ctx, dir, true); err != nil {
+	if err := chartrepo.WriteShopRepository(dir); err != nil {
 		return "", nil, err
 	}
 	repo, err := chartrepo.New(chartrepo.Config{Dir: dir})
@@ -388,13 +415,13 @@ func demoCatalog(ctx context.Context, h *localeco.Hub, f *hubapps.Features, clus
 	go srv.Serve(ln)
 	url := "http://" + ln.Addr().String()
 	stop := func() { srv.Close() }
-	err = h.Do(ctx, http.MethodPost, "/api/v1/catalog/repositories", "", map[string]any{"name": "eco-addons", "url": url}, nil)
+	err = h.Do(ctx, http.MethodPost, "/api/v1/catalog/repositories", "", map[string]any{"name": demoRepository, "url": url}, nil)
 	var apiErr *localeco.APIError
 	if err != nil && !(errors.As(err, &apiErr) && apiErr.Code == http.StatusConflict) { // kept from an earlier run
 		stop()
 		return "", nil, err
 	}
-	if _, err := f.Catalog.RefreshAndWait(ctx, "eco-addons"); err != nil {
+	if _, err := f.Catalog.RefreshAndWait(ctx, demoRepository); err != nil {
 		stop()
 		return "", nil, err
 	}

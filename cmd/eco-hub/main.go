@@ -114,7 +114,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.limits.StreamsPerCluster, "max-streams-per-cluster", hub.DefaultStreamsPerCluster, "proxied requests in flight to one cluster, all users together (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerUser, "max-watches-per-user", hub.DefaultWatchesPerUser, "long-running requests (watch, logs -f, exec, attach, port-forward) one hub user may hold (-1: no limit)")
 	fs.IntVar(&o.limits.WatchesPerCluster, "max-watches-per-cluster", hub.DefaultWatchesPerCluster, "long-running requests to one cluster, all users together (-1: no limit)")
-	fs.StringVar(&o.apps.AddonRepository, "addon-repository", "eco-addons", "App Catalog repository the managed add-ons' charts come from (add it in the catalog: docs/helm.md)")
+	fs.StringVar(&o.apps.AddonRepository, "addon-repository", "eco-addons", "App Catalog repository the managed add-ons' charts come from; the default is built into the hub (the add-on charts, no network); another must be added to the catalog (docs/helm.md)")
 	fs.DurationVar(&o.apps.CatalogRefresh, "catalog-refresh", 10*time.Minute, "how often the App Catalog refreshes every repository's index")
 	fs.DurationVar(&o.apps.OperationTimeout, "helm-timeout", 5*time.Minute, "how long one Helm operation (install, upgrade, rollback, uninstall) may take, hooks included")
 	fs.DurationVar(&o.apps.AddonResync, "addon-resync", 5*time.Minute, "how often every connected cluster's managed add-ons are reconciled (drift repaired)")

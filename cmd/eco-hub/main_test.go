@@ -256,6 +256,18 @@ func TestServeAndRestart(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"admin"`) {
 		t.Fatalf("whoami = %d %s", resp.StatusCode, body)
 	}
+	// The add-on charts are built in: the catalog lists eco-addons.
+	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/catalog/repositories/eco-addons", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := c.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"builtIn": true`) || !strings.Contains(string(body), `"charts": `) {
+			t.Fatalf("the built-in add-on repository: %d %s", resp.StatusCode, body)
+		}
+	}
 	// /metrics: admins only on --listen, open on --metrics-addr.
 	if resp, err := c.Get("https://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/metrics on --listen without a token: %v %v, want 401", resp, err)

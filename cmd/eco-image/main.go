@@ -100,6 +100,9 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, logger 
 	if cfg.CACertsPEM, err = os.ReadFile(caFile); err != nil {
 		return fmt.Errorf("--ca-certs: %w (on Debian: apt-get install ca-certificates)", err)
 	}
+	if err := generatedCharts(cfg.ModuleDir); err != nil {
+		return err
+	}
 	cfg.Logger = logger
 	res, err := image.Eco(ctx, cfg)
 	if err != nil {
@@ -110,6 +113,17 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, logger 
 	fmt.Fprintf(stdout, "the hub's install YAMLs name %s\n", res.AgentRef)
 	for _, f := range res.SBOMs {
 		fmt.Fprintf(stdout, "SBOM %s\n", f)
+	}
+	return nil
+}
+
+// generatedCharts refuses to build a hub image without the generated
+// add-on chart (the hub's built-in eco-addons would lack metrics-server):
+// `make images` generates it first.
+func generatedCharts(moduleDir string) error {
+	found, _ := filepath.Glob(filepath.Join(moduleDir, "catalog", "chartrepo", "builtin", "metrics-server-*.tgz"))
+	if len(found) == 0 {
+		return fmt.Errorf("build: the hub's generated add-on chart (catalog/chartrepo/builtin/metrics-server-*.tgz) is missing in %s: run go generate ./catalog/chartrepo first (make images does)", moduleDir)
 	}
 	return nil
 }

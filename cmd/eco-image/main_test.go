@@ -18,6 +18,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"build"}, "--version is required"},
 		{[]string{"build", "--version=v1", "--ca-certs=/nonexistent"}, "--ca-certs"},
 		{[]string{"build", "--version=v1", "--source-date-epoch=yesterday"}, "SOURCE_DATE_EPOCH"},
+		{[]string{"build", "--version=v1", "--ca-certs=main_test.go", "--module-dir=" + t.TempDir()}, "go generate ./catalog/chartrepo"},
 		{[]string{"push"}, "--registry is required"},
 		{[]string{"push", "--registry=localhost:1/eco", "--out=" + t.TempDir()}, "run eco-image build first"},
 	} {

@@ -80,7 +80,11 @@ type RepoStatus struct {
 	Name, Kind, URL, Progress, Error string
 	Charts, Versions                 int
 	Refreshing, HasSecret, CustomCA  bool
-	RefreshedAt                      time.Time
+	// BuiltIn: built into the hub (the add-on charts); Missing names the
+	// charts it lacks.
+	BuiltIn     bool
+	Missing     []string
+	RefreshedAt time.Time
 }
 
 // RepoForm adds a repository. Password or Token is sealed by the hub and

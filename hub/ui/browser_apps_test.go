@@ -37,7 +37,7 @@ func TestBrowserApps(t *testing.T) {
 	cluster := clustertest.Start(t, localcluster.Config{Full: true, Name: "uiapps"})
 
 	repoDir := t.TempDir()
-	if err := chartrepo.WriteDemoRepository(ctx, repoDir, false); err != nil {
+	if err := chartrepo.WriteShopRepository(repoDir); err != nil {
 		t.Fatal(err)
 	}
 	repo, err := chartrepo.New(chartrepo.Config{Dir: repoDir})
@@ -100,21 +100,25 @@ func TestBrowserApps(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("table.clusters")))
 
 	ch.run("opening the App Catalog", chromedp.Click(chromedp.CSS(`a[href="/ui/catalog"]`)), chromedp.WaitVisible(chromedp.CSS("#charts")))
-	ch.wantText("the empty App Catalog", "No charts", "No repositories")
+	// Out of the box: the add-on charts built into the hub.
+	ch.wantText("the App Catalog of a new hub", "eco-addons", "built into the hub", "eco-monitoring", "eco-logging")
+	if got := ch.text("#charts tbody"); strings.Contains(got, "shop") {
+		t.Fatalf("the shop chart before its repository was added: %s", got)
+	}
 	ch.run("adding the repository",
 		chromedp.Click(chromedp.CSS(`details summary`)),
-		chromedp.SendKeys(chromedp.CSS("#repo-name"), "eco-addons"),
+		chromedp.SendKeys(chromedp.CSS("#repo-name"), "eco-demo"),
 		chromedp.SendKeys(chromedp.CSS("#repo-url"), repoSrv.URL),
 		chromedp.SetValue(chromedp.CSS("#repo-ca"), caPEM),
 		chromedp.Submit(chromedp.CSS("#repo-name")),
-		chromedp.WaitVisible(chromedp.CSS(`#repositories tr[data-repo="eco-addons"]`)))
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ch.text(`#repositories tr[data-repo="eco-addons"]`), "ok"); time.Sleep(200 * time.Millisecond) {
+		chromedp.WaitVisible(chromedp.CSS(`#repositories tr[data-repo="eco-demo"]`)))
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(ch.text(`#repositories tr[data-repo="eco-demo"]`), "ok"); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the repository never refreshed: %s", ch.text("#repositories"))
 		}
 		ch.run("reloading the App Catalog", chromedp.Navigate(h.URL+"/ui/catalog"), chromedp.WaitVisible(chromedp.CSS("#repositories")))
 	}
-	if r, err := h.Store().GetRepository(ctx, "eco-addons"); err != nil || r.CAPEM == "" {
+	if r, err := h.Store().GetRepository(ctx, "eco-demo"); err != nil || r.CAPEM == "" {
 		t.Fatalf("the repository added in the UI: %+v %v", r, err)
 	}
 	ch.wantText("the App Catalog", "shop", "eco-monitoring", "eco-logging")
