@@ -20,7 +20,6 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
-	"sigs.k8s.io/yaml"
 )
 
 //go:generate go run ./cmd/eco-addon-charts -out builtin
@@ -123,14 +122,7 @@ func AddonCharts(gen fs.FS) (charts fs.FS, missing map[string]string, err error)
 			missing[name] = MissingGenerated
 		}
 	}
-	ix.Generated = time.Time{}
-	for _, vs := range ix.Entries {
-		for _, v := range vs {
-			v.Created = time.Time{}
-		}
-	}
-	ix.SortEntries()
-	data, err := yaml.Marshal(ix)
+	data, err := stableIndex(ix)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -126,14 +126,7 @@ func (s *Server) Reindex() error {
 	if err != nil {
 		return fmt.Errorf("chartrepo: indexing %s: %w", s.cfg.Dir, err)
 	}
-	ix.Generated = time.Time{}
-	for _, vs := range ix.Entries {
-		for _, v := range vs {
-			v.Created = time.Time{}
-		}
-	}
-	ix.SortEntries()
-	data, err := yaml.Marshal(ix)
+	data, err := stableIndex(ix)
 	if err != nil {
 		return err
 	}
@@ -249,4 +242,17 @@ func WriteDemoRepository(ctx context.Context, dir string, withMetricsServer bool
 		}
 	}
 	return nil
+}
+
+// stableIndex encodes ix with no times in it and its entries sorted, so
+// the same charts always give the same index.yaml (and ETag).
+func stableIndex(ix *repo.IndexFile) ([]byte, error) {
+	ix.Generated = time.Time{}
+	for _, vs := range ix.Entries {
+		for _, v := range vs {
+			v.Created = time.Time{}
+		}
+	}
+	ix.SortEntries()
+	return yaml.Marshal(ix)
 }
