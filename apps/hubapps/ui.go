@@ -116,15 +116,30 @@ func (a uiApps) Addons(ctx context.Context, ident hub.Identity, cluster string) 
 		return nil, errors.New("no such cluster")
 	}
 	sts, err := a.f.Addons.Status(ctx, cluster)
+	rollouts := map[string]string{}
+	for _, r := range a.f.Addons.Rollouts() {
+		switch {
+		case r.StoppedAt != "":
+			rollouts[r.Addon] = fmt.Sprintf("rollout of %s stopped at cluster %s: %s", r.To, r.StoppedAt, r.Reason)
+		case !r.Finished:
+			rollouts[r.Addon] = fmt.Sprintf("rolling out %s: %d cluster(s) done, %d pending", r.To, len(r.Done), len(r.Pending))
+		}
+	}
 	out := make([]ui.AddonStatus, 0, len(sts))
 	for _, s := range sts {
-		out = append(out, ui.AddonStatus{Addon: s.Addon, Title: s.Title, Desired: s.Desired, Installed: s.Installed, Health: s.Health, Reason: s.Reason, Enabled: s.Enabled})
+		out = append(out, ui.AddonStatus{Addon: s.Addon, Title: s.Title, Desired: s.Desired, Installed: s.Installed, Health: s.Health, Reason: s.Reason, Enabled: s.Enabled,
+			Rollout: rollouts[s.Addon]})
 	}
 	return out, err
 }
 
 func (a uiApps) SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error {
 	return a.f.Addons.Enable(ctx, ident, addon, cluster, enabled)
+}
+
+func (a uiApps) SetAddonVersion(ctx context.Context, ident hub.Identity, addon, version string) error {
+	_, err := a.f.Addons.SetVersion(ctx, ident, addon, version)
+	return err
 }
 
 func (a uiApps) Repositories(context.Context, hub.Identity) ([]ui.RepoStatus, error) {

@@ -41,6 +41,10 @@ type Apps interface {
 	RefreshRepository(ctx context.Context, ident hub.Identity, name string) error
 	// SetAddon enables or disables an add-on in cluster (a hub admin only).
 	SetAddon(ctx context.Context, ident hub.Identity, cluster, addon string, enabled bool) error
+	// SetAddonVersion pins an add-on's chart version and rolls it out
+	// across every cluster where it is enabled, one at a time, stopping
+	// at the first failure (a hub admin only).
+	SetAddonVersion(ctx context.Context, ident hub.Identity, addon, version string) error
 }
 
 // ChartHit is a chart found in the App Catalog.
@@ -98,6 +102,9 @@ type RepoForm struct {
 type AddonStatus struct {
 	Addon, Title, Desired, Installed, Health, Reason string
 	Enabled                                          bool
+	// Rollout says where the rollout of the add-on's version stands
+	// across the clusters, if one is running or stopped.
+	Rollout string
 }
 
 // withApps answers 404 when the hub runs without the App Catalog.
@@ -366,6 +373,25 @@ func (u *UI) addonSet(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	if err := u.cfg.Apps.SetAddon(r.Context(), rq.ident, c.ID, r.PathValue("addon"), r.PostForm.Get("enabled") == "true"); err != nil {
 		u.fail(w, r, rq, http.StatusForbidden, err.Error())
+		return
+	}
+	http.Redirect(w, r, "/ui/clusters/"+c.ID+"/addons", http.StatusSeeOther)
+}
+
+// addonVersion pins an add-on's version for every cluster (the rollout
+// goes one cluster at a time) and goes back to the cluster's Add-ons tab.
+func (u *UI) addonVersion(w http.ResponseWriter, r *http.Request, rq *request) {
+	c, ok := u.cluster(w, r, rq)
+	if !ok {
+		return
+	}
+	version := strings.TrimSpace(r.PostForm.Get("version"))
+	if version == "" {
+		u.fail(w, r, rq, http.StatusBadRequest, "Give the chart version to roll out.")
+		return
+	}
+	if err := u.cfg.Apps.SetAddonVersion(r.Context(), rq.ident, r.PathValue("addon"), version); err != nil {
+		u.fail(w, r, rq, http.StatusBadRequest, err.Error())
 		return
 	}
 	http.Redirect(w, r, "/ui/clusters/"+c.ID+"/addons", http.StatusSeeOther)

@@ -193,6 +193,7 @@ func (u *UI) routes() {
 	m.HandleFunc("POST /ui/clusters/{id}/apps/{action}", u.user(store.RoleMember, u.withApps(u.audited("helm", u.appsAction))))
 	m.HandleFunc("GET /ui/clusters/{id}/addons", u.user(store.RoleMember, u.withApps(u.addonsTab)))
 	m.HandleFunc("POST /ui/clusters/{id}/addons/{addon}", u.user(store.RoleAdmin, u.withApps(u.audited("addons", u.addonSet))))
+	m.HandleFunc("POST /ui/clusters/{id}/addons/{addon}/version", u.user(store.RoleAdmin, u.withApps(u.audited("addons", u.addonVersion))))
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, nil, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})
