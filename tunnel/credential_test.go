@@ -36,8 +36,7 @@ func TestSendCredential(t *testing.T) {
 	})
 	h.dial("old", nil) // an agent without the capability
 	// Generous: under a full test run's load a connect can take seconds.
-	h.waitEvent(EventConnected, "c1", 30*time.Second)
-	h.waitEvent(EventConnected, "old", 30*time.Second)
+	h.waitEvents(EventConnected, 30*time.Second, "c1", "old")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,6 +187,32 @@ func (h *harness) transport(clusterID string) *http.Transport {
 }
 
 // waitEvent returns the next event of kind for clusterID, failing after d.
+// waitEvents waits for an event of kind from each of clusterIDs, in any
+// order: two agents dialled one after the other may connect in either
+// order, and waitEvent drops every event it is not waiting for.
+func (h *harness) waitEvents(kind EventKind, d time.Duration, clusterIDs ...string) {
+	h.t.Helper()
+	want := make(map[string]bool, len(clusterIDs))
+	for _, id := range clusterIDs {
+		want[id] = true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for len(want) > 0 {
+		select {
+		case ev := <-h.events:
+			if ev.Kind == kind {
+				delete(want, ev.ClusterID)
+			}
+		case <-timer.C:
+			h.t.Fatalf("no %v event within %v for %v", kind, d, slices.Sorted(maps.Keys(want)))
+			return
+		}
+	}
+}
+
+// waitEvent waits for an event of kind from clusterID, dropping every other
+// event it reads.
 func (h *harness) waitEvent(kind EventKind, clusterID string, d time.Duration) Event {
 	h.t.Helper()
 	timer := time.NewTimer(d)
