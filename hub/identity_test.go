@@ -377,13 +377,8 @@ func TestIdentityApproval(t *testing.T) {
 	}
 	cred := e.credential(c.ID)
 	squatter := newIssuer(t, clusterIssuer)
-	_, err := e.agentWith(agentOpts{id: c.ID, credential: cred, token: squatter.token(t, e.srv.URL, nil), keys: squatter})
-	if err == nil {
-		// Refused on probation: the session ends with a goodbye.
-		time.Sleep(100 * time.Millisecond)
-	} else if !tunnel.IsRejected(err) {
-		t.Fatalf("squatter: %v", err)
-	}
+	sess, err := e.agentWith(agentOpts{id: c.ID, credential: cred, token: squatter.token(t, e.srv.URL, nil), keys: squatter})
+	waitRefusedOnProbation(t, "squatter", sess, err)
 	st := e.waitState(c.ID, store.StateFailing)
 	if !strings.Contains(st.Reason, "awaiting an administrator's approval") {
 		t.Fatalf("status %q", st.Reason)
@@ -413,10 +408,9 @@ func TestIdentityApproval(t *testing.T) {
 	if code := e.do("POST", "/api/v1/clusters/"+c.ID+"/identity/approve", e.admin, "", nil); code != http.StatusConflict {
 		t.Fatalf("approve with nothing pinned: %d", code)
 	}
-	if _, err := e.agent(c.ID, cred, "uid", nil); err == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if id = e.identity(c.ID); id.State != "AwaitingApproval" || id.KeyIDs[0] != e.issuer.kids[0] {
+	sess, err = e.agent(c.ID, cred, "uid", nil)
+	waitRefusedOnProbation(t, "the real agent", sess, err)
+	if id = e.identity(c.ID); id.State != "AwaitingApproval" || len(id.KeyIDs) != 1 || id.KeyIDs[0] != e.issuer.kids[0] {
 		t.Fatalf("after the real agent: %+v", id)
 	}
 	if code := e.do("POST", "/api/v1/clusters/"+c.ID+"/identity/approve", e.admin, "", &id); code != 200 || id.State != "Pinned" {
@@ -429,6 +423,31 @@ func TestIdentityApproval(t *testing.T) {
 	// Now pinned, the squatter is refused for good.
 	if _, err := e.agentWith(agentOpts{id: c.ID, credential: cred, token: squatter.token(t, e.srv.URL, nil), keys: squatter}); !tunnel.IsRejected(err) {
 		t.Fatalf("squatter after approval: %v", err)
+	}
+}
+
+// waitRefusedOnProbation waits until the hub has refused an agent it
+// admitted on probation (nothing pinned yet): Dial returns once the
+// upgrade is done, and only then does the hub fetch the cluster's keys
+// through the new session, pin them (here, awaiting approval) and say
+// goodbye. Once the goodbye is in, so is the pin: awaited, not slept for
+// (a fixed 100 ms lost the race whenever fetching the keys took longer).
+// A Dial refused outright leaves nothing to wait for.
+func waitRefusedOnProbation(t *testing.T, who string, sess *tunnel.ClientSession, err error) {
+	t.Helper()
+	if err != nil {
+		if !tunnel.IsRejected(err) {
+			t.Fatalf("%s: Dial: %v, want a refusal", who, err)
+		}
+		return
+	}
+	select {
+	case <-sess.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: admitted on probation and still connected after 10 s, want a refusal", who)
+	}
+	if err := sess.Err(); !errors.Is(err, tunnel.ErrDisconnected) || !strings.Contains(err.Error(), "agent identity not proven") {
+		t.Fatalf("%s: the session ended with %v, want the hub's refusal", who, err)
 	}
 }
 
