@@ -186,7 +186,6 @@ func (h *harness) transport(clusterID string) *http.Transport {
 	return tr
 }
 
-// waitEvent returns the next event of kind for clusterID, failing after d.
 // waitEvents waits for an event of kind from each of clusterIDs, in any
 // order: two agents dialled one after the other may connect in either
 // order, and waitEvent drops every event it is not waiting for.
@@ -211,8 +210,9 @@ func (h *harness) waitEvents(kind EventKind, d time.Duration, clusterIDs ...stri
 	}
 }
 
-// waitEvent waits for an event of kind from clusterID, dropping every other
-// event it reads.
+// waitEvent returns the next event of kind from clusterID, failing after
+// d. It drops every other event it reads: to wait for events of several
+// sessions whose order nothing fixes, use waitEvents.
 func (h *harness) waitEvent(kind EventKind, clusterID string, d time.Duration) Event {
 	h.t.Helper()
 	timer := time.NewTimer(d)

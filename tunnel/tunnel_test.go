@@ -379,17 +379,35 @@ func TestProbation(t *testing.T) {
 		t.Fatalf("after a proven probation the cluster answers %q, %v", got, err)
 	}
 	// The token never reaches events or SessionInfo.
-	for _, si := range h.srv.Sessions() {
-		if si.Hello.IdentityToken != "" {
-			t.Fatal("SessionInfo carries the identity token")
+	sessions := h.srv.Sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("%d sessions after a proven probation, want the candidate's", len(sessions))
+	}
+	if sessions[0].Hello.IdentityToken != "" {
+		t.Fatal("SessionInfo carries the identity token")
+	}
+	// The candidate's Connected is emitted after its 101 went out, so it
+	// may not be in yet: every event is checked up to it, then what else
+	// is in, so that the check cannot pass by looking too early.
+	checkEvent := func(ev Event) {
+		if ev.Hello.IdentityToken != "" {
+			t.Fatal("an event carries the identity token")
+		}
+	}
+	timeout := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-h.events:
+			checkEvent(ev)
+			seen = ev.Kind == EventConnected && ev.SessionID == sessions[0].SessionID
+		case <-timeout:
+			t.Fatal("no connected event for the proven candidate within 10s")
 		}
 	}
 	for {
 		select {
 		case ev := <-h.events:
-			if ev.Hello.IdentityToken != "" {
-				t.Fatal("an event carries the identity token")
-			}
+			checkEvent(ev)
 			continue
 		default:
 		}
