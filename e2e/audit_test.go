@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"strings"
@@ -58,23 +58,23 @@ func TestAuditJoinsTheClusterAuditLog(t *testing.T) {
 	}
 	var found *clusterEvent
 	for deadline := time.Now().Add(10 * time.Second); found == nil; time.Sleep(100 * time.Millisecond) {
-		f, err := os.Open(cluster.AuditLogFile)
+		data, err := os.ReadFile(cluster.AuditLogFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if !strings.Contains(sc.Text(), hubID) {
+		// Whole lines only: kube-apiserver appends while this reads, and
+		// the last line may be only partly written yet.
+		data = data[:bytes.LastIndexByte(data, '\n')+1]
+		for line := range bytes.Lines(data) {
+			if !bytes.Contains(line, []byte(hubID)) {
 				continue
 			}
 			var e clusterEvent
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			if err := json.Unmarshal(line, &e); err != nil {
 				t.Fatalf("cluster audit line: %v", err)
 			}
 			found = &e
 		}
-		f.Close()
 		if found == nil && time.Now().After(deadline) {
 			t.Fatalf("the cluster's audit log has no request with the hub's request ID %s", hubID)
 		}
