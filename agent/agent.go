@@ -381,7 +381,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer func() {
 		health.Close()
 		wg.Wait()
-		a.kube.closeIdle()
+		a.kube.close()
 	}()
 	wg.Go(func() {
 		if err := health.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -43,7 +43,8 @@ type kubeTransport struct {
 	// (static or from a file) is the only credential: it is computed
 	// without running the wrappers on a request of its own.
 	bearer func() (string, error)
-	h2     *http.Transport   // the agent's own calls, kept to close idle connections
+	h2     *http.Transport   // the agent's own calls
+	conns  *ownConns         // h2's connections, closed when Run ends
 	rt2    http.RoundTripper // h2 with authentication
 }
 
@@ -110,7 +111,9 @@ func newKubeTransport(cfg *rest.Config, userAgent string) (*kubeTransport, error
 		return nil, fmt.Errorf("API server TLS config: %w", err)
 	}
 	k := &kubeTransport{host: host, addr: net.JoinHostPort(host.Hostname(), port), userAgent: cfg.UserAgent}
+	k.conns = &ownConns{dial: apiDialer().DialContext, conns: map[*ownConn]struct{}{}}
 	k.h2 = baseTransport(tlsCfg)
+	k.h2.DialContext = k.conns.DialContext
 	if k.rt2, err = wrapTransport(cfg, tok, k.h2); err != nil {
 		return nil, err
 	}
@@ -177,8 +180,73 @@ func wrapTransport(cfg *rest.Config, tok *fileToken, base http.RoundTripper) (ht
 	return rt, nil
 }
 
-// closeIdle closes idle connections of the agent's own calls.
-func (k *kubeTransport) closeIdle() { k.h2.CloseIdleConnections() }
+// close closes every connection of the agent's own calls, and refuses
+// new ones: Run calls it last, once nothing of the agent makes calls.
+func (k *kubeTransport) close() {
+	k.h2.CloseIdleConnections()
+	k.conns.closeAll()
+}
+
+// errTransportClosed is what a dial gets once Run has ended.
+var errTransportClosed = errors.New("agent: stopped: no new connections to the API server")
+
+// ownConns dials the connections of the agent's own calls and keeps them,
+// so that closing them all ends every goroutine net/http runs for them.
+// CloseIdleConnections alone does not: when a call is cancelled while its
+// connection is being dialled, net/http finishes the dial in the background
+// and pools the connection, which can happen after Run closed the idle
+// ones (a stop during the first calls), and an HTTP/2 connection's read
+// loop would then outlive Run.
+type ownConns struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*ownConn]struct{} // open connections; nil once closed
+}
+
+// DialContext dials through o.dial and keeps the connection, or refuses
+// once o is closed.
+func (o *ownConns) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := o.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	oc := &ownConn{Conn: c, set: o}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		_ = c.Close()
+		return nil, errTransportClosed
+	}
+	o.conns[oc] = struct{}{}
+	return oc, nil
+}
+
+// closeAll closes every kept connection; dials that end later are closed
+// and refused.
+func (o *ownConns) closeAll() {
+	o.mu.Lock()
+	conns := o.conns
+	o.closed, o.conns = true, nil
+	o.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+// ownConn is a kept connection; closing it forgets it.
+type ownConn struct {
+	net.Conn
+	set *ownConns
+}
+
+func (c *ownConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.conns, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // dial opens a connection to the API server for the Forwarder: TCP, then
 // TLS with ALPN http/1.1 only (the Forwarder writes HTTP/1.1), unless the
