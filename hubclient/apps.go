@@ -246,7 +246,8 @@ type WaitOptions struct {
 	// CallTimeout bounds each read. Zero means the client's timeout.
 	CallTimeout time.Duration
 	// OnChange, if set, is called with the operation whenever it changed
-	// (its state, message or log), the first time too.
+	// (its state, message or log), the first time too, and the first time
+	// after the hub could not be reached.
 	OnChange func(Operation)
 	// OnUnreachable, if set, is called with each error of a read that
 	// could not reach the hub (ErrUnreachable); the wait goes on, as the
@@ -274,6 +275,7 @@ func (c *Client) WaitOperation(ctx context.Context, id string, opts WaitOptions)
 			return last, ctx.Err()
 		case err != nil && errors.Is(err, ErrUnreachable) && opts.OnUnreachable != nil:
 			opts.OnUnreachable(err)
+			seen = false
 		case err != nil:
 			return last, err
 		default:

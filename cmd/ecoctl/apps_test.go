@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,6 +226,29 @@ func TestAppsOnCluster(t *testing.T) {
 		t.Errorf("the slow operation:\n%s", out)
 	}
 
+	// The wait outlives the hub being unreachable (a restart, the network
+	// gone: here a proxy in front of the hub stops and starts again),
+	// saying so; the operation goes on in the hub meanwhile.
+	p := startProxy(t, strings.TrimPrefix(r.hub.URL, "https://"))
+	r.ok("proxied.yaml", "login", "https://"+p.addr, "--ca-file="+r.caFile, "--token-file="+filepath.Join(r.dir, "admin.token"))
+	watchOut = &lockedBuffer{}
+	watchCtx, stopWatch = context.WithCancel(t.Context())
+	watchDone = make(chan error, 1)
+	go func() {
+		root := newRoot(strings.NewReader(""), watchOut, watchOut, func(string) string { return "" })
+		root.SetArgs([]string{"--config=" + filepath.Join(r.dir, "proxied.yaml"), "operations", "get", slowID, "--watch", "--interval=100ms", "--timeout=2s"})
+		watchDone <- root.ExecuteContext(watchCtx)
+	}()
+	waitFor30(t, watchOut, "slow-hook")
+	p.stop()
+	waitFor30(t, watchOut, "still waiting for operation "+slowID)
+	p.start()
+	waitFor30(t, watchOut, "the hub answers again")
+	stopWatch()
+	if err := <-watchDone; err == nil || !strings.Contains(err.Error(), "stopped waiting") || !strings.Contains(watchOut.String(), "hub unreachable") {
+		t.Errorf("operations get --watch through an outage: %v\n%s", err, watchOut)
+	}
+
 	// Uninstall.
 	out = r.ok("admin.yaml", "apps", "uninstall", "prod", "shop/web")
 	if m := succeeded.FindStringSubmatch(out); m == nil || m[2] != "uninstalled" {
@@ -252,4 +278,82 @@ func waitFor30(t *testing.T, b *lockedBuffer, s string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// proxy forwards TCP connections from addr to a target until stopped; it
+// can start again on the same address: the hub unreachable, then back.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, addr: "127.0.0.1:0", target: target}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// start listens on p.addr (the port may linger a moment after stop).
+func (p *proxy) start() {
+	p.t.Helper()
+	var ln net.Listener
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	p.ln, p.addr, p.conns = ln, ln.Addr().String(), map[net.Conn]bool{}
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.ln != ln { // stopped meanwhile
+				p.mu.Unlock()
+				c.Close()
+				u.Close()
+				return
+			}
+			p.conns[c], p.conns[u] = true, true
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
+			go func() { defer p.wg.Done(); io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// stop closes the listener and every connection, and waits for them.
+func (p *proxy) stop() {
+	p.mu.Lock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
 }
