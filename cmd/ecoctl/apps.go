@@ -390,7 +390,7 @@ job, streams Helm's log to stderr and fails with Helm's error if it fails;
 	}
 
 	cmd.AddCommand(list, get, history, a.appsInstallCmd(&ns), a.appsUpgradeCmd(&ns), a.appsRollbackCmd(&ns), a.appsUninstallCmd(&ns))
-	cmd.PersistentFlags().StringVarP(&ns, "namespace", "n", "default", "the release's namespace, for a release given as NAME")
+	cmd.PersistentFlags().StringVarP(&ns, "namespace", "n", "default", "the namespace: of the releases listed, of one installed, of a release given as NAME")
 	return cmd
 }
 

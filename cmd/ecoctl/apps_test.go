@@ -101,6 +101,9 @@ func TestAppsOnCluster(t *testing.T) {
 		t.Errorf("apps install's stderr:\n%s", stderr)
 	}
 
+	if out := r.ok("admin.yaml", "__complete", "apps", "history", "prod", "shop/"); !strings.Contains(out, "shop/web\tshop-1.0.0") {
+		t.Errorf("completing a release: %q", out)
+	}
 	if out := r.ok("admin.yaml", "apps", "list", "prod", "-n", "shop"); !grepRow(out, "web", "shop", "1", "deployed", "shop-1.0.0", "2.4.1") {
 		t.Errorf("apps list -n shop:\n%s", out)
 	}

@@ -118,6 +118,13 @@ func TestCatalog(t *testing.T) {
 	if out := r.ok("admin.yaml", "catalog", "repos", "refresh", "demo", "--wait"); !grepRow(out, "demo", "ok") {
 		t.Errorf("repos refresh --wait:\n%s", out)
 	}
+	// Shell completion of repositories and charts.
+	if out := r.ok("admin.yaml", "__complete", "catalog", "repos", "refresh", "de"); !strings.Contains(out, "demo\t"+url) || strings.Contains(out, "eco-addons") {
+		t.Errorf("completing a repository: %q", out)
+	}
+	if out := r.ok("admin.yaml", "__complete", "catalog", "show", "demo/"); !strings.Contains(out, "demo/shop\t1.1.0") {
+		t.Errorf("completing a chart: %q", out)
+	}
 
 	for _, tc := range []struct {
 		args      []string
@@ -249,6 +256,12 @@ func TestAddons(t *testing.T) {
 		t.Errorf("addons list after set-version:\n%s", list)
 	}
 	r.ok("admin.yaml", "addons", "resync")
+	if out := r.ok("admin.yaml", "__complete", "addons", "enable", "lo"); !strings.Contains(out, "logging\tLog shipping") {
+		t.Errorf("completing an add-on: %q", out)
+	}
+	if out := r.ok("admin.yaml", "__complete", "addons", "disable", "logging", "st"); !strings.Contains(out, "staging") {
+		t.Errorf("completing the cluster of an add-on: %q", out)
+	}
 
 	r.member("mia", "admin", "")
 	for _, tc := range []struct {
@@ -331,6 +344,9 @@ func TestCloud(t *testing.T) {
 		}
 	}
 
+	if out := r.ok("admin.yaml", "__complete", "cloud", "discover", "prod"); !strings.Contains(out, "prod-aws\teks "+acct.ID) || strings.Contains(out, "eu-aws") {
+		t.Errorf("completing an account: %q", out)
+	}
 	disc := r.ok("admin.yaml", "cloud", "discover", "prod-aws")
 	if !grepRow(disc, "prod", "eu-west-1", "1.31", "Healthy", "public", "importable") ||
 		!grepRow(disc, "new", "eu-west-1", "no: still being created") ||
