@@ -1,8 +1,10 @@
 // Package hubclient is a Go client of the eco hub's HTTP API
-// (hub/openapi.yaml), used by ecoctl. Its errors say what went wrong in
+// (hub/openapi.yaml), used by ecoctl: clusters and tokens, the App
+// Catalog, Helm releases and their operations, managed add-ons, Argo CD
+// registration and cloud accounts. Its errors say what went wrong in
 // terms a user can act on: the hub unreachable, its certificate not
 // trusted, the token refused (401) or not allowed (403), an object not
-// found.
+// found, a conflict (409), a cluster ECO is not connected to (503).
 package hubclient
 
 import (
@@ -98,6 +100,10 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("not allowed (403): %s", e.Message)
 	case http.StatusNotFound:
 		return fmt.Sprintf("not found (404): %s", e.Message)
+	case http.StatusConflict:
+		return fmt.Sprintf("conflict (409): %s", e.Message)
+	case http.StatusServiceUnavailable:
+		return fmt.Sprintf("unavailable (503): %s", e.Message)
 	}
 	return fmt.Sprintf("the hub answered %d: %s", e.Code, e.Message)
 }
@@ -127,8 +133,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		body = bytes.NewReader(b)
 	}
+	// path's segments are escaped (url.PathEscape): kept as they are.
 	u := *c.base
-	u.Path += path
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("path %q: %w", path, err)
+	}
+	u.Path, u.RawPath = c.base.Path+unescaped, c.base.EscapedPath()+path
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {

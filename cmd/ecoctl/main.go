@@ -3,15 +3,22 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
 func main() {
-	if err := newRoot(os.Stdin, os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
+	// Ctrl-C ends a watch or a wait for an operation cleanly, saying so.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdin, os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ecoctl:", err)
 		os.Exit(1)
 	}

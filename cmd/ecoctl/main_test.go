@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -33,12 +34,22 @@ type rig struct {
 	dir    string
 	caFile string
 	env    map[string]string
+	// onRun, if set, sees everything each run printed, and its error.
+	onRun func(string)
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with the hub's config changed by configure (its
+// features mounted, cloud providers).
+func newRigWith(t *testing.T, configure func(*localeco.HubConfig)) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	h, err := localeco.StartHub(t.Context(), localeco.HubConfig{Dir: filepath.Join(dir, "hub")})
+	cfg := localeco.HubConfig{Dir: filepath.Join(dir, "hub")}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h, err := localeco.StartHub(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +72,21 @@ func (r *rig) write(name, content string) string {
 // run runs ecoctl with args and the given config file.
 func (r *rig) run(config, stdin string, args ...string) (string, error) {
 	r.t.Helper()
+	stdout, stderr, err := r.runSplit(config, stdin, args...)
+	return stdout + stderr, err
+}
+
+// runSplit runs ecoctl and returns its stdout and stderr apart.
+func (r *rig) runSplit(config, stdin string, args ...string) (string, string, error) {
+	r.t.Helper()
 	var out, errb bytes.Buffer
 	root := newRoot(strings.NewReader(stdin), &out, &errb, func(k string) string { return r.env[k] })
 	root.SetArgs(append([]string{"--config=" + filepath.Join(r.dir, config)}, args...))
 	err := root.ExecuteContext(r.t.Context())
-	return out.String() + errb.String(), err
+	if r.onRun != nil {
+		r.onRun(out.String() + errb.String() + fmt.Sprint(err))
+	}
+	return out.String(), errb.String(), err
 }
 
 // ok runs ecoctl and fails the test on an error.

@@ -35,6 +35,8 @@ type app struct {
 	output string
 	// timeout is --timeout.
 	timeout time.Duration
+	// stdinRead: a secret was read from stdin.
+	stdinRead bool
 }
 
 // newRoot returns ecoctl's command tree.
@@ -43,7 +45,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) stri
 	root := &cobra.Command{
 		Use:   "ecoctl",
 		Short: "ecoctl talks to an eco hub",
-		Long: `ecoctl manages clusters through an eco hub's API.
+		Long: `ecoctl manages clusters through an eco hub's API: the clusters, their
+agents and access, and what runs in them: Helm releases from the App
+Catalog, managed add-ons, Argo CD registration, clusters imported from
+cloud accounts.
 
 Start with "ecoctl login HUB-URL --ca-file=CA --token-file=TOKEN"; it keeps
 the hub URL, CA and token in a config file (mode 0600).`,
@@ -59,7 +64,8 @@ the hub URL, CA and token in a config file (mode 0600).`,
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.DurationVar(&a.timeout, "timeout", 30*time.Second, "time limit of each call to the hub")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
-	root.AddCommand(a.loginCmd(), a.clustersCmd(), a.installCmd(), a.getCredentialsCmd(), a.statusCmd(), a.tokensCmd(), a.whoamiCmd())
+	root.AddCommand(a.loginCmd(), a.clustersCmd(), a.installCmd(), a.getCredentialsCmd(), a.statusCmd(), a.tokensCmd(), a.whoamiCmd(),
+		a.catalogCmd(), a.appsCmd(), a.operationsCmd(), a.addonsCmd(), a.argocdCmd(), a.cloudCmd())
 	return root
 }
 
@@ -229,4 +235,29 @@ func (a *app) completeClusters(cmd *cobra.Command, args []string, toComplete str
 		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// readSecret reads a secret from file, or from stdin for "-" (once per
+// run): never from a flag's value, which the shell history and ps keep.
+// Surrounding white space is dropped.
+func (a *app) readSecret(flag, file string) (string, error) {
+	var data []byte
+	var err error
+	if file == "-" {
+		if a.stdinRead {
+			return "", fmt.Errorf("%s -: stdin was read already", flag)
+		}
+		a.stdinRead = true
+		data, err = io.ReadAll(a.stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", fmt.Errorf("%s: empty", flag)
+	}
+	return s, nil
 }
