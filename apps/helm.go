@@ -28,6 +28,18 @@ const DefaultTimeout = 5 * time.Minute
 type helmClient struct {
 	rest   *rest.Config
 	logger *slog.Logger
+	// ctx ends Helm's waits (hooks, readiness) when the operation ends;
+	// the calls themselves end through rest's transport (boundTransport).
+	ctx context.Context
+}
+
+// waitOptions make Helm's waits end with c.ctx rather than only at the
+// action's timeout.
+func (c helmClient) waitOptions() []kube.WaitOption {
+	if c.ctx == nil {
+		return nil
+	}
+	return []kube.WaitOption{kube.WithWaitContext(c.ctx)}
 }
 
 // configuration returns Helm's action configuration for namespace ns
@@ -114,6 +126,16 @@ func waitStrategy(wait bool) kube.WaitStrategy {
 	return kube.HookOnlyStrategy
 }
 
+// helmContext is the context given to Helm's RunWithContext: ctx's values,
+// never its end. When that context ends, Helm v4.3 returns at once while
+// the goroutine doing the work goes on writing the release, which the
+// returning goroutine marks failed and stores at the same time: a data
+// race (the race detector saw it with an install cut off in a hook). The
+// operation's end reaches Helm instead through its waits (waitOptions) and
+// its calls (Service.client's boundTransport), so the work fails on its own
+// goroutine and RunWithContext returns after it.
+func helmContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 func (c helmClient) install(ctx context.Context, o installOptions) (*release.Release, error) {
 	cfg, err := c.configuration(o.Namespace)
 	if err != nil {
@@ -124,6 +146,7 @@ func (c helmClient) install(ctx context.Context, o installOptions) (*release.Rel
 	in.CreateNamespace = true
 	in.Timeout = cmpDuration(o.Timeout)
 	in.WaitStrategy = waitStrategy(o.Wait)
+	in.WaitOptions = c.waitOptions()
 	in.ServerSideApply = true
 	if o.DryRun {
 		in.DryRunStrategy = action.DryRunServer
@@ -131,7 +154,7 @@ func (c helmClient) install(ctx context.Context, o installOptions) (*release.Rel
 			in.DryRunStrategy = action.DryRunClient
 		}
 	}
-	r, err := in.RunWithContext(ctx, o.Chart, o.Values)
+	r, err := in.RunWithContext(helmContext(ctx), o.Chart, o.Values)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +170,12 @@ func (c helmClient) upgrade(ctx context.Context, o installOptions) (*release.Rel
 	up.Namespace = o.Namespace
 	up.Timeout = cmpDuration(o.Timeout)
 	up.WaitStrategy = waitStrategy(o.Wait)
+	up.WaitOptions = c.waitOptions()
 	up.MaxHistory = 10
 	if o.DryRun {
 		up.DryRunStrategy = action.DryRunServer
 	}
-	r, err := up.RunWithContext(ctx, o.Release, o.Chart, o.Values)
+	r, err := up.RunWithContext(helmContext(ctx), o.Release, o.Chart, o.Values)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +191,7 @@ func (c helmClient) rollback(ns, name string, revision int, timeout time.Duratio
 	rb.Version = revision
 	rb.Timeout = cmpDuration(timeout)
 	rb.WaitStrategy = kube.HookOnlyStrategy
+	rb.WaitOptions = c.waitOptions()
 	rb.MaxHistory = 10
 	return rb.Run(name)
 }
@@ -179,6 +204,7 @@ func (c helmClient) uninstall(ns, name string, timeout time.Duration) (*release.
 	un := action.NewUninstall(cfg)
 	un.Timeout = cmpDuration(timeout)
 	un.WaitStrategy = kube.HookOnlyStrategy
+	un.WaitOptions = c.waitOptions()
 	res, err := un.Run(name)
 	if err != nil {
 		return nil, err

@@ -250,7 +250,7 @@ func (s *Service) client(ctx context.Context, cluster string, ident hub.Identity
 	}
 	cfg.Timeout = 0
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &boundTransport{rt: rt, ctx: ctx} }
-	return helmClient{rest: cfg, logger: logger}, nil
+	return helmClient{rest: cfg, logger: logger, ctx: ctx}, nil
 }
 
 // boundTransport ends every request when ctx ends.
