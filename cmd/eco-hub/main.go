@@ -30,6 +30,7 @@ import (
 
 	"github.com/eco-project/eco/apps/hubapps"
 	"github.com/eco-project/eco/hub"
+	"github.com/eco-project/eco/hub/argocd"
 	"github.com/eco-project/eco/hub/ui"
 	"github.com/eco-project/eco/install"
 	"github.com/eco-project/eco/store"
@@ -318,6 +319,9 @@ func run(o options, stdout io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	defer stopArgoCD()
+	if argo == nil {
+		h.Mount(argocd.APIPath, argocd.NotConfiguredHandler(h))
+	}
 	o.apps.Hub, o.apps.Logger = h, logger
 	features, err := hubapps.Start(ctx, o.apps)
 	if err != nil {

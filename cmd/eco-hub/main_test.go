@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"io"
 	"net"
@@ -255,6 +256,19 @@ func TestServeAndRestart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"admin"`) {
 		t.Fatalf("whoami = %d %s", resp.StatusCode, body)
+	}
+	// Without Argo CD flags, the Argo CD view says the hub has none, as
+	// JSON (a client can tell it from a cluster it may not see).
+	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/clusters/c-any/argocd", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var noArgo struct{ Error, Reason string }
+	err = json.NewDecoder(resp.Body).Decode(&noArgo)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || err != nil || noArgo.Reason != "NotConfigured" || !strings.Contains(noArgo.Error, "no Argo CD instance") {
+		t.Fatalf("Argo CD view without Argo CD: %d %+v (%v), want 404 NotConfigured", resp.StatusCode, noArgo, err)
 	}
 	// The add-on charts are built in: the catalog lists eco-addons.
 	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/catalog/repositories/eco-addons", nil)

@@ -32,7 +32,7 @@ hub without one, this says so.`,
 			return a.withCluster(cmd, args[0], func(ctx context.Context, c *hubclient.Client, cl hub.ClusterJSON) error {
 				v, err := c.ArgoCD(ctx, cl.ID)
 				if hubclient.IsStatus(err, http.StatusNotFound) {
-					// The cluster was found: the route is not served.
+					// The cluster was found: the hub answers NotConfigured (or, before it did, did not serve the route).
 					return fmt.Errorf("this hub has no Argo CD instance: it registers no cluster into Argo CD (eco-hub --argocd-kubeconfig, --argocd-cluster or --argocd-config; docs/argocd.md): %w", err)
 				}
 				if err != nil {

@@ -84,6 +84,30 @@ func (r *Registrar) Handler(auth Authenticator) http.Handler {
 	})
 }
 
+// NotConfigured is the error of NotConfiguredHandler.
+const NotConfigured = "this hub registers clusters into no Argo CD instance: eco-hub runs without --argocd-config, --argocd-kubeconfig, --argocd-in-cluster or --argocd-cluster (docs/argocd.md)"
+
+// NotConfiguredHandler serves APIPath on a hub without Argo CD: a JSON
+// 404 that says so ({"error": NotConfigured, "reason": "NotConfigured"}),
+// to any caller with a role in the cluster, so a client can tell it from
+// a cluster it may not see (404 "no such cluster", as everywhere).
+func NotConfiguredHandler(auth Authenticator) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		token, _ := cutBearer(req.Header.Get("Authorization"))
+		ident, err := auth.AuthenticateToken(req.Context(), token)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid hub API token is required (Authorization: Bearer ecot_...)"})
+			return
+		}
+		if ident.ClusterRole(req.PathValue("id")) == "" {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such cluster"})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": NotConfigured, "reason": "NotConfigured"})
+	})
+}
+
 func cutBearer(h string) (string, bool) {
 	const p = "Bearer "
 	if len(h) > len(p) && h[:len(p)] == p {
