@@ -35,7 +35,7 @@ var cluster *localcluster.Cluster
 func TestMain(m *testing.M) {
 	flag.Parse()
 	logrus.SetOutput(io.Discard) // the test registry's request log (package registrytest)
-	if testing.Short() { // the real-cluster tests skip themselves
+	if testing.Short() {         // the real-cluster tests skip themselves
 		os.Exit(m.Run())
 	}
 	clustertest.Main(m, localcluster.Config{Full: true, Name: "apps"}, &cluster)
