@@ -34,8 +34,9 @@ var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	logrus.SetOutput(io.Discard) // the test registry's request log (package registrytest)
-	if testing.Short() {         // the real-cluster tests skip themselves
+	// The test registry's request log (package registrytest).
+	logrus.SetOutput(io.Discard)
+	if testing.Short() { // the real-cluster tests skip themselves
 		os.Exit(m.Run())
 	}
 	clustertest.Main(m, localcluster.Config{Full: true, Name: "apps"}, &cluster)
