@@ -41,37 +41,37 @@ func pushCharts(t testing.TB, reg *registrytest.Registry, path, name string, ver
 
 // waitRepo polls repository name until cond holds of its status (20 s at
 // most) and returns that status.
-func (w *hubWith) waitRepo(name, what string, cond func(catalog.RepositoryStatus) bool) catalog.RepositoryStatus {
-	w.t.Helper()
+func (w *hubWith) waitRepo(t testing.TB, name, what string, cond func(catalog.RepositoryStatus) bool) catalog.RepositoryStatus {
+	t.Helper()
 	var st catalog.RepositoryStatus
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		st = catalog.RepositoryStatus{}
 		if code, body := w.call("GET", "/api/v1/catalog/repositories/"+name, "", nil, &st); code != 200 {
-			w.t.Fatalf("repository %s: %d %s", name, code, body)
+			t.Fatalf("repository %s: %d %s", name, code, body)
 		}
 		if cond(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			w.t.Fatalf("repository %s: %s never held: %+v", name, what, st)
+			t.Fatalf("repository %s: %s never held: %+v", name, what, st)
 		}
 	}
 }
 
 // refreshUntil asks for a refresh of repository name and waits for one
 // that ends with cond holding, asking again after each that does not.
-func (w *hubWith) refreshUntil(name, what string, cond func(catalog.RepositoryStatus) bool) catalog.RepositoryStatus {
-	w.t.Helper()
+func (w *hubWith) refreshUntil(t testing.TB, name, what string, cond func(catalog.RepositoryStatus) bool) catalog.RepositoryStatus {
+	t.Helper()
 	var st catalog.RepositoryStatus
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if code, body := w.call("POST", "/api/v1/catalog/repositories/"+name+"/refresh", "", nil, nil); code != 200 {
-			w.t.Fatalf("refresh %s: %d %s", name, code, body)
+			t.Fatalf("refresh %s: %d %s", name, code, body)
 		}
 		if st = w.waitRefreshed(name); cond(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			w.t.Fatalf("repository %s: %s never held after a refresh: %+v", name, what, st)
+			t.Fatalf("repository %s: %s never held after a refresh: %+v", name, what, st)
 		}
 	}
 }
@@ -182,7 +182,7 @@ func TestOCIDiscovery(t *testing.T) {
 	}
 
 	t.Run("progress shows while it runs", func(t *testing.T) {
-		st := w.waitRepo("oci", "progress past the listing", func(st catalog.RepositoryStatus) bool {
+		st := w.waitRepo(t, "oci", "progress past the listing", func(st catalog.RepositoryStatus) bool {
 			return st.Refreshing && strings.Contains(st.Progress, "of 4 repositories read")
 		})
 		t.Logf("progress: %s", st.Progress)
@@ -221,7 +221,7 @@ func TestOCIDiscovery(t *testing.T) {
 	t.Run("a refresh finds new charts and versions", func(t *testing.T) {
 		pushCharts(t, reg, "charts", "shop", "1.2.0")
 		pushCharts(t, reg, "charts", "new", "0.1.0")
-		st := w.refreshUntil("oci", "three charts, five versions", func(st catalog.RepositoryStatus) bool { return st.Charts == 3 && st.Versions == 5 })
+		st := w.refreshUntil(t, "oci", "three charts, five versions", func(st catalog.RepositoryStatus) bool { return st.Charts == 3 && st.Versions == 5 })
 		if st.RefreshError != "" {
 			t.Fatalf("status %+v", st)
 		}
@@ -392,7 +392,7 @@ func TestOCIDiscoveryNotices(t *testing.T) {
 	})
 	t.Run("a failing repository fails the refresh; the index stays", func(t *testing.T) {
 		flaky.Store(true)
-		st := w.refreshUntil("mixed", "a refresh error", func(st catalog.RepositoryStatus) bool { return st.RefreshError != "" })
+		st := w.refreshUntil(t, "mixed", "a refresh error", func(st catalog.RepositoryStatus) bool { return st.RefreshError != "" })
 		if !strings.Contains(st.RefreshError, "chart flaky") || !strings.Contains(st.RefreshError, "500") || st.Charts != 2 {
 			t.Fatalf("status %+v, want the error naming flaky and the last index", st)
 		}
@@ -400,7 +400,7 @@ func TestOCIDiscoveryNotices(t *testing.T) {
 			t.Fatalf("search after the failed refresh: %+v", hits)
 		}
 		flaky.Store(false)
-		w.refreshUntil("mixed", "a refresh without error", func(st catalog.RepositoryStatus) bool { return st.RefreshError == "" && st.Charts == 2 })
+		w.refreshUntil(t, "mixed", "a refresh without error", func(st catalog.RepositoryStatus) bool { return st.RefreshError == "" && st.Charts == 2 })
 	})
 	t.Run("the notice is kept across a restart", func(t *testing.T) {
 		w.restart()
