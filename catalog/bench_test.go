@@ -6,11 +6,11 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/eco-project/eco/catalog/registrytest"
-
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/eco-project/eco/catalog/registrytest"
 )
 
 // BenchmarkSearch: a search across a repository of 10,000 chart versions
