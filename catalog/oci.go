@@ -295,12 +295,14 @@ func readChart(ctx context.Context, reg *remote.Registry, prefix, name string) (
 	if err != nil {
 		return out, fmt.Errorf("manifest of %s: %w", tags[0].tag, err)
 	}
+	// Whatever the registry calls the manifest, a chart's has Helm's
+	// config (an image index, for one, has no config).
 	var m ocispec.Manifest
-	if desc.MediaType != ocispec.MediaTypeImageManifest || json.Unmarshal(raw, &m) != nil {
-		out.notChart = fmt.Sprintf("%s is %s, not a chart's manifest", tags[0].tag, desc.MediaType)
+	switch err := json.Unmarshal(raw, &m); {
+	case err != nil || m.Config.MediaType == "":
+		out.notChart = fmt.Sprintf("%s is a %s without a config, not a chart's manifest", tags[0].tag, desc.MediaType)
 		return out, nil
-	}
-	if m.Config.MediaType != registry.ConfigMediaType {
+	case m.Config.MediaType != registry.ConfigMediaType:
 		out.notChart = fmt.Sprintf("%s has a config of type %s, not %s", tags[0].tag, m.Config.MediaType, registry.ConfigMediaType)
 		return out, nil
 	}
