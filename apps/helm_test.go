@@ -302,13 +302,13 @@ func clone(m map[string]any) map[string]any {
 
 // checkLeaks returns a cleanup that fails t if goroutines started during
 // it are still running a few seconds after it (the hub's, the agent's,
-// Helm's operations').
-func checkLeaks(t *testing.T) func() {
-	opts := []goleak.Option{goleak.IgnoreCurrent(), goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+// Helm's operations'), other than those more ignores.
+func checkLeaks(t *testing.T, more ...goleak.Option) func() {
+	opts := append([]goleak.Option{goleak.IgnoreCurrent(), goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 		// client-go caches TLS transports process-wide (the test's own
 		// direct clients to the cluster); their idle HTTP/2 connections
 		// stay.
-		goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop")}
+		goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop")}, more...)
 	return func() {
 		if err := goleak.Find(opts...); err != nil {
 			t.Error(err)

@@ -90,7 +90,8 @@ type Service struct {
 	mu      sync.Mutex
 	running map[string]bool // IDs of the operations this Service runs; guarded by mu
 	// startMu is held while Start creates an operation and marks it
-	// running, and while it recovers a release a previous process left.
+	// running, and while it recovers a release a previous process left;
+	// and while recoverAll takes what runs and lists what is unfinished.
 	startMu sync.Mutex
 
 	metrics metrics
@@ -167,16 +168,26 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) RecoverNow(ctx context.Context) { s.recoverAll(ctx) }
 
 func (s *Service) recoverAll(ctx context.Context) {
+	// What runs here is taken before the list, both under startMu: an
+	// operation Start creates is then either in neither or ours, and one
+	// that ends meanwhile was ours when the list still had it unfinished.
+	// (Looking up each listed operation afterwards took one Start had just
+	// created, before it marked it running, for one cut off.)
+	s.startMu.Lock()
+	s.mu.Lock()
+	mine := make(map[string]bool, len(s.running))
+	for id := range s.running {
+		mine[id] = true
+	}
+	s.mu.Unlock()
 	ops, err := s.store.ListOperations(ctx, store.OperationQuery{Unfinished: true, Limit: store.MaxPageSize})
+	s.startMu.Unlock()
 	if err != nil {
 		s.log.Warn("listing unfinished operations", "err", err)
 		return
 	}
 	for _, op := range ops {
-		s.mu.Lock()
-		mine := s.running[op.ID]
-		s.mu.Unlock()
-		if mine || !s.hub.Connected(op.ClusterID) {
+		if mine[op.ID] || !s.hub.Connected(op.ClusterID) {
 			continue
 		}
 		s.recoverOne(ctx, op)

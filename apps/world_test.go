@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/eco-project/eco/agent"
 	"github.com/eco-project/eco/apps"
+	"github.com/eco-project/eco/catalog"
 	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/install"
@@ -30,6 +34,8 @@ var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The test registry's request log (package registrytest).
+	logrus.SetOutput(io.Discard)
 	if testing.Short() { // the real-cluster tests skip themselves
 		os.Exit(m.Run())
 	}
@@ -47,12 +53,14 @@ func logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// world is a hub with the Helm service, the shared cluster imported and
-// its agent running in-process.
+// world is a hub with the Helm service and the App Catalog it installs
+// catalog charts from (no repository in it until a test adds one), the
+// shared cluster imported and its agent running in-process.
 type world struct {
 	t   testing.TB
 	hub *localeco.Hub
 	svc *apps.Service
+	cat *catalog.Catalog
 	id  string
 	dir string
 
@@ -104,17 +112,25 @@ func newWorldB(t testing.TB) *world {
 	return w
 }
 
-// hubConfig mounts a fresh Helm service on every start of the hub (a
-// restart too) and runs its recovery loop.
+// hubConfig mounts a fresh Helm service and App Catalog on every start of
+// the hub (a restart too), as hubapps does, and runs the service's
+// recovery loop. The catalog refreshes when asked, not on a timer.
 func (w *world) hubConfig() localeco.HubConfig {
 	return localeco.HubConfig{
 		Dir: filepath.Join(w.dir, "hub"), HeartbeatInterval: time.Second, Logger: logger(w.t),
 		Mount: func(h *hub.Hub) error {
-			svc, err := apps.New(apps.Config{Hub: h, Logger: logger(w.t).With("component", "apps"), RecoverInterval: 200 * time.Millisecond, Timeout: time.Minute})
+			cat, err := catalog.New(context.Background(), catalog.Config{Hub: h, Logger: logger(w.t).With("component", "catalog"), Timeout: 10 * time.Second})
 			if err != nil {
 				return err
 			}
+			svc, err := apps.New(apps.Config{Hub: h, Logger: logger(w.t).With("component", "apps"), Charts: cat, RecoverInterval: 200 * time.Millisecond, Timeout: time.Minute})
+			if err != nil {
+				cat.Close()
+				return err
+			}
+			cat.Mount(h)
 			svc.Mount(h)
+			w.cat = cat
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); svc.Run(ctx) }()
@@ -124,7 +140,8 @@ func (w *world) hubConfig() localeco.HubConfig {
 	}
 }
 
-// closeService stops the Helm service as eco-hub does before the hub.
+// closeService stops the Helm service and the catalog as eco-hub does
+// before the hub.
 func (w *world) closeService() {
 	if w.svc == nil {
 		return
@@ -132,7 +149,8 @@ func (w *world) closeService() {
 	w.svcStop()
 	<-w.svcDone
 	w.svc.Close()
-	w.svc = nil
+	w.cat.Close()
+	w.svc, w.cat = nil, nil
 }
 
 // restartHub stops the service and the hub and starts both again on the
@@ -198,6 +216,12 @@ func packageChartB(b testing.TB, name string) string { return packageChart(b, na
 
 func packageChart(t testing.TB, name string, mutate func(version *string, values map[string]any)) string {
 	t.Helper()
+	return base64.StdEncoding.EncodeToString(chartArchive(t, name, mutate))
+}
+
+// chartArchive is packageChart's archive, as it is.
+func chartArchive(t testing.TB, name string, mutate func(version *string, values map[string]any)) []byte {
+	t.Helper()
 	ch, err := chartrepo.Demo(name)
 	if err != nil {
 		t.Fatal(err)
@@ -214,5 +238,5 @@ func packageChart(t testing.TB, name string, mutate func(version *string, values
 	if err != nil {
 		t.Fatal(err)
 	}
-	return base64.StdEncoding.EncodeToString(data)
+	return data
 }

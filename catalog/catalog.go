@@ -1,6 +1,7 @@
 // Package catalog is eco's App Catalog: chart repositories configured in
 // the hub — HTTP chart repositories (index.yaml, refreshed with ETags) and
-// OCI registries — with basic auth or a token and a custom CA, and
+// OCI registries (their charts listed, or discovered through the
+// registry's catalog API) — with basic auth or a token and a custom CA, and
 // repositories built into the hub (Config.BuiltIn: eco-hub's add-on
 // charts), read from an fs.FS and never changed. Secrets are
 // sealed with the hub's key (hub.Seal) before they reach the store and are
@@ -22,8 +23,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -32,9 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	"helm.sh/helm/v4/pkg/registry"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
-	"oras.land/oras-go/v2/registry/remote/auth"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eco-project/eco/apps"
@@ -66,6 +63,11 @@ type Config struct {
 	Timeout time.Duration
 	// Registerer receives the catalog's metrics. Nil means none.
 	Registerer prometheus.Registerer
+	// MaxDiscovered bounds the repositories under an OCI registry's path
+	// that a refresh checks for charts when they are not listed (found
+	// through the registry's catalog API); past it the repository's
+	// status has a notice. Zero means DefaultMaxDiscovered.
+	MaxDiscovered int
 	// BuiltIn are chart repositories built into the hub (eco-hub's
 	// "eco-addons", the managed add-ons' charts). They are listed, searched
 	// and installed from like the others, need no network, and cannot be
@@ -112,6 +114,9 @@ type Catalog struct {
 	charts chartCache
 
 	refreshes *prometheus.CounterVec
+
+	maxDiscovered   int // cfg.MaxDiscovered or its default
+	catalogPageSize int // n of a registry catalog request; tests lower it
 }
 
 // repoState is a repository as the catalog holds it.
@@ -139,7 +144,11 @@ func New(ctx context.Context, cfg Config) (*Catalog, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	c := &Catalog{cfg: cfg, hub: cfg.Hub, store: cfg.Hub.Store(), log: cfg.Logger, repos: map[string]*repoState{}, builtIn: map[string]BuiltInRepository{}}
+	if cfg.MaxDiscovered <= 0 {
+		cfg.MaxDiscovered = DefaultMaxDiscovered
+	}
+	c := &Catalog{cfg: cfg, hub: cfg.Hub, store: cfg.Hub.Store(), log: cfg.Logger, repos: map[string]*repoState{}, builtIn: map[string]BuiltInRepository{},
+		maxDiscovered: cfg.MaxDiscovered, catalogPageSize: defaultCatalogPageSize}
 	for _, b := range cfg.BuiltIn {
 		if b.Name == "" || b.Charts == nil {
 			return nil, errors.New("catalog: a built-in repository needs a Name and Charts")
@@ -262,7 +271,10 @@ var (
 )
 
 // RepositoryInput configures a repository. Password or Token are the
-// secret; they are sealed and never shown again.
+// secret; they are sealed and never shown again. Charts names an OCI
+// registry's charts (the repositories under its path); without them the
+// registry's catalog API lists them, which a registry that does not serve
+// it (GHCR, Docker Hub) refuses.
 type RepositoryInput struct {
 	Name     string   `json:"name"`
 	URL      string   `json:"url"`
@@ -287,9 +299,6 @@ func (c *Catalog) AddRepository(ctx context.Context, in RepositoryInput) (Reposi
 	case "http", "https":
 	case "oci":
 		kind = "oci"
-		if len(in.Charts) == 0 {
-			return RepositoryStatus{}, fmt.Errorf("%w: an OCI registry has no index: list its charts", ErrInvalid)
-		}
 	default:
 		return RepositoryStatus{}, fmt.Errorf("%w: url scheme %q: https, http or oci", ErrInvalid, u.Scheme)
 	}
@@ -304,6 +313,13 @@ func (c *Catalog) AddRepository(ctx context.Context, in RepositoryInput) (Reposi
 	}
 	r := store.Repository{Name: in.Name, Kind: kind, URL: strings.TrimSuffix(in.URL, "/"), Username: in.Username, CAPEM: in.CAPEM, Charts: in.Charts}
 	secret := in.Password + in.Token
+	if kind == "oci" && len(in.Charts) == 0 {
+		// The charts are to be discovered: the registry must list its
+		// repositories to these credentials, or nothing is recorded.
+		if err := c.probeCatalog(ctx, r, secret); err != nil {
+			return RepositoryStatus{}, err
+		}
+	}
 	if secret != "" {
 		if r.SealedSecret, err = c.hub.Seal(sealPurpose, []byte(secret)); err != nil {
 			return RepositoryStatus{}, err
@@ -366,6 +382,9 @@ type RepositoryStatus struct {
 	BuiltIn bool `json:"builtIn"`
 	// Missing are charts a built-in repository lacks, each with why.
 	Missing map[string]string `json:"missing,omitempty"`
+	// Notice is what the last successful refresh says without failing:
+	// an OCI discovery capped, repositories it could not read.
+	Notice string `json:"notice,omitempty"`
 }
 
 // Repositories lists the repositories.
@@ -394,6 +413,7 @@ func (c *Catalog) status(name string) (RepositoryStatus, error) {
 		out.RefreshedAt = &t
 	}
 	if st.index != nil {
+		out.Notice = st.index.Annotations[NoticeAnnotation]
 		out.Charts = len(st.index.Entries)
 		for _, vs := range st.index.Entries {
 			out.Versions += len(vs)
@@ -617,70 +637,6 @@ func parseIndex(data []byte) (*repo.IndexFile, error) {
 			}
 		}
 		ix.Entries[name] = kept
-	}
-	ix.SortEntries()
-	return ix, nil
-}
-
-// registryClient is Helm's OCI client for r: its CA, its credentials and
-// nothing from the hub host's docker or helm configuration.
-func (c *Catalog) registryClient(r store.Repository, secret string) (*registry.Client, error) {
-	hc, err := c.httpClient(r)
-	if err != nil {
-		return nil, err
-	}
-	authz := auth.Client{Client: hc, Cache: auth.NewCache()}
-	authz.Credential = func(context.Context, string) (auth.Credential, error) {
-		switch {
-		case secret == "":
-			return auth.EmptyCredential, nil
-		case r.Username != "":
-			return auth.Credential{Username: r.Username, Password: secret}, nil
-		}
-		return auth.Credential{AccessToken: secret}, nil
-	}
-	opts := []registry.ClientOption{
-		registry.ClientOptHTTPClient(hc),
-		registry.ClientOptAuthorizer(authz),
-		registry.ClientOptCredentialsFile(filepath.Join(os.TempDir(), "eco-catalog-no-credentials.json")),
-	}
-	if strings.HasPrefix(r.URL, "oci://localhost") {
-		opts = append(opts, registry.ClientOptPlainHTTP())
-	}
-	return registry.NewClient(opts...)
-}
-
-// refreshOCI builds an index from an OCI registry: each listed chart's
-// tags, with the metadata of its newest version.
-func (c *Catalog) refreshOCI(ctx context.Context, r store.Repository, secret string) (*repo.IndexFile, error) {
-	rc, err := c.registryClient(r, secret)
-	if err != nil {
-		return nil, err
-	}
-	base := strings.TrimPrefix(r.URL, "oci://")
-	ix := repo.NewIndexFile()
-	for i, name := range r.Charts {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		c.setProgress(r.Name, fmt.Sprintf("chart %d of %d: %s", i+1, len(r.Charts), name))
-		tags, err := rc.Tags(base + "/" + name)
-		if err != nil {
-			return nil, fmt.Errorf("tags of %s: %w", name, err)
-		}
-		if len(tags) == 0 {
-			continue
-		}
-		// Tags come newest first (semver order).
-		res, err := rc.Pull(base + "/" + name + ":" + tags[0])
-		if err != nil {
-			return nil, fmt.Errorf("pulling %s:%s: %w", name, tags[0], err)
-		}
-		for _, tag := range tags {
-			md := *res.Chart.Meta
-			md.Version = tag
-			ix.Entries[name] = append(ix.Entries[name], &repo.ChartVersion{Metadata: &md, URLs: []string{r.URL + "/" + name + ":" + tag}, Created: time.Now().UTC()})
-		}
 	}
 	ix.SortEntries()
 	return ix, nil

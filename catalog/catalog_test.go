@@ -3,8 +3,6 @@ package catalog_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -18,19 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
-	"golang.org/x/crypto/bcrypt"
-	"helm.sh/helm/v4/pkg/registry"
-
 	"github.com/eco-project/eco/apps"
 	"github.com/eco-project/eco/catalog"
 	"github.com/eco-project/eco/catalog/chartrepo"
 	"github.com/eco-project/eco/hub"
 	"github.com/eco-project/eco/localeco"
-	"github.com/eco-project/eco/store"
 )
 
 type tWriter struct{ t testing.TB }
@@ -50,6 +40,9 @@ type hubWith struct {
 	// builtIn are the catalog's built-in repositories, read at every
 	// start (a restart too).
 	builtIn []catalog.BuiltInRepository
+	// maxDiscovered and catalogPageSize, when set, bound OCI discovery
+	// (Config.MaxDiscovered) and the pages of a registry's catalog.
+	maxDiscovered, catalogPageSize int
 	// logs holds what the hub and the catalog logged (warnings and up).
 	logs syncBuffer
 }
@@ -78,7 +71,19 @@ func startHubB(t testing.TB) *hubWith { return startHubWith(t) }
 
 // startHubWith starts a hub whose catalog has built-in repositories.
 func startHubWith(t testing.TB, builtIn ...catalog.BuiltInRepository) *hubWith {
-	w := &hubWith{t: t, dir: t.TempDir(), builtIn: builtIn}
+	return (&hubWith{t: t, builtIn: builtIn}).start()
+}
+
+// startHubTuned starts a hub whose catalog checks at most maxDiscovered
+// repositories of a registry and reads its catalog pageSize entries a
+// page (zero: the defaults).
+func startHubTuned(t testing.TB, maxDiscovered, pageSize int) *hubWith {
+	return (&hubWith{t: t, maxDiscovered: maxDiscovered, catalogPageSize: pageSize}).start()
+}
+
+func (w *hubWith) start() *hubWith {
+	t := w.t
+	w.dir = t.TempDir()
 	h, err := localeco.StartHub(t.Context(), w.config())
 	if err != nil {
 		t.Fatal(err)
@@ -95,9 +100,12 @@ func (w *hubWith) config() localeco.HubConfig {
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(tWriter{w.t}, &w.logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return localeco.HubConfig{Dir: w.dir, Logger: logger,
 		Mount: func(h *hub.Hub) error {
-			c, err := catalog.New(context.Background(), catalog.Config{Hub: h, Timeout: 5 * time.Second, Logger: logger, BuiltIn: w.builtIn})
+			c, err := catalog.New(context.Background(), catalog.Config{Hub: h, Timeout: 5 * time.Second, Logger: logger, BuiltIn: w.builtIn, MaxDiscovered: w.maxDiscovered})
 			if err != nil {
 				return err
+			}
+			if w.catalogPageSize > 0 {
+				catalog.SetCatalogPageSize(c, w.catalogPageSize)
 			}
 			c.Mount(h)
 			w.cat = c
@@ -137,6 +145,7 @@ func (w *hubWith) waitRefreshed(name string) catalog.RepositoryStatus {
 	w.t.Helper()
 	var st catalog.RepositoryStatus
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st = catalog.RepositoryStatus{} // no field left from the last answer
 		if code, body := w.call("GET", "/api/v1/catalog/repositories/"+name, "", nil, &st); code != 200 {
 			w.t.Fatalf("repository %s: %d %s", name, code, body)
 		}
@@ -300,7 +309,7 @@ func TestHTTPRepository(t *testing.T) {
 	t.Run("bad input", func(t *testing.T) {
 		for _, in := range []map[string]any{
 			{"name": "x", "url": "ftp://example"},
-			{"name": "x", "url": "oci://example/charts"},
+			{"name": "x", "url": "oci:///charts"},
 			{"name": "x", "url": srv.URL, "password": "p"},
 			{"name": "x", "url": srv.URL, "caPEM": "not pem"},
 			{"name": "x", "url": srv.URL, "username": "u", "password": "p", "token": "t"},
@@ -323,75 +332,4 @@ func TestHTTPRepository(t *testing.T) {
 			t.Fatalf("download with the unsealed password: %v", err)
 		}
 	})
-}
-
-// startRegistry runs distribution's registry in-process on TLS with
-// htpasswd basic auth and in-memory storage.
-func startRegistry(t *testing.T, user, pass string) *httptest.Server {
-	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600)
-	cfg := &configuration.Configuration{}
-	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
-	cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "eco-test", "path": htpasswd}}
-	cfg.HTTP.Secret = "eco-test-secret"
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	srv := httptest.NewTLSServer(handlers.NewApp(ctx, cfg))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// TestOCIRepository: charts pushed with Helm's registry client to a real
-// registry (distribution, basic auth, TLS from its own CA) are listed,
-// searched and downloaded by the catalog.
-func TestOCIRepository(t *testing.T) {
-	reg := startRegistry(t, "pusher", "s3cret-token")
-	host := strings.TrimPrefix(reg.URL, "https://")
-	pool := x509.NewCertPool()
-	pool.AddCert(reg.Certificate())
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	rc, err := registry.NewClient(registry.ClientOptHTTPClient(hc), registry.ClientOptBasicAuth("pusher", "s3cret-token"),
-		registry.ClientOptCredentialsFile(filepath.Join(t.TempDir(), "creds.json")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	packageShop(t, dir, "1.0.0", "1.1.0")
-	for _, v := range []string{"1.0.0", "1.1.0"} {
-		data, err := os.ReadFile(filepath.Join(dir, "shop-"+v+".tgz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rc.Push(data, host+"/charts/shop:"+v); err != nil {
-			t.Fatalf("push %s: %v", v, err)
-		}
-	}
-	w := startHub(t)
-	in := map[string]any{"name": "oci", "url": "oci://" + host + "/charts", "username": "pusher", "password": "s3cret-token", "caPEM": caPEM(reg), "charts": []string{"shop"}}
-	if code, body := w.call("POST", "/api/v1/catalog/repositories", "", in, nil); code != 200 {
-		t.Fatalf("add: %d %s", code, body)
-	}
-	st := w.waitRefreshed("oci")
-	if st.RefreshError != "" || st.Versions != 2 {
-		t.Fatalf("status %+v", st)
-	}
-	if hits := w.cat.Search("shop", 0); len(hits) != 1 || hits[0].Version != "1.1.0" || hits[0].Repo != "oci" {
-		t.Fatalf("search %+v", hits)
-	}
-	var page catalog.Page
-	if code, body := w.call("GET", "/api/v1/catalog/charts/oci/shop?version=1.0.0", "", nil, &page); code != 200 || page.Version != "1.0.0" || !strings.Contains(page.Readme, "# shop") {
-		t.Fatalf("chart page: %d %s %+v", code, body, page)
-	}
-	// Wrong credentials: a clear refresh error.
-	in = map[string]any{"name": "oci-bad", "url": "oci://" + host + "/charts", "username": "pusher", "password": "nope", "caPEM": caPEM(reg), "charts": []string{"shop"}}
-	w.call("POST", "/api/v1/catalog/repositories", "", in, nil)
-	if st := w.waitRefreshed("oci-bad"); st.RefreshError == "" {
-		t.Fatalf("wrong registry password: %+v", st)
-	}
-	_ = store.ErrNotFound
 }

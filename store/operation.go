@@ -121,7 +121,8 @@ type Repository struct {
 	// system's roots.
 	CAPEM string
 	// Charts lists the charts of an OCI repository (a registry has no
-	// index).
+	// index); empty, the catalog discovers them through the registry's
+	// catalog API.
 	Charts    []string
 	CreatedAt time.Time
 

@@ -146,7 +146,7 @@ func (a uiApps) Repositories(context.Context, hub.Identity) ([]ui.RepoStatus, er
 	var out []ui.RepoStatus
 	for _, r := range a.f.Catalog.Repositories() {
 		st := ui.RepoStatus{Name: r.Name, Kind: r.Kind, URL: r.URL, Progress: r.Progress, Error: r.RefreshError, Charts: r.Charts, Versions: r.Versions,
-			Refreshing: r.Refreshing, HasSecret: r.HasSecret, CustomCA: r.CustomCA, BuiltIn: r.BuiltIn}
+			Refreshing: r.Refreshing, HasSecret: r.HasSecret, CustomCA: r.CustomCA, BuiltIn: r.BuiltIn, Notice: r.Notice}
 		for name := range r.Missing {
 			st.Missing = append(st.Missing, name)
 		}

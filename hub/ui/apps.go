@@ -89,6 +89,9 @@ type RepoStatus struct {
 	BuiltIn     bool
 	Missing     []string
 	RefreshedAt time.Time
+	// Notice is what the last refresh says without failing (an OCI
+	// discovery capped, repositories it could not read).
+	Notice string
 }
 
 // RepoForm adds a repository. Password or Token is sealed by the hub and
