@@ -30,6 +30,9 @@ type Repository struct {
 	BuiltIn bool `json:"builtIn"`
 	// Missing are charts a built-in repository lacks, each with why.
 	Missing map[string]string `json:"missing,omitempty"`
+	// Notice is what the last refresh says without failing: an OCI
+	// registry's discovery capped, or repositories it could not read.
+	Notice string `json:"notice,omitempty"`
 }
 
 // RepositoryRequest is the body of POST /api/v1/catalog/repositories.

@@ -34,6 +34,8 @@ func repoRows(rs []hubclient.Repository) [][]string {
 			st = "error: " + r.RefreshError
 		case len(r.Missing) > 0:
 			st = "missing: " + strings.Join(slices.Sorted(maps.Keys(r.Missing)), ", ")
+		case r.Notice != "":
+			st = "ok: " + r.Notice
 		}
 		kind := r.Kind
 		if r.BuiltIn {
@@ -104,14 +106,19 @@ func (a *app) catalogCmd() *cobra.Command {
 	var wait bool
 	add := &cobra.Command{
 		Use:   "add NAME URL",
-		Short: "add an HTTP chart repository (https://...) or an OCI registry (oci://host/path --chart=NAME...)",
+		Short: "add an HTTP chart repository (https://...) or an OCI registry (oci://host/path [--chart=NAME...])",
 		Long: `add adds a chart repository to the App Catalog; the hub refreshes its index
 in the background (--wait waits for it and fails if it fails).
+
+An OCI registry's charts are discovered through its catalog API; a
+registry without one (GHCR, Docker Hub) is refused unless --chart names
+the charts to list.
 
 A password or bearer token is read from a file or stdin (-), never from
 the command line; the hub keeps it sealed and never shows it again.`,
 		Example: `  ecoctl catalog repos add bitnami https://charts.bitnami.com/bitnami --wait
   ecoctl catalog repos add internal https://charts.corp.example --username=ci --password-file=- --ca-file=corp-ca.pem
+  ecoctl catalog repos add registry oci://registry.corp.example/charts --username=ci --password-file=-
   ecoctl catalog repos add ghcr oci://ghcr.io/example/charts --chart=web --chart=worker --token-file=ghcr.token`,
 		Args: cobra.ExactArgs(2), PreRunE: a.checkOutput,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -158,7 +165,7 @@ the command line; the hub keeps it sealed and never shows it again.`,
 	add.Flags().StringVar(&passwordFile, "password-file", "", "`file` holding the basic-auth password (- for stdin)")
 	add.Flags().StringVar(&tokenFile, "token-file", "", "`file` holding a bearer token instead of a password (- for stdin)")
 	add.Flags().StringVar(&caFile, "ca-file", "", "PEM `file` of the CA that signed the repository's certificate")
-	add.Flags().StringSliceVar(&req.Charts, "chart", nil, "an OCI registry's chart to list (repeat, or comma-separated)")
+	add.Flags().StringSliceVar(&req.Charts, "chart", nil, "an OCI registry's chart to list instead of discovering them (repeat, or comma-separated)")
 	add.Flags().BoolVar(&wait, "wait", false, "wait for the first refresh; fail if it fails")
 	remove := &cobra.Command{
 		Use: "remove NAME", Aliases: []string{"rm", "delete"}, Short: "remove a chart repository (a built-in one cannot be)",

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/eco-project/eco/hubclient"
 )
 
 // TestValues: -f files merged in order over a release's values, then
@@ -105,6 +107,28 @@ func TestLogTail(t *testing.T) {
 	for i, s := range steps {
 		if got := tail.next(s.log, s.final); got != s.want {
 			t.Errorf("step %d (%q): printed %q, want %q", i, s.log, got, s.want)
+		}
+	}
+}
+
+// TestRepoStatus: the STATUS column of `catalog repos list` says, in
+// order, a refresh running, a failed one, built-in charts missing, and
+// what a successful refresh noticed (an OCI discovery capped).
+func TestRepoStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		repo hubclient.Repository
+		want string
+	}{
+		{"fresh", hubclient.Repository{}, "ok"},
+		{"refreshing", hubclient.Repository{Refreshing: true, Progress: "3 of 9 repositories read", Notice: "old"}, "refreshing: 3 of 9 repositories read"},
+		{"failed", hubclient.Repository{RefreshError: "401", Notice: "old"}, "error: 401"},
+		{"missing", hubclient.Repository{Missing: map[string]string{"b": "x", "a": "y"}}, "missing: a, b"},
+		{"notice", hubclient.Repository{Notice: "only the first 500 repositories were read"}, "ok: only the first 500 repositories were read"},
+	} {
+		rows := repoRows([]hubclient.Repository{tc.repo})
+		if got := rows[0][len(repoHeader)-1]; got != tc.want {
+			t.Errorf("%s: STATUS %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
