@@ -337,6 +337,11 @@ func writeServiceError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrNotConnected), errors.Is(err, tunnel.ErrNoSession):
 		code = http.StatusServiceUnavailable
 	}
+	if busy := (*store.BusyError)(nil); code == http.StatusConflict && errors.As(err, &busy) {
+		// The 409 names the operation holding the release.
+		writeJSON(w, code, map[string]string{"error": err.Error(), "operation": busy.Holder})
+		return
+	}
 	writeError(w, code, err.Error())
 }
 

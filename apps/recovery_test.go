@@ -1,6 +1,7 @@
 package apps_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -56,9 +57,10 @@ func TestOperationsAreJobs(t *testing.T) {
 	t.Run("a second operation on the release is 409", func(t *testing.T) {
 		op := install("busy")
 		waitPending(t, "slow-ns/busy")
+		var busy struct{ Error, Operation string }
 		code, body := w.call("DELETE", base+"/slow-ns/busy", "", nil, nil)
-		if code != http.StatusConflict || !strings.Contains(body, op.ID) {
-			t.Fatalf("second operation: %d %s, want 409 naming %s", code, body, op.ID)
+		if err := json.Unmarshal([]byte(body), &busy); code != http.StatusConflict || err != nil || busy.Operation != op.ID || !strings.Contains(busy.Error, op.ID) {
+			t.Fatalf("second operation: %d %s, want 409 naming %s in operation and error", code, body, op.ID)
 		}
 		// The running one shows progress: Helm's log so far.
 		var now apps.OperationJSON

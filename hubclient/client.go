@@ -90,6 +90,9 @@ type APIError struct {
 	Code int
 	// Message is the hub's error message.
 	Message string
+	// Operation is the operation a 409 of the Helm service names: the one
+	// holding the release.
+	Operation string
 }
 
 func (e *APIError) Error() string {
@@ -162,13 +165,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error string `json:"error"`
+			Error     string `json:"error"`
+			Operation string `json:"operation"`
 		}
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return &APIError{Code: resp.StatusCode, Message: msg}
+		return &APIError{Code: resp.StatusCode, Message: msg, Operation: e.Operation}
 	}
 	switch o := out.(type) {
 	case nil:

@@ -16,6 +16,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -34,6 +35,21 @@ var (
 	// name, unknown provider, state or role, out-of-range limit, …).
 	ErrInvalid = errors.New("invalid input")
 )
+
+// BusyError is CreateOperation's ErrConflict when an unfinished operation
+// holds the release: Holder is that operation's ID, so a caller can point
+// at it (the hub API's 409 names it). errors.Is(err, ErrConflict) holds.
+type BusyError struct {
+	Holder             string
+	Namespace, Release string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("operation %s is still running on release %s/%s: %v", e.Holder, e.Namespace, e.Release, ErrConflict)
+}
+
+// Unwrap makes a BusyError an ErrConflict.
+func (e *BusyError) Unwrap() error { return ErrConflict }
 
 // Store is the hub's persistent state. Implementations are safe for
 // concurrent use. Every timestamp they record comes from [Config.Now] and is
@@ -183,8 +199,9 @@ type Store interface {
 	CloudLinkByRef(ctx context.Context, ref string) (CloudLink, error)
 	// Helm operations (hub jobs of package apps). CreateOperation records
 	// op (ID generated, see [NewOperationID]; State running unless set)
-	// and returns ErrConflict if an unfinished operation holds the same
-	// release: one operation per release at a time, across hub replicas.
+	// and returns a *[BusyError] (an ErrConflict naming the holder) if an
+	// unfinished operation holds the same release: one operation per
+	// release at a time, across hub replicas.
 	CreateOperation(ctx context.Context, op Operation) (Operation, error)
 	// UpdateOperation applies u to operation id and returns it; a final
 	// state sets FinishedAt. A finished operation is ErrConflict.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -45,17 +44,14 @@ func parseRelease(arg, ns string) (string, string, error) {
 	return ns, arg, nil
 }
 
-// runningOp finds the operation a 409 names.
-var runningOp = regexp.MustCompile(`operation (op-[a-z0-9]+) is still running`)
-
 // appsError says in plain words why the hub refused a Helm request on
 // release ns/name of cluster cl ("" name: the cluster's releases).
 func appsError(err error, cl hub.ClusterJSON, ns, name string) error {
 	switch {
 	case hubclient.IsStatus(err, http.StatusConflict) && name != "":
 		hint := ""
-		if m := runningOp.FindStringSubmatch(err.Error()); m != nil {
-			hint = fmt.Sprintf("; follow it with ecoctl operations get %s --watch", m[1])
+		if ae := (*hubclient.APIError)(nil); errors.As(err, &ae) && ae.Operation != "" {
+			hint = fmt.Sprintf("; follow it with ecoctl operations get %s --watch", ae.Operation)
 		}
 		return fmt.Errorf("an operation is already running on release %s/%s in cluster %s%s: %w", ns, name, cl.Name, hint, err)
 	case hubclient.IsStatus(err, http.StatusServiceUnavailable):

@@ -76,7 +76,7 @@ func (s *Store) CreateOperation(ctx context.Context, o store.Operation) (store.O
 			var holder string
 			switch err := w.queryRow(qOperationHolder, o.ClusterID, o.Namespace, o.Release).Scan(&holder); {
 			case err == nil:
-				return fmt.Errorf("operation %s is still running on release %s/%s: %w", holder, o.Namespace, o.Release, store.ErrConflict)
+				return &store.BusyError{Holder: holder, Namespace: o.Namespace, Release: o.Release}
 			case !errors.Is(err, sql.ErrNoRows):
 				return err
 			}

@@ -25,8 +25,10 @@ func testOperations(t *testing.T, open OpenFunc) {
 	if first.State != store.OperationRunning || !store.ValidID(store.OperationIDPrefix, first.ID) || !first.FinishedAt.IsZero() {
 		t.Fatalf("created %+v, want running with an op- ID", first)
 	}
-	if _, err := e.s.CreateOperation(e.ctx, op); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("second operation on the release: %v, want ErrConflict", err)
+	_, err = e.s.CreateOperation(e.ctx, op)
+	var busy *store.BusyError
+	if !errors.Is(err, store.ErrConflict) || !errors.As(err, &busy) || busy.Holder != first.ID || busy.Namespace != "web" || busy.Release != "shop" {
+		t.Fatalf("second operation on the release: %v, want a BusyError (ErrConflict) naming %s on web/shop", err, first.ID)
 	}
 	other := op
 	other.Release = "blog"
