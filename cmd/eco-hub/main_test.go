@@ -270,6 +270,16 @@ func TestServeAndRestart(t *testing.T) {
 	if resp.StatusCode != 404 || err != nil || noArgo.Reason != "NotConfigured" || !strings.Contains(noArgo.Error, "no Argo CD instance") {
 		t.Fatalf("Argo CD view without Argo CD: %d %+v (%v), want 404 NotConfigured", resp.StatusCode, noArgo, err)
 	}
+	// Without a token it says nothing about Argo CD: 401.
+	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/clusters/c-any/argocd", nil)
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || strings.Contains(string(body), "Argo CD") {
+		t.Fatalf("Argo CD view without a token: %d %s, want 401", resp.StatusCode, body)
+	}
 	// The add-on charts are built in: the catalog lists eco-addons.
 	req, _ = http.NewRequest("GET", "https://"+addr+"/api/v1/catalog/repositories/eco-addons", nil)
 	req.Header.Set("Authorization", "Bearer "+token)

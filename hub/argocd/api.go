@@ -57,16 +57,8 @@ func (r *Registrar) View(ctx context.Context, c store.Cluster) ClusterView {
 // everywhere in the hub API.
 func (r *Registrar) Handler(auth Authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		token, _ := cutBearer(req.Header.Get("Authorization"))
-		ident, err := auth.AuthenticateToken(req.Context(), token)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid hub API token is required (Authorization: Bearer ecot_...)"})
-			return
-		}
-		id := req.PathValue("id")
-		if ident.ClusterRole(id) == "" {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such cluster"})
+		id, ok := clusterCaller(auth, w, req)
+		if !ok {
 			return
 		}
 		c, err := r.store.GetCluster(req.Context(), id)
@@ -93,19 +85,31 @@ const NotConfigured = "this hub registers clusters into no Argo CD instance: eco
 // a cluster it may not see (404 "no such cluster", as everywhere).
 func NotConfiguredHandler(auth Authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		token, _ := cutBearer(req.Header.Get("Authorization"))
-		ident, err := auth.AuthenticateToken(req.Context(), token)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid hub API token is required (Authorization: Bearer ecot_...)"})
-			return
-		}
-		if ident.ClusterRole(req.PathValue("id")) == "" {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such cluster"})
+		if _, ok := clusterCaller(auth, w, req); !ok {
 			return
 		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": NotConfigured, "reason": "NotConfigured"})
 	})
+}
+
+// clusterCaller authenticates req's bearer token and returns the cluster
+// of its path if the caller has a role there; otherwise it has answered
+// 401, or 404 "no such cluster" (whether it exists is not the caller's
+// business), and returns false.
+func clusterCaller(auth Authenticator, w http.ResponseWriter, req *http.Request) (string, bool) {
+	token, _ := cutBearer(req.Header.Get("Authorization"))
+	ident, err := auth.AuthenticateToken(req.Context(), token)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="eco"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a valid hub API token is required (Authorization: Bearer ecot_...)"})
+		return "", false
+	}
+	id := req.PathValue("id")
+	if ident.ClusterRole(id) == "" {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such cluster"})
+		return "", false
+	}
+	return id, true
 }
 
 func cutBearer(h string) (string, bool) {
